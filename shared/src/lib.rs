@@ -1,0 +1,11 @@
+//! profile-relay's library: everything the Lambda functions and the local `relay` CLI share.
+//!
+//! Dependencies point inward: `vendors` and `store` do I/O; `model`, `mapping` and `plan`
+//! are pure, so the rules that decide *what* is sent can be tested without any server.
+
+pub mod mapping;
+pub mod model;
+pub mod plan;
+pub mod store;
+pub mod telemetry;
+pub mod vendors;

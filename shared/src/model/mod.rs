@@ -1,0 +1,3 @@
+//! The canonical model every source maps into and every vendor plan starts from.
+
+pub mod redact;

@@ -1,0 +1,3 @@
+//! See `wire` for the request and response bodies.
+
+pub mod wire;
