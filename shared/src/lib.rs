@@ -6,6 +6,7 @@
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod samples;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;

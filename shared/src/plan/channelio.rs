@@ -14,3 +14,104 @@ pub enum ChannelPlan {
     /// No request.
     Skip(SkipReason),
 }
+
+use serde_json::Map;
+
+use super::{
+    PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
+    encode_path_segment, fingerprints, nothing_to_send,
+};
+use crate::mapping::ChannelMapping;
+use crate::mapping::vendor::canonical_value;
+use crate::model::{ChangeKind, ChannelTags, ContactChange};
+
+/// Plans the Channel.io request for `change`: an upsert by memberId when the mapping
+/// yields one, else a PATCH of the known user.
+pub fn plan_channelio(
+    change: &ContactChange,
+    state: &VendorState,
+    mapping: &ChannelMapping,
+) -> Result<Planned<ChannelPlan>, PlanError> {
+    if change.event.kind == ChangeKind::Deleted {
+        return Ok(Planned::skip(ChannelPlan::Skip(
+            SkipReason::DeletionNotSupported,
+        )));
+    }
+    let changed = changed(mapping.fields.project(&change.contact), state);
+    let mut body = UserBody::default();
+    for (target, value) in &changed.values {
+        match *target {
+            "tags" => {
+                let raw: Vec<String> = value
+                    .as_array()
+                    .map(|a| a.iter().map(as_text).collect())
+                    .unwrap_or_default();
+                let tags = ChannelTags::from_raw(raw);
+                if !tags.dropped.is_empty() {
+                    tracing::warn!(
+                        vendor = "channelio",
+                        dropped = tags.dropped.len(),
+                        "more than 20 tags; the rest are not sent"
+                    );
+                }
+                body.tags = Some(tags.kept);
+            }
+            // Canonical consent is an opt-in; Channel.io stores the opt-out.
+            "unsubscribeEmail" => body.unsubscribe_email = value.as_bool().map(|consent| !consent),
+            "unsubscribeTexting" => {
+                body.unsubscribe_texting = value.as_bool().map(|consent| !consent)
+            }
+            other => {
+                if let Some(key) = other.strip_prefix("profile.") {
+                    body.profile
+                        .get_or_insert_with(Map::new)
+                        .insert(key.to_string(), value.clone());
+                } else if let Some(key) = other.strip_prefix("profileOnce.") {
+                    body.profile_once
+                        .get_or_insert_with(Map::new)
+                        .insert(key.to_string(), value.clone());
+                }
+            }
+        }
+    }
+    if body.is_empty() {
+        return Ok(Planned::skip(ChannelPlan::Skip(nothing_to_send(&changed))));
+    }
+    let member_id = mapping
+        .member_id
+        .as_ref()
+        .and_then(|field| canonical_value(&change.contact, field))
+        .map(|v| as_text(&v))
+        .filter(|m| !m.is_empty());
+    let plan = match (member_id, &state.vendor_id) {
+        (Some(member_id), _) => ChannelPlan::Upsert { member_id, body },
+        (None, Some(user_id)) => ChannelPlan::Patch {
+            user_id: user_id.clone(),
+            body,
+        },
+        (None, None) => return Err(PlanError::ChannelNeedsUserIdentity),
+    };
+    Ok(Planned {
+        plan,
+        applied: fingerprints(&changed.values),
+    })
+}
+
+impl ChannelPlan {
+    /// The request, exactly as Channel.io receives it.
+    pub fn requests(&self) -> Vec<PlannedRequest> {
+        match self {
+            ChannelPlan::Upsert { member_id, body } => vec![PlannedRequest {
+                method: http::Method::PUT,
+                path: format!("/open/v5/users/@{}", encode_path_segment(member_id)),
+                body: body_json(body),
+            }],
+            ChannelPlan::Patch { user_id, body } => vec![PlannedRequest {
+                method: http::Method::PATCH,
+                path: format!("/open/v5/users/{}", encode_path_segment(user_id)),
+                body: body_json(body),
+            }],
+            ChannelPlan::Skip(_) => Vec::new(),
+        }
+    }
+}

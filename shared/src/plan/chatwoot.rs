@@ -16,3 +16,100 @@ pub enum ChatwootPlan {
     /// No request.
     Skip(SkipReason),
 }
+
+use serde_json::Map;
+
+use super::{
+    PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
+    encode_query_value, fingerprints, nothing_to_send,
+};
+use crate::mapping::FieldMap;
+use crate::model::{ChangeKind, ContactChange};
+
+/// Plans the Chatwoot contact write for `change`.
+pub fn plan_chatwoot(
+    change: &ContactChange,
+    state: &VendorState,
+    mapping: &FieldMap,
+) -> Result<Planned<ChatwootPlan>, PlanError> {
+    if change.event.kind == ChangeKind::Deleted {
+        return Ok(Planned::skip(ChatwootPlan::Skip(
+            SkipReason::DeletionNotSupported,
+        )));
+    }
+    let changed = changed(mapping.project(&change.contact), state);
+    let mut body = ContactBody::default();
+    for (target, value) in &changed.values {
+        let text = Some(as_text(value));
+        match *target {
+            "name" => body.name = text,
+            "email" => body.email = text,
+            "phone_number" => body.phone_number = text,
+            "identifier" => body.identifier = text,
+            other => {
+                if let Some(key) = other.strip_prefix("custom_attributes.") {
+                    body.custom_attributes
+                        .get_or_insert_with(Map::new)
+                        .insert(key.to_string(), value.clone());
+                } else if let Some(key) = other.strip_prefix("additional_attributes.") {
+                    body.additional_attributes
+                        .get_or_insert_with(Map::new)
+                        .insert(key.to_string(), value.clone());
+                }
+            }
+        }
+    }
+    if body.is_empty() {
+        return Ok(Planned::skip(ChatwootPlan::Skip(nothing_to_send(&changed))));
+    }
+    let known_id = state
+        .vendor_id
+        .as_deref()
+        .and_then(|id| id.parse::<u64>().ok());
+    let plan = match known_id {
+        Some(contact_id) => ChatwootPlan::Update { contact_id, body },
+        None => {
+            let contact = &change.contact;
+            let query = contact
+                .email
+                .as_ref()
+                .map(|e| e.as_str().to_string())
+                .or_else(|| contact.phone.as_ref().map(|p| p.as_str().to_string()))
+                .or_else(|| body.identifier.clone())
+                .ok_or(PlanError::ChatwootNeedsIdentity)?;
+            ChatwootPlan::Resolve { query, body }
+        }
+    };
+    Ok(Planned {
+        plan,
+        applied: fingerprints(&changed.values),
+    })
+}
+
+impl ChatwootPlan {
+    /// The requests in order (for an unknown contact: the search, then the create when
+    /// nothing was found), for `account_id`.
+    pub fn requests(&self, account_id: u64) -> Vec<PlannedRequest> {
+        let base = format!("/api/v1/accounts/{account_id}/contacts");
+        match self {
+            ChatwootPlan::Update { contact_id, body } => vec![PlannedRequest {
+                method: http::Method::PUT,
+                path: format!("{base}/{contact_id}"),
+                body: body_json(body),
+            }],
+            ChatwootPlan::Resolve { query, body } => vec![
+                PlannedRequest {
+                    method: http::Method::GET,
+                    path: format!("{base}/search?q={}", encode_query_value(query)),
+                    body: None,
+                },
+                PlannedRequest {
+                    method: http::Method::POST,
+                    path: base,
+                    body: body_json(body),
+                },
+            ],
+            ChatwootPlan::Skip(_) => Vec::new(),
+        }
+    }
+}

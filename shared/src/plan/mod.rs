@@ -8,12 +8,113 @@ pub mod chatwoot;
 pub mod hood;
 pub mod omnivibe;
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
-pub use channelio::ChannelPlan;
-pub use chatwoot::ChatwootPlan;
-pub use hood::{HoodLookup, HoodPlan, HoodProfileOp};
-pub use omnivibe::OmnivibePlan;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use channelio::{ChannelPlan, plan_channelio};
+pub use chatwoot::{ChatwootPlan, plan_chatwoot};
+pub use hood::{HoodLookup, HoodPlan, HoodProfileOp, plan_hood};
+pub use omnivibe::{OmnivibePlan, plan_omnivibe};
+
+/// What the relay knows of a contact's record at one vendor (from its stored link).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VendorState {
+    /// The vendor's id for the contact (Hood profile id, Channel.io user id, Chatwoot
+    /// contact id), once known.
+    pub vendor_id: Option<String>,
+    /// Fingerprint of the value last applied, per vendor field: fields whose value has not
+    /// changed are left out, so re-sent events and unchanged fields cost no request.
+    pub applied: BTreeMap<String, String>,
+}
+
+/// A short, stable fingerprint of a JSON value (hex of SHA-256, 16 characters): lets the
+/// store remember what was applied without keeping the personal value itself.
+pub fn fingerprint(value: &Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The vendor fields a change sets, minus those whose value is already applied, with the
+/// fingerprints to remember once the request succeeded.
+pub(crate) struct Changed<'a> {
+    pub values: Vec<(&'a str, Value)>,
+    /// True when the change mapped fields but all were already applied.
+    pub all_applied: bool,
+}
+
+pub(crate) fn changed<'a>(projected: Vec<(&'a str, Value)>, state: &VendorState) -> Changed<'a> {
+    let mapped = !projected.is_empty();
+    let values: Vec<_> = projected
+        .into_iter()
+        .filter(|(target, value)| state.applied.get(*target) != Some(&fingerprint(value)))
+        .collect();
+    Changed {
+        all_applied: mapped && values.is_empty(),
+        values,
+    }
+}
+
+/// The fingerprints of the fields a plan sends, to store after success.
+pub fn fingerprints<'a>(
+    values: impl IntoIterator<Item = &'a (&'a str, Value)>,
+) -> BTreeMap<String, String> {
+    values
+        .into_iter()
+        .map(|(t, v)| ((*t).to_string(), fingerprint(v)))
+        .collect()
+}
+
+/// A JSON value as the text vendors store (strings as they are, others as JSON).
+pub(crate) fn as_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A plan with the fingerprints of the fields it sends: stored in the contact's link once
+/// the vendor accepted the request, so the next change sends only what differs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned<P> {
+    pub plan: P,
+    pub applied: BTreeMap<String, String>,
+}
+
+impl<P> Planned<P> {
+    pub(crate) fn skip(plan: P) -> Self {
+        Planned {
+            plan,
+            applied: BTreeMap::new(),
+        }
+    }
+}
+
+/// The skip reason when a change sends nothing.
+pub(crate) fn nothing_to_send(changed: &Changed<'_>) -> SkipReason {
+    if changed.all_applied {
+        SkipReason::NothingChanged
+    } else {
+        SkipReason::NoMappedFields
+    }
+}
+
+/// A wire body as JSON. Wire bodies are plain structs of strings, maps and flags, which
+/// always serialise.
+pub(crate) fn body_json<T: serde::Serialize>(body: &T) -> Option<Value> {
+    serde_json::to_value(body).ok()
+}
+
+/// Percent-encodes one URL path segment (ids and memberIds may hold `@`, `:`, `/`).
+pub fn encode_path_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Percent-encodes one query value.
+pub fn encode_query_value(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
 
 /// Why a plan makes no request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,3 +12,61 @@ pub enum OmnivibePlan {
     /// No request.
     Skip(SkipReason),
 }
+
+use super::{
+    PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed, fingerprints,
+    nothing_to_send,
+};
+use crate::mapping::FieldMap;
+use crate::model::{ChangeKind, ContactChange};
+use crate::vendors::omnivibe::wire::AgentProfile;
+
+/// Plans the agent profile update for a change of the staff record.
+pub fn plan_omnivibe(
+    change: &ContactChange,
+    state: &VendorState,
+    mapping: &FieldMap,
+) -> Result<Planned<OmnivibePlan>, PlanError> {
+    if change.event.kind == ChangeKind::Deleted {
+        return Ok(Planned::skip(OmnivibePlan::Skip(
+            SkipReason::DeletionNotSupported,
+        )));
+    }
+    let changed = changed(mapping.project(&change.contact), state);
+    let mut profile = AgentProfile::default();
+    for (target, value) in &changed.values {
+        let text = Some(as_text(value));
+        match *target {
+            "name" => profile.name = text,
+            "email" => profile.email = text,
+            "display_name" => profile.display_name = text,
+            "message_signature" => profile.message_signature = text,
+            "phone_number" => profile.phone_number = text,
+            // Mapping load admits no other field (and never a password field).
+            _ => {}
+        }
+    }
+    if profile.is_empty() {
+        return Ok(Planned::skip(OmnivibePlan::Skip(nothing_to_send(&changed))));
+    }
+    Ok(Planned {
+        plan: OmnivibePlan::Update(UpdateProfile { profile }),
+        applied: fingerprints(&changed.values),
+    })
+}
+
+impl OmnivibePlan {
+    /// The request, exactly as Omnivibe receives it.
+    pub fn requests(&self) -> Vec<PlannedRequest> {
+        match self {
+            OmnivibePlan::Update(body) => {
+                vec![PlannedRequest {
+                    method: http::Method::PUT,
+                    path: "/api/v1/profile".into(),
+                    body: body_json(body),
+                }]
+            }
+            OmnivibePlan::Skip(_) => Vec::new(),
+        }
+    }
+}

@@ -10,7 +10,9 @@ pub mod omnivibe;
 
 /// The vendors profile-relay syncs into. The string form is used in config, queue messages
 /// and store keys, so it never changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
     /// Ocamba Hood: profiles and custom profile properties.
@@ -25,7 +27,12 @@ pub enum Vendor {
 
 impl Vendor {
     /// Every vendor, in a fixed order.
-    pub const ALL: [Vendor; 4] = [Vendor::Hood, Vendor::Channelio, Vendor::Omnivibe, Vendor::Chatwoot];
+    pub const ALL: [Vendor; 4] = [
+        Vendor::Hood,
+        Vendor::Channelio,
+        Vendor::Omnivibe,
+        Vendor::Chatwoot,
+    ];
 
     /// The stable lowercase name (`hood`, `channelio`, `omnivibe`, `chatwoot`).
     pub fn as_str(self) -> &'static str {
@@ -50,7 +57,9 @@ impl std::str::FromStr for Vendor {
         Vendor::ALL
             .into_iter()
             .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("unknown vendor `{s}` (known: hood, channelio, omnivibe, chatwoot)"))
+            .ok_or_else(|| {
+                format!("unknown vendor `{s}` (known: hood, channelio, omnivibe, chatwoot)")
+            })
     }
 }
 

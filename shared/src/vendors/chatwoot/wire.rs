@@ -35,7 +35,10 @@ impl ContactBody {
             && self.phone_number.is_none()
             && self.identifier.is_none()
             && self.custom_attributes.as_ref().is_none_or(Map::is_empty)
-            && self.additional_attributes.as_ref().is_none_or(Map::is_empty)
+            && self
+                .additional_attributes
+                .as_ref()
+                .is_none_or(Map::is_empty)
     }
 }
 
@@ -50,7 +53,10 @@ impl std::fmt::Debug for ContactBody {
                 ("phone_number", self.phone_number.is_some()),
                 ("identifier", self.identifier.is_some()),
                 ("custom_attributes", self.custom_attributes.is_some()),
-                ("additional_attributes", self.additional_attributes.is_some()),
+                (
+                    "additional_attributes",
+                    self.additional_attributes.is_some(),
+                ),
             ],
         )
     }
