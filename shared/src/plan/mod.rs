@@ -106,14 +106,21 @@ pub(crate) fn body_json<T: serde::Serialize>(body: &T) -> Option<Value> {
     serde_json::to_value(body).ok()
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes one URL path segment (ids and memberIds may hold `@`, `:`, `/`).
 pub fn encode_path_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(segment, NOT_UNRESERVED).to_string()
 }
 
-/// Percent-encodes one query value.
+/// Percent-encodes one query value (`+` in phone numbers becomes `%2B`).
 pub fn encode_query_value(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(value, NOT_UNRESERVED).to_string()
 }
 
 /// Why a plan makes no request.
