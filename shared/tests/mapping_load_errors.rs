@@ -1,5 +1,8 @@
 //! Loading a mapping file rejects what a payload cannot fix, naming file, section and field.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use relay_shared::mapping::{LoadError, Mappings};
 
 const VENDORS: &str = r#"

@@ -1,6 +1,9 @@
 //! Golden tests: the exact vendor requests planned from each built-in sample, body by body,
 //! as `../shared/vendor-docs/` defines them.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
@@ -161,7 +164,7 @@ fn hood_sends_only_what_changed_and_nothing_when_nothing_did() {
     let first = plan_hood(&typeform(), &known("1000105"), hood, &BTreeSet::new()).unwrap();
 
     let mut state = known("1000105");
-    state.applied = first.applied.clone();
+    state.applied = first.applied;
     let again = plan_hood(&typeform(), &state, hood, &BTreeSet::new()).unwrap();
     assert_eq!(
         again.plan.profile,

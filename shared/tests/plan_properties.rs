@@ -3,6 +3,9 @@
 //! no more than 20 tags or a tag with a forbidden character, no phone outside E.164, no
 //! password field, no field a vendor does not document.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{TimeZone, Utc};

@@ -135,13 +135,13 @@ impl Compiler<'_> {
         let mut detail_types: BTreeMap<String, String> = BTreeMap::new();
         for (name, section) in parsed.sources {
             if let Some(mapping) = self.source(&name, section, phone_region, &vendors) {
-                if let Some(dt) = &mapping.detail_type {
-                    if let Some(other) = detail_types.insert(dt.clone(), name.clone()) {
-                        self.err(
-                            format!("source \"{name}\", field \"detail_type\""),
-                            format!("detail-type `{dt}` is already handled by source \"{other}\""),
-                        );
-                    }
+                if let Some(dt) = &mapping.detail_type
+                    && let Some(other) = detail_types.insert(dt.clone(), name.clone())
+                {
+                    self.err(
+                        format!("source \"{name}\", field \"detail_type\""),
+                        format!("detail-type `{dt}` is already handled by source \"{other}\""),
+                    );
                 }
                 sources.insert(name, mapping);
             }

@@ -14,6 +14,8 @@ pub struct HoodPlan {
 }
 
 /// The profile write. Hood has no upsert, so without a known id the sync looks it up.
+// One value per delivery, moved once: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum HoodProfileOp {
     /// The profile id is known (a stored link): one `PATCH /v1/hood/profiles/{id}`.

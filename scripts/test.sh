@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of profile-relay on this machine: formatting, lints, unit, property and
+# integration tests (against a real DynamoDB Local and a local SQS that this script starts,
+# installing them first when absent). Exits non-zero on the first failure.
+#
+#   ./scripts/test.sh
+#
+# Set DYNAMODB_ENDPOINT / SQS_ENDPOINT to use servers you already run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
