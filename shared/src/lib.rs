@@ -3,9 +3,11 @@
 //! Dependencies point inward: `vendors` and `store` do I/O; `model`, `mapping` and `plan`
 //! are pure, so the rules that decide *what* is sent can be tested without any server.
 
+pub mod ingress;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod queue;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;
