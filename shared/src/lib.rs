@@ -1,11 +1,14 @@
 //! profile-relay's library: everything the Lambda functions and the local `relay` CLI share.
 //!
-//! Dependencies point inward: `vendors` and `store` do I/O; `model`, `mapping` and `plan`
-//! are pure, so the rules that decide *what* is sent can be tested without any server.
+//! Dependencies point inward: `ingress`, `queue`, `vendors` and `store` do I/O; `model`,
+//! `mapping` and `plan` are pure, so the rules that decide *what* is sent can be tested
+//! without any server.
 
+pub mod ingress;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod queue;
 pub mod samples;
 pub mod store;
 pub mod telemetry;
