@@ -17,6 +17,15 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "local services"
+started=()
+cleanup() { for svc in "${started[@]}"; do "./scripts/$svc.sh" stop >/dev/null 2>&1 || true; done; }
+trap cleanup EXIT
+if [ -z "${SQS_ENDPOINT:-}" ]; then
+  SQS_ENDPOINT="$(./scripts/moto.sh start)"; export SQS_ENDPOINT; started+=(moto)
+fi
+echo "SQS (moto):      $SQS_ENDPOINT"
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
