@@ -7,9 +7,11 @@ use relay_shared::telemetry;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::LogFormat::detect());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| async move {
-        let _ = event;
-        Err::<serde_json::Value, Error>("this function is not wired to a handler yet".into())
-    }))
+    lambda_runtime::run(service_fn(
+        |event: LambdaEvent<serde_json::Value>| async move {
+            let _ = event;
+            Err::<serde_json::Value, Error>("this function is not wired to a handler yet".into())
+        },
+    ))
     .await
 }

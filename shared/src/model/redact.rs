@@ -4,8 +4,16 @@
 use std::fmt;
 
 /// Writes `Name { set: [field, ...] }` listing the fields that are present.
-pub fn debug_fields(f: &mut fmt::Formatter<'_>, name: &str, fields: &[(&str, bool)]) -> fmt::Result {
-    let set: Vec<&str> = fields.iter().filter(|(_, present)| *present).map(|(n, _)| *n).collect();
+pub fn debug_fields(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    fields: &[(&str, bool)],
+) -> fmt::Result {
+    let set: Vec<&str> = fields
+        .iter()
+        .filter(|(_, present)| *present)
+        .map(|(n, _)| *n)
+        .collect();
     f.debug_struct(name).field("set", &set).finish()
 }
 

@@ -17,7 +17,10 @@ pub struct HoodPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HoodProfileOp {
     /// The profile id is known (a stored link): one `PATCH /v1/hood/profiles/{id}`.
-    Patch { profile_id: String, body: PatchProfile },
+    Patch {
+        profile_id: String,
+        body: PatchProfile,
+    },
     /// The id is unknown: look it up (e-mail first, then phone). Found → PATCH `patch`
     /// (skipped when empty). Not found → POST `create`, then PATCH `after_create` with the
     /// fields the create page does not document, when there are any.

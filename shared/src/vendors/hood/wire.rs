@@ -77,7 +77,10 @@ impl PatchProfile {
             && self.organization_id.is_none()
             && self.lists.is_none()
             && self.comment.is_none()
-            && self.custom_properties.as_ref().is_none_or(BTreeMap::is_empty)
+            && self
+                .custom_properties
+                .as_ref()
+                .is_none_or(BTreeMap::is_empty)
     }
 }
 
@@ -114,7 +117,9 @@ pub struct Profile {
 
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Profile").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Profile")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
