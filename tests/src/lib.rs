@@ -1,1 +1,3 @@
 //! Helpers shared by the workspace integration tests (servers the harness starts, fixtures).
+
+pub mod vendors;

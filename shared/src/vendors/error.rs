@@ -80,8 +80,8 @@ pub enum VendorError {
         trace_id: Option<String>,
         rate_limit: RateLimitInfo,
     },
-    /// 429. `retry_after` is already resolved (see `RateLimitInfo::retry_delay`); with
-    /// `concurrency_limit` Hood said `Retry-After: -1`.
+    /// HTTP 429. `retry_after` is already resolved (see `RateLimitInfo::retry_delay`);
+    /// with `concurrency_limit` Hood said `Retry-After: -1`.
     #[error("{vendor} {op}: rate limited, retry after {} ms{}", .retry_after.as_millis(), detail(&None, .trace_id))]
     RateLimited {
         vendor: Vendor,

@@ -29,8 +29,9 @@ pub struct SyncOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error} (after {calls} call(s))")]
 pub struct SyncError {
+    /// Boxed to keep `Result<SyncOutcome, SyncError>` small.
     #[source]
-    pub error: VendorError,
+    pub error: Box<VendorError>,
     /// Calls made, including the failed one.
     pub calls: u32,
     /// An id learned before the failure (e.g. a Hood profile created before its PATCH
@@ -139,7 +140,7 @@ impl<'a> Run<'a> {
                 rate_limit: self.rate_limit,
             }),
             Err(error) => Err(SyncError {
-                error,
+                error: Box::new(error),
                 calls: self.calls,
                 vendor_id: self.vendor_id,
                 rate_limit: self.rate_limit,
