@@ -2,3 +2,4 @@
 
 pub mod moto;
 pub mod queue_conformance;
+pub mod vendors;

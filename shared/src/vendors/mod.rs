@@ -1,12 +1,32 @@
 //! The three vendor APIs (Ocamba Hood, Channel.io, Omnivibe with its Chatwoot contacts).
 //!
 //! Each vendor has a `wire` module (the exact request and response bodies of
-//! `../shared/vendor-docs/`, pure data, used by `plan`) and a client that sends them.
+//! `../shared/vendor-docs/`, pure data, used by `plan`), a `client` with one typed method
+//! per endpoint, and a `sync` that applies the vendor's plan through [`VendorSync`].
+//! Shared by all: `http` (one reqwest client per vendor, auth headers marked sensitive),
+//! `error` (one classification, [`VendorError`]), `rate_limit` (headers parsed on every
+//! answer), `sync` (outcome, error, the [`CallGate`] pacing hook) and `fake` (an in-memory
+//! [`VendorSync`] for tests).
 
 pub mod channelio;
 pub mod chatwoot;
+pub mod error;
+pub mod fake;
 pub mod hood;
+pub mod http;
 pub mod omnivibe;
+pub mod rate_limit;
+pub mod sync;
+
+pub use channelio::{ChannelClient, ChannelConfig};
+pub use chatwoot::{ChatwootClient, ChatwootConfig};
+pub use error::{ErrorClass, TransientCause, VendorError};
+pub use fake::FakeVendor;
+pub use hood::{HoodClient, HoodConfig};
+pub use http::{ClientBuildError, HttpSettings, USER_AGENT, VendorResponse};
+pub use omnivibe::{OmnivibeClient, OmnivibeConfig};
+pub use rate_limit::{RateLimitInfo, Reset, RetryAfter};
+pub use sync::{CallGate, OpenGate, SyncError, SyncOutcome, VendorSync};
 
 /// The vendors profile-relay syncs into. The string form is used in config, queue messages
 /// and store keys, so it never changes.

@@ -1,3 +1,8 @@
-//! See `wire` for the request and response bodies.
+//! Channel.io: `wire` holds the bodies, `client` one method per endpoint, `sync` applies a
+//! [`crate::plan::ChannelPlan`].
 
+pub mod client;
+pub mod sync;
 pub mod wire;
+
+pub use client::{ChannelClient, ChannelConfig, DEFAULT_BASE_URL};

@@ -1,3 +1,8 @@
-//! See `wire` for the request and response bodies.
+//! Chatwoot contacts: `wire` holds the bodies, `client` one method per endpoint, `sync`
+//! applies a [`crate::plan::ChatwootPlan`].
 
+pub mod client;
+pub mod sync;
 pub mod wire;
+
+pub use client::{ChatwootClient, ChatwootConfig, DEFAULT_BASE_URL};

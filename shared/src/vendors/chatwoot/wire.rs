@@ -62,8 +62,34 @@ impl std::fmt::Debug for ContactBody {
     }
 }
 
-/// A contact as Chatwoot returns it; only the id is read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A contact as Chatwoot returns it: the id, plus the unique keys the relay compares to
+/// pick the exact hit out of Chatwoot's fuzzy search. Other fields are ignored.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     pub id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+}
+
+impl Contact {
+    /// True when `query` is exactly this contact's e-mail (any case), phone or identifier.
+    pub fn matches_exactly(&self, query: &str) -> bool {
+        self.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(query))
+            || self.phone_number.as_deref() == Some(query)
+            || self.identifier.as_deref() == Some(query)
+    }
+}
+
+impl std::fmt::Debug for Contact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contact")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }

@@ -1,3 +1,8 @@
-//! See `wire` for the request and response bodies.
+//! Omnivibe agent profile: `wire` holds the body, `client` the endpoint, `sync` applies an
+//! [`crate::plan::OmnivibePlan`].
 
+pub mod client;
+pub mod sync;
 pub mod wire;
+
+pub use client::{DEFAULT_BASE_URL, OmnivibeClient, OmnivibeConfig};
