@@ -4,12 +4,16 @@
 //! `mapping` and `plan` are pure, so the rules that decide *what* is sent can be tested
 //! without any server.
 
+pub mod delivery;
 pub mod ingress;
+pub mod lambda;
 pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod queue;
+pub mod runtime;
 pub mod samples;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;

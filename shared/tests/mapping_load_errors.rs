@@ -17,7 +17,7 @@ fn load(text: &str) -> LoadError {
 
 fn with_source(fields: &str) -> String {
     format!(
-        "[sources.signup]\nroute = \"forms\"\nvendors = [\"hood\"]\nkind = \"signup\"\n[sources.signup.fields]\n{fields}\n{VENDORS}"
+        "[sources.signup]\nsignature = {{ scheme = \"typeform\" }}\nroute = \"forms\"\nvendors = [\"hood\"]\nkind = \"signup\"\n[sources.signup.fields]\n{fields}\n{VENDORS}"
     )
 }
 
@@ -133,9 +133,9 @@ fn every_problem_is_reported_not_only_the_first() {
 
 #[test]
 fn a_typo_in_a_section_is_reported_with_its_line() {
-    let text = "[sources.signup]\nroute = \"forms\"\nvendors = [\"hood\"]\nkind = \"signup\"\nfeilds = {}\n";
+    let text = "[sources.signup]\nsignature = { scheme = \"tally\" }\nroute = \"forms\"\nvendors = [\"hood\"]\nkind = \"signup\"\nfeilds = {}\n";
     let err = load(text);
-    assert_eq!(err.errors[0].location, "line 5, column 1");
+    assert_eq!(err.errors[0].location, "line 6, column 1");
     assert!(
         err.errors[0].problem.contains("unknown field `feilds`"),
         "{}",

@@ -3,3 +3,4 @@
 pub mod moto;
 pub mod queue_conformance;
 pub mod vendors;
+pub mod webhooks;

@@ -1,17 +1,16 @@
-//! Lambda entry point. Thin by design: build dependencies once, hand them to a handler in
-//! `relay_shared`. Until its handler lands this binary only starts up and refuses events.
+//! Lambda entry point for EventBridge events from the user's own apps: builds the ingest
+//! service once per cold start and hands each event to it.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use relay_shared::telemetry;
+use lambda_runtime::{LambdaEvent, service_fn};
+use relay_shared::runtime::{IngestFunction, ingest_from_env};
+use relay_shared::{lambda, telemetry};
+use serde_json::Value;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(telemetry::LogFormat::detect());
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<serde_json::Value>| async move {
-            let _ = event;
-            Err::<serde_json::Value, Error>("this function is not wired to a handler yet".into())
-        },
-    ))
-    .await
+    let ingest = ingest_from_env(IngestFunction::Events).await?;
+    let ingest = &*ingest;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { lambda::handle_event(ingest, event).await }))
+        .await
 }

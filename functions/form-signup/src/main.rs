@@ -1,17 +1,14 @@
-//! Lambda entry point. Thin by design: build dependencies once, hand them to a handler in
-//! `relay_shared`. Until its handler lands this binary only starts up and refuses events.
+//! Lambda entry point for signed webhooks: builds the ingest service once per cold start and
+//! serves the shared webhook router through `lambda_http`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use relay_shared::telemetry;
+use relay_shared::ingress::{RouterConfig, router};
+use relay_shared::runtime::{IngestFunction, ingest_from_env};
+use relay_shared::{lambda, telemetry};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::LogFormat::detect());
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<serde_json::Value>| async move {
-            let _ = event;
-            Err::<serde_json::Value, Error>("this function is not wired to a handler yet".into())
-        },
-    ))
-    .await
+    let ingest = ingest_from_env(IngestFunction::Webhooks).await?;
+    let app = router(ingest, RouterConfig { default_scheme: "https" });
+    lambda_http::run(lambda::webhook_service(app)).await
 }

@@ -1,4 +1,11 @@
-//! Everything between an inbound HTTP request and an accepted event: who may send it
-//! (signature schemes) and, later, the router and its error responses.
+//! Inbound: who sent a request (signature schemes) and what becomes of it (the ingest use
+//! case, its HTTP routes and its error bodies).
 
+pub mod error;
+pub mod ingest;
+pub mod router;
 pub mod signature;
+
+pub use error::{ErrorBody, IngestError};
+pub use ingest::{Accepted, Ingest, MAX_BODY_BYTES, SourceSecrets, WebhookDelivery};
+pub use router::{Deadline, RouterConfig, router};

@@ -58,6 +58,10 @@ pub struct SourceSection {
     /// For `route = "events"`: the EventBridge `detail-type` this mapping handles.
     #[serde(default)]
     pub detail_type: Option<String>,
+    /// How the sender signs its requests (`forms` and `crm` routes; secrets are configured
+    /// apart from mappings), e.g. `{ scheme = "typeform" }`.
+    #[serde(default)]
+    pub signature: Option<crate::ingress::signature::SignatureScheme>,
     /// Vendors this source's contacts are synced into.
     pub vendors: Vec<String>,
     /// JMESPath selecting the list of events when one delivery carries several (HubSpot).

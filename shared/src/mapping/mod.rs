@@ -180,6 +180,16 @@ impl Compiler<'_> {
                 "source names may use letters, digits, `-` and `_` (they appear in URLs)",
             );
         }
+        match (s.route, &s.signature) {
+            (Route::Forms | Route::Crm, None) => self.err(
+                at("signature"),
+                "a webhook source needs its signature scheme, e.g. signature = { scheme = \"standard_webhooks\" }",
+            ),
+            (Route::Events, Some(_)) => {
+                self.err(at("signature"), "EventBridge sources are authenticated by IAM and take no signature")
+            }
+            _ => {}
+        }
         match (s.route, &s.detail_type) {
             (Route::Events, None) => self.err(
                 at("detail_type"),
@@ -276,6 +286,7 @@ impl Compiler<'_> {
             name: name.to_string(),
             route: s.route,
             detail_type: s.detail_type,
+            signature: s.signature,
             vendors,
             each,
             event_id,

@@ -67,6 +67,8 @@ pub struct SourceMapping {
     /// EventBridge `detail-type` for `route = "events"`.
     pub detail_type: Option<String>,
     pub vendors: Vec<Vendor>,
+    /// How the sender signs (`None` for EventBridge sources, which IAM authenticates).
+    pub signature: Option<crate::ingress::signature::SignatureScheme>,
     pub(crate) each: Option<Compiled>,
     pub(crate) event_id: Option<Compiled>,
     pub(crate) occurred_at: Option<Compiled>,

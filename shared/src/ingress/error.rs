@@ -1,0 +1,91 @@
+//! Ingest errors and the JSON error body senders see: `{"code": "...", "message": "..."}`
+//! with a stable `code` per cause and the HTTP status that tells the sender whether a retry
+//! can help (4xx: no, except 409 in progress; 5xx: yes).
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::signature::SignatureError;
+use crate::mapping::ExtractError;
+
+/// The error body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Why a delivery was not accepted. Nothing is claimed or enqueued for any of these,
+/// except `InProgress`, where another request holds the claim.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source named `{source_name}` on this route")]
+    UnknownSource { source_name: String },
+    #[error("source `{source_name}` is not enabled: no signing secret is configured for it")]
+    SourceNotConfigured { source_name: String },
+    #[error("no mapping handles EventBridge detail-type `{detail_type}`")]
+    UnknownDetailType { detail_type: String },
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content type `{content_type}` is not JSON (send application/json)")]
+    UnsupportedMediaType { content_type: String },
+    #[error("the body is not valid JSON (line {line}, column {column})")]
+    InvalidJson { line: usize, column: usize },
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    Unmappable(#[from] ExtractError),
+    #[error("this event id was already used with a different payload")]
+    EventIdReused,
+    #[error("the same event is being processed by another request; retry shortly")]
+    InProgress { retry_after_secs: u64 },
+    #[error("the {what} is unavailable; nothing was accepted, retry later")]
+    Unavailable { what: &'static str },
+}
+
+impl IngestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngestError::UnknownSource { .. }
+            | IngestError::SourceNotConfigured { .. }
+            | IngestError::UnknownDetailType { .. } => StatusCode::NOT_FOUND,
+            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Unmappable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            IngestError::EventIdReused | IngestError::InProgress { .. } => StatusCode::CONFLICT,
+            IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IngestError::UnknownSource { .. } => "unknown_source",
+            IngestError::SourceNotConfigured { .. } => "source_not_configured",
+            IngestError::UnknownDetailType { .. } => "unknown_detail_type",
+            IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            IngestError::InvalidJson { .. } => "invalid_json",
+            IngestError::Signature(e) => e.code(),
+            IngestError::Unmappable(e) => e.code(),
+            IngestError::EventIdReused => "event_id_reused",
+            IngestError::InProgress { .. } => "event_in_progress",
+            IngestError::Unavailable { .. } => "temporarily_unavailable",
+        }
+    }
+
+    /// Seconds the sender should wait before retrying, where a retry will help.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            IngestError::InProgress { retry_after_secs } => Some(*retry_after_secs),
+            IngestError::Unavailable { .. } => Some(5),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code().to_string(), message: self.to_string() }
+    }
+}

@@ -1,0 +1,282 @@
+//! The ingest use case, independent of HTTP or Lambda: verify → map → claim → enqueue.
+//!
+//! Each event of a delivery is claimed under its sender's event id (one conditional write),
+//! then one message per (event, vendor) goes to the queue in SQS batches; only then is the
+//! claim completed. If enqueueing fails, the claims of the events not enqueued are released
+//! so the sender's retry succeeds: nothing is lost, and nothing is enqueued twice.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::join_all;
+use secrecy::SecretString;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::IngestError;
+use super::signature::{InboundRequest, SecretError, Verifier};
+use crate::delivery::DeliveryMessage;
+use crate::mapping::{EventDefaults, Mappings, Route, SourceMapping};
+use crate::model::ContactChange;
+use crate::queue::{OutboundMessage, Queue};
+use crate::store::{Claim, ClaimOutcome, Clock, IdempotencyKey, IdempotencyStore, PayloadHash};
+
+/// Largest body accepted (256 KiB, SQS's message limit and far above any real webhook).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// How long a claim is held when the caller gives no deadline (local runs).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Signing secrets per source name; several per source while rotating (current first).
+pub type SourceSecrets = HashMap<String, Vec<SecretString>>;
+
+/// What a delivery amounted to; serialised as the 202 body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// Events claimed and enqueued now.
+    pub accepted: usize,
+    /// Events already processed earlier (not enqueued again).
+    pub duplicates: usize,
+    /// Events whose id was used before with a different payload (not enqueued).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conflicts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A webhook request as received, with the route it came in on.
+#[derive(Clone, Copy)]
+pub struct WebhookDelivery<'a> {
+    pub route: Route,
+    pub source: &'a str,
+    pub request: InboundRequest<'a>,
+    pub content_type: Option<&'a str>,
+    /// The invocation's deadline (Lambda), bounding how long the claim is held.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// A source that could not be enabled at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("source `{source_name}`: {error}")]
+pub struct SetupError {
+    pub source_name: String,
+    pub error: SecretError,
+}
+
+/// The ingest service; built once per cold start and shared by all requests.
+pub struct Ingest {
+    mappings: Arc<Mappings>,
+    verifiers: HashMap<String, Verifier>,
+    store: Arc<dyn IdempotencyStore>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ingest {
+    /// Builds the verifiers of every webhook source that has secrets. Sources without
+    /// secrets stay disabled (answering 404 `source_not_configured`) and are returned so the
+    /// caller can log them; a secret that cannot be used is an error.
+    pub fn new(
+        mappings: Arc<Mappings>,
+        secrets: &SourceSecrets,
+        store: Arc<dyn IdempotencyStore>,
+        queue: Arc<dyn Queue>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, Vec<String>), SetupError> {
+        let mut verifiers = HashMap::new();
+        let mut disabled = Vec::new();
+        for source in mappings.sources() {
+            let Some(scheme) = &source.signature else { continue };
+            match secrets.get(&source.name).filter(|s| !s.is_empty()) {
+                Some(keys) => {
+                    let verifier = Verifier::new(scheme, keys)
+                        .map_err(|error| SetupError { source_name: source.name.clone(), error })?;
+                    verifiers.insert(source.name.clone(), verifier);
+                }
+                None => disabled.push(source.name.clone()),
+            }
+        }
+        Ok((Ingest { mappings, verifiers, store, queue, clock }, disabled))
+    }
+
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// Accepts one webhook delivery.
+    pub async fn accept_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<Accepted, IngestError> {
+        let unknown = || IngestError::UnknownSource { source_name: delivery.source.to_string() };
+        let source = self.mappings.source(delivery.source).filter(|s| s.route == delivery.route).ok_or_else(unknown)?;
+        let body = delivery.request.body;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(IngestError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        }
+        check_content_type(delivery.content_type)?;
+        let verifier = self
+            .verifiers
+            .get(&source.name)
+            .ok_or_else(|| IngestError::SourceNotConfigured { source_name: source.name.clone() })?;
+        let now = self.clock.now();
+        let verified = verifier.verify(&delivery.request, now)?;
+        let payload: Value = serde_json::from_slice(body)
+            .map_err(|e| IngestError::InvalidJson { line: e.line(), column: e.column() })?;
+        let defaults = EventDefaults {
+            event_id: verified.delivery_id.unwrap_or_else(|| PayloadHash::of(body).to_hex()),
+            received_at: now,
+        };
+        let events = source.extract_with_raw(&payload, &defaults)?;
+        self.claim_and_enqueue(source, events, self.lease_until(now, delivery.deadline)).await
+    }
+
+    /// Accepts one EventBridge event from the user's own apps (authenticated by IAM).
+    pub async fn accept_event(&self, event: &Value, deadline: Option<DateTime<Utc>>) -> Result<Accepted, IngestError> {
+        let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+        let source = self
+            .mappings
+            .source_for_detail_type(detail_type)
+            .ok_or_else(|| IngestError::UnknownDetailType { detail_type: detail_type.to_string() })?;
+        let now = self.clock.now();
+        let fallback_id = event
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| PayloadHash::of(event.to_string().as_bytes()).to_hex());
+        let events = source.extract_with_raw(event, &EventDefaults { event_id: fallback_id, received_at: now })?;
+        self.claim_and_enqueue(source, events, self.lease_until(now, deadline)).await
+    }
+
+    fn lease_until(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        deadline.filter(|d| *d > now).unwrap_or_else(|| now + TimeDelta::from_std(DEFAULT_LEASE).unwrap_or_default())
+    }
+
+    async fn claim_and_enqueue(
+        &self,
+        source: &SourceMapping,
+        events: Vec<(ContactChange, Value)>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Accepted, IngestError> {
+        let attempts = join_all(events.iter().map(|(change, raw)| async move {
+            let key = IdempotencyKey::inbound(&change.event.source, &change.event.event_id)?;
+            let hash = PayloadHash::of(&serde_json::to_vec(raw).unwrap_or_default());
+            self.store.claim(&key, &hash, lease_until).await
+        }))
+        .await;
+
+        let mut outcome = Accepted::default();
+        let mut claimed: Vec<(Claim, &ContactChange)> = Vec::new();
+        let mut busy_until: Option<DateTime<Utc>> = None;
+        let mut store_failed = false;
+        for (attempt, (change, _)) in attempts.into_iter().zip(&events) {
+            match attempt {
+                Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, change)),
+                Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
+                Ok(ClaimOutcome::InProgress { until }) => busy_until = busy_until.max(Some(until)),
+                Ok(ClaimOutcome::PayloadMismatch) => {
+                    tracing::warn!(source = %source.name, event_id = %change.event.event_id, "event id reused with a different payload");
+                    outcome.conflicts += 1;
+                }
+                Err(error) => {
+                    tracing::error!(source = %source.name, %error, "idempotency claim failed");
+                    store_failed = true;
+                }
+            }
+        }
+        if store_failed {
+            self.release_all(claimed.iter().map(|(c, _)| c)).await;
+            return Err(IngestError::Unavailable { what: "idempotency store" });
+        }
+
+        let failed = self.enqueue(source, &claimed).await;
+        let settle = claimed.iter().enumerate().map(|(i, (claim, change))| {
+            let enqueued = !failed.contains(&i);
+            async move {
+                let result = if enqueued {
+                    self.store.complete(claim, "enqueued").await
+                } else {
+                    self.store.release(claim).await
+                };
+                if let Err(error) = result {
+                    // The lease expires on its own; a retry after it is deduplicated by the worker.
+                    tracing::warn!(event_id = %change.event.event_id, %error, enqueued, "could not settle the claim");
+                }
+            }
+        });
+        join_all(settle).await;
+        if !failed.is_empty() {
+            return Err(IngestError::Unavailable { what: "queue" });
+        }
+        outcome.accepted = claimed.len();
+        if let Some(until) = busy_until {
+            let secs = (until - self.clock.now()).num_seconds().clamp(1, 60);
+            return Err(IngestError::InProgress { retry_after_secs: u64::try_from(secs).unwrap_or(1) });
+        }
+        if outcome.conflicts > 0 && outcome.accepted == 0 && outcome.duplicates == 0 {
+            return Err(IngestError::EventIdReused);
+        }
+        tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, conflicts = outcome.conflicts, "delivery accepted");
+        Ok(outcome)
+    }
+
+    /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
+    /// events that were not (fully) enqueued.
+    async fn enqueue(&self, source: &SourceMapping, claimed: &[(Claim, &ContactChange)]) -> BTreeSet<usize> {
+        let mut messages = Vec::with_capacity(claimed.len() * source.vendors.len());
+        for (i, (_, change)) in claimed.iter().enumerate() {
+            for vendor in &source.vendors {
+                let body = DeliveryMessage::new(*vendor, (*change).clone()).to_body();
+                messages.push(OutboundMessage::new(format!("e{i}-{vendor}"), body));
+            }
+        }
+        if messages.is_empty() {
+            return BTreeSet::new();
+        }
+        match self.queue.send_batch(&messages).await {
+            Ok(()) => BTreeSet::new(),
+            Err(error) => {
+                tracing::error!(source = %source.name, %error, "enqueue failed; releasing claims");
+                let ids = error.failed_ids();
+                if ids.is_empty() {
+                    (0..claimed.len()).collect()
+                } else {
+                    ids.iter().filter_map(|id| id.strip_prefix('e')?.split('-').next()?.parse().ok()).collect()
+                }
+            }
+        }
+    }
+
+    async fn release_all<'a>(&self, claims: impl Iterator<Item = &'a Claim>) {
+        for result in join_all(claims.map(|c| self.store.release(c))).await {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not release a claim; its lease will expire");
+            }
+        }
+    }
+}
+
+/// JSON bodies only: `application/json` or `application/<x>+json`, any parameters. A missing
+/// header is tolerated (some senders omit it); the body must still parse.
+fn check_content_type(content_type: Option<&str>) -> Result<(), IngestError> {
+    let Some(value) = content_type else { return Ok(()) };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json { Ok(()) } else { Err(IngestError::UnsupportedMediaType { content_type: essence }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        assert!(check_content_type(Some("application/json")).is_ok());
+        assert!(check_content_type(Some("Application/JSON; charset=utf-8")).is_ok());
+        assert!(check_content_type(Some("application/cloudevents+json")).is_ok());
+        assert!(check_content_type(None).is_ok());
+        let err = check_content_type(Some("application/x-www-form-urlencoded")).unwrap_err();
+        assert_eq!((err.status().as_u16(), err.code()), (415, "unsupported_media_type"));
+    }
+}

@@ -1,0 +1,48 @@
+//! Lambda shells: the thin layer between the Lambda runtime and the use cases. The webhook
+//! functions run the shared axum router through `lambda_http`; event-sync hands EventBridge
+//! events to the same ingest service.
+
+use std::convert::Infallible;
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Request, RequestExt};
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use tower::ServiceBuilder;
+use tower::util::MapRequestLayer;
+
+use crate::ingress::{Accepted, Deadline, Ingest};
+
+/// The invocation's deadline from the Lambda context (epoch milliseconds).
+fn deadline_of(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
+    i64::try_from(context.deadline).ok().and_then(DateTime::from_timestamp_millis)
+}
+
+/// The webhook router as a Lambda HTTP service: each request carries its invocation's
+/// deadline, which bounds how long idempotency claims are held.
+pub fn webhook_service(
+    router: axum::Router,
+) -> impl tower::Service<Request, Response = axum::response::Response, Error = Infallible, Future: Send> + Clone {
+    ServiceBuilder::new()
+        .layer(MapRequestLayer::new(|mut request: Request| {
+            if let Some(deadline) = request.lambda_context_ref().and_then(deadline_of) {
+                request.extensions_mut().insert(Deadline(deadline));
+            }
+            request
+        }))
+        .service(router)
+}
+
+/// Handles one EventBridge event. Every failure is returned, never swallowed: Lambda's
+/// asynchronous retries and the function's on-failure destination keep the event.
+pub async fn handle_event(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Accepted, lambda_runtime::Error> {
+    let deadline = deadline_of(&event.context);
+    let detail_type = event.payload.get("detail-type").and_then(Value::as_str).unwrap_or_default().to_string();
+    match ingest.accept_event(&event.payload, deadline).await {
+        Ok(accepted) => Ok(accepted),
+        Err(e) => {
+            tracing::error!(detail_type, code = e.code(), error = %e, "event not accepted");
+            Err(Box::new(e))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Start-up of the Lambda functions, once per cold start: configuration from the
+//! environment, one SDK configuration shared by every AWS client, then the adapters and the
+//! use case. Endpoints can be pointed at local servers with the SDK's own
+//! `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SQS` variables.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
+
+use crate::ingress::ingest::SetupError;
+use crate::ingress::{Ingest, SourceSecrets};
+use crate::mapping::{LoadError, Mappings};
+use crate::queue::sqs::SqsQueue;
+use crate::secrets::{SecretsError, parse_source_secrets, read_parameter, source_secrets_from_env};
+use crate::store::SystemClock;
+use crate::store::dynamo::DynamoStore;
+
+/// Environment variable names (the contract with `template.yaml`).
+pub mod env {
+    pub const TABLE: &str = "RELAY_TABLE";
+    pub const QUEUE_URL: &str = "RELAY_QUEUE_URL";
+    pub const DLQ_URL: &str = "RELAY_DLQ_URL";
+    pub const MAPPINGS: &str = "RELAY_MAPPINGS";
+    pub const INGEST_SECRETS: &str = "RELAY_INGEST_SECRETS";
+    pub const VENDOR_SECRETS: &str = "RELAY_VENDOR_SECRETS";
+}
+
+/// Why a function could not start. Never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    #[error("{0}")]
+    Mappings(#[from] LoadError),
+    #[error("{0}")]
+    Secrets(#[from] SecretsError),
+    #[error("{0}")]
+    Setup(#[from] SetupError),
+}
+
+/// A required environment variable.
+pub fn required(name: &'static str) -> Result<String, StartupError> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(StartupError::MissingEnv(name))
+}
+
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The mappings named by `RELAY_MAPPINGS`, else the built-in ones.
+pub fn mappings_from_env() -> Result<Arc<Mappings>, StartupError> {
+    let mappings = match optional(env::MAPPINGS) {
+        Some(path) => Mappings::load(&PathBuf::from(path))?,
+        None => Mappings::builtin()?,
+    };
+    Ok(Arc::new(mappings))
+}
+
+/// Which ingest function is starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestFunction {
+    /// form-signup, crm-change: signed webhooks; reads the webhook secrets.
+    Webhooks,
+    /// event-sync: EventBridge, authenticated by IAM; reads no secret.
+    Events,
+}
+
+/// Builds the ingest service from the environment.
+pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, StartupError> {
+    let table = required(env::TABLE)?;
+    let queue_url = required(env::QUEUE_URL)?;
+    let mappings = mappings_from_env()?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let secrets: SourceSecrets = match (function, optional(env::INGEST_SECRETS)) {
+        (IngestFunction::Events, _) => SourceSecrets::new(),
+        (IngestFunction::Webhooks, Some(name)) => {
+            let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &name).await?;
+            parse_source_secrets(&name, secrecy::ExposeSecret::expose_secret(&value))?
+        }
+        (IngestFunction::Webhooks, None) => source_secrets_from_env(mappings.sources().map(|s| s.name.as_str())),
+    };
+    let clock = Arc::new(SystemClock);
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone()));
+    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
+    let (ingest, disabled) = Ingest::new(mappings, &secrets, store, queue, clock)?;
+    if function == IngestFunction::Webhooks {
+        for source in disabled {
+            tracing::warn!(source, "no signing secret configured; the source answers 404 source_not_configured");
+        }
+    }
+    Ok(Arc::new(ingest))
+}
