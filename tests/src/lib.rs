@@ -1,6 +1,8 @@
 //! Helpers shared by the workspace integration tests (servers the harness starts, fixtures).
 
+pub mod dynamodb_local;
 pub mod moto;
 pub mod queue_conformance;
+pub mod store_conformance;
 pub mod vendors;
 pub mod webhooks;

@@ -1,0 +1,139 @@
+//! Claims and deliveries on DynamoDB: a claim is one conditional PutItem; `complete` and
+//! `release` are one UpdateItem each, conditional on the claim token (fencing).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use chrono::{DateTime, Utc};
+
+use super::item::{self, Item, n, s};
+use super::{DynamoStore, backend};
+use crate::store::idempotency::{check_result, expiry};
+use crate::store::{
+    Claim, ClaimOutcome, ClaimRecord, IdempotencyKey, IdempotencyStore, PayloadHash, StoreError,
+};
+
+/// `ClaimRecord::blocks` as a condition: the key is absent or expired, or it holds the same
+/// payload and is released or its lease has ended.
+const CLAIMABLE: &str = "attribute_not_exists(#pk) OR #exp <= :now_s \
+    OR (#hash = :hash AND (#state = :released OR (#state = :in_progress AND #lease <= :now_ms)))";
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        payload_hash: &PayloadHash,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now = self.clock.now();
+        let claim = Claim::new(key.clone(), lease_until);
+        let record = ClaimRecord::claimed(&claim, *payload_hash, now, self.retention);
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::claim_item(key.as_str(), &record)))
+            .condition_expression(CLAIMABLE)
+            .expression_attribute_names("#pk", item::PK)
+            .expression_attribute_names("#exp", item::EXPIRES_AT)
+            .expression_attribute_names("#hash", item::PAYLOAD_HASH)
+            .expression_attribute_names("#state", item::STATE)
+            .expression_attribute_names("#lease", item::LEASE_UNTIL)
+            .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
+            .expression_attribute_values(":hash", s(payload_hash.to_hex()))
+            .expression_attribute_values(":released", s(item::RELEASED))
+            .expression_attribute_values(":in_progress", s(item::IN_PROGRESS))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match sent {
+            Ok(_) => return Ok(ClaimOutcome::Claimed(claim)),
+            Err(err) => err,
+        };
+        let Some(old) = conditional_failure(&err) else {
+            return Err(backend("PutItem")(err));
+        };
+        let malformed = |reason: &str| StoreError::Malformed {
+            pk: key.to_string(),
+            reason: reason.to_owned(),
+        };
+        let old =
+            item::claim_record(old.ok_or_else(|| malformed("condition failed without an item"))?)?;
+        old.blocks(payload_hash, now)
+            .ok_or_else(|| malformed("condition failed on a claimable record"))
+    }
+
+    async fn complete(&self, claim: &Claim, result: &str) -> Result<(), StoreError> {
+        check_result(result)?;
+        let update = self
+            .finish(
+                claim,
+                "SET #state = :completed, #result = :result, #exp = :exp REMOVE #lease, #token",
+            )
+            .expression_attribute_names("#result", item::RESULT)
+            .expression_attribute_values(":completed", s(item::COMPLETED))
+            .expression_attribute_values(":result", s(result));
+        self.fenced(claim, update).await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let update = self
+            .finish(
+                claim,
+                "SET #state = :released, #exp = :exp REMOVE #lease, #token",
+            )
+            .expression_attribute_values(":released", s(item::RELEASED));
+        self.fenced(claim, update).await
+    }
+}
+
+type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+impl DynamoStore {
+    /// An UpdateItem ending an in-progress claim, conditional on its token.
+    fn finish(&self, claim: &Claim, update: &str) -> UpdateBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item::key(claim.key().as_str())))
+            .update_expression(update)
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#state", item::STATE)
+            .expression_attribute_names("#exp", item::EXPIRES_AT)
+            .expression_attribute_names("#lease", item::LEASE_UNTIL)
+            .expression_attribute_names("#token", item::CLAIM_TOKEN)
+            .expression_attribute_values(
+                ":exp",
+                n(expiry(self.clock.now(), self.retention).timestamp()),
+            )
+            .expression_attribute_values(":token", s(claim.token().to_string()))
+    }
+
+    /// Sends a fenced update; a failed condition means the claim was lost.
+    async fn fenced(&self, claim: &Claim, update: UpdateBuilder) -> Result<(), StoreError> {
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::ClaimLost {
+                    key: claim.key().to_string(),
+                })
+            }
+            Err(err) => Err(backend("UpdateItem")(err)),
+        }
+    }
+}
+
+/// `Some(old item)` when a PutItem failed its condition.
+pub(super) fn conditional_failure<R>(err: &SdkError<PutItemError, R>) -> Option<Option<&Item>> {
+    match err.as_service_error() {
+        Some(PutItemError::ConditionalCheckFailedException(e)) => Some(e.item()),
+        _ => None,
+    }
+}

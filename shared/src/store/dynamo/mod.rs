@@ -1,0 +1,146 @@
+//! DynamoDB adapter: every operation is one conditional request on the one table (see the
+//! [`store`](super) module for the table). Conditional failures come back with the item as
+//! it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so the loser of a race learns
+//! the current state without a second read.
+
+mod idempotency;
+mod item;
+mod limiter;
+mod link;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification, TimeToLiveStatus,
+};
+use chrono::TimeDelta;
+
+pub use limiter::DynamoRateLimiter;
+
+use super::idempotency::DEFAULT_RETENTION;
+use super::{Clock, GcraParams, LimiterKey, StoreError};
+
+/// The store over one DynamoDB table. Cheap to clone (the SDK client is shared).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+    retention: TimeDelta,
+}
+
+impl DynamoStore {
+    /// The store over `table`, reading time from `clock`.
+    pub fn new(client: Client, table: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            clock,
+            retention: DEFAULT_RETENTION,
+        }
+    }
+
+    /// Keeps finished claims for `retention` instead of 7 days.
+    pub fn with_retention(self, retention: TimeDelta) -> Self {
+        Self { retention, ..self }
+    }
+
+    /// The limiter for `key` with schedule `params`. Make one per instance and keep it:
+    /// it remembers the last `tat` it saw to pick the right request the first time.
+    pub fn limiter(&self, key: &LimiterKey, params: GcraParams) -> DynamoRateLimiter {
+        DynamoRateLimiter::new(
+            self.client.clone(),
+            self.table.clone(),
+            key,
+            params,
+            Arc::clone(&self.clock),
+        )
+    }
+}
+
+/// Creates the table (partition key `pk` of type S, on-demand billing) and enables TTL on
+/// `expires_at`; waits until it is usable. The one definition of the table, used by the
+/// tests, the local CLI and the docs. An existing table is left as it is, with TTL enabled
+/// if it was not.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let created = client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(item::PK)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(backend("CreateTable"))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(item::PK)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(backend("CreateTable"))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    if let Err(err) = created {
+        let exists = err
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        if !exists {
+            return Err(backend("CreateTable")(err));
+        }
+    }
+    client
+        .wait_until_table_exists()
+        .table_name(name)
+        .wait(Duration::from_secs(120))
+        .await
+        .map_err(backend("DescribeTable"))?;
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(backend("DescribeTimeToLive"))?;
+    let status = ttl
+        .time_to_live_description()
+        .and_then(|d| d.time_to_live_status());
+    if !matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    ) {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(item::EXPIRES_AT)
+                    .build()
+                    .map_err(backend("UpdateTimeToLive"))?,
+            )
+            .send()
+            .await
+            .map_err(backend("UpdateTimeToLive"))?;
+    }
+    Ok(())
+}
+
+/// Wraps an SDK error with the operation it came from.
+fn backend<E: StdError + Send + Sync + 'static>(
+    operation: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |err| StoreError::Backend {
+        operation,
+        message: DisplayErrorContext(&err).to_string(),
+        source: Box::new(err),
+    }
+}

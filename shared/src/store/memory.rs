@@ -1,0 +1,292 @@
+//! In-memory adapter: one process's worth of the table, for `relay serve` and tests.
+//! Same rules as the DynamoDB adapter (the shared `ClaimRecord::blocks`, `Link::may_replace`
+//! and `GcraParams::decide`), including lease expiry, payload mismatch and fencing.
+//! Clones share state, like instances sharing one table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Mutex;
+
+use super::idempotency::{DEFAULT_RETENTION, check_result, expiry};
+use super::limiter::{Decision, retry_at};
+use super::{
+    Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, GcraParams, IdempotencyKey,
+    IdempotencyStore, LimiterKey, Link, LinkKey, LinkPut, LinkStore, PayloadHash, Permit,
+    RateLimiter, StoreError,
+};
+
+#[derive(Debug, Default)]
+struct Table {
+    claims: HashMap<String, ClaimRecord>,
+    links: HashMap<String, Link>,
+    tats: HashMap<String, i64>,
+}
+
+/// The in-memory store.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    table: Arc<Mutex<Table>>,
+    clock: Arc<dyn Clock>,
+    retention: TimeDelta,
+}
+
+impl MemoryStore {
+    /// An empty store reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            table: Arc::default(),
+            clock,
+            retention: DEFAULT_RETENTION,
+        }
+    }
+
+    /// Keeps finished records for `retention` instead of 7 days.
+    pub fn with_retention(self, retention: TimeDelta) -> Self {
+        Self { retention, ..self }
+    }
+
+    /// The limiter for `key`, sharing its schedule with every other limiter for `key`
+    /// made from this store or its clones.
+    pub fn limiter(&self, key: &LimiterKey, params: GcraParams) -> MemoryRateLimiter {
+        MemoryRateLimiter {
+            table: Arc::clone(&self.table),
+            clock: Arc::clone(&self.clock),
+            pk: key.as_str().to_owned(),
+            params,
+        }
+    }
+
+    /// Moves a claim to a terminal state if `claim` still holds it.
+    async fn finish(&self, claim: &Claim, state: ClaimState) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut table = self.table.lock().await;
+        match table.claims.get_mut(claim.key().as_str()) {
+            Some(record) if record.held_by(claim) => {
+                record.state = state;
+                record.expires_at = expiry(now, self.retention);
+                Ok(())
+            }
+            _ => Err(StoreError::ClaimLost {
+                key: claim.key().to_string(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        payload_hash: &PayloadHash,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut table = self.table.lock().await;
+        if let Some(outcome) = table
+            .claims
+            .get(key.as_str())
+            .and_then(|r| r.blocks(payload_hash, now))
+        {
+            return Ok(outcome);
+        }
+        let claim = Claim::new(key.clone(), lease_until);
+        table.claims.insert(
+            key.as_str().to_owned(),
+            ClaimRecord::claimed(&claim, *payload_hash, now, self.retention),
+        );
+        Ok(ClaimOutcome::Claimed(claim))
+    }
+
+    async fn complete(&self, claim: &Claim, result: &str) -> Result<(), StoreError> {
+        check_result(result)?;
+        self.finish(
+            claim,
+            ClaimState::Completed {
+                result: result.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        self.finish(claim, ClaimState::Released).await
+    }
+}
+
+#[async_trait]
+impl LinkStore for MemoryStore {
+    async fn get_link(&self, key: &LinkKey) -> Result<Option<Link>, StoreError> {
+        Ok(self.table.lock().await.links.get(key.as_str()).cloned())
+    }
+
+    async fn put_link(&self, key: &LinkKey, link: &Link) -> Result<LinkPut, StoreError> {
+        let mut table = self.table.lock().await;
+        match table.links.get(key.as_str()) {
+            Some(stored) if !link.may_replace(stored) => Ok(LinkPut::Stale {
+                current: stored.clone(),
+            }),
+            _ => {
+                table.links.insert(key.as_str().to_owned(), link.clone());
+                Ok(LinkPut::Applied)
+            }
+        }
+    }
+}
+
+/// One vendor account's limiter over the in-memory table.
+#[derive(Debug, Clone)]
+pub struct MemoryRateLimiter {
+    table: Arc<Mutex<Table>>,
+    clock: Arc<dyn Clock>,
+    pk: String,
+    params: GcraParams,
+}
+
+#[async_trait]
+impl RateLimiter for MemoryRateLimiter {
+    async fn acquire(&self) -> Result<Permit, StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let mut table = self.table.lock().await;
+        match self.params.decide(table.tats.get(&self.pk).copied(), now) {
+            Decision::Grant { new_tat } => {
+                table.tats.insert(self.pk.clone(), new_tat);
+                Ok(Permit::Granted)
+            }
+            Decision::Deny { retry_at: at } => Ok(retry_at(at)),
+        }
+    }
+
+    async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let mut table = self.table.lock().await;
+        let tat = self
+            .params
+            .penalised(table.tats.get(&self.pk).copied(), now, retry_after);
+        table.tats.insert(self.pk.clone(), tat);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ManualClock;
+    use crate::store::clock::from_epoch_ms;
+    use crate::vendors::Vendor;
+
+    fn setup() -> (Arc<ManualClock>, MemoryStore) {
+        let clock = Arc::new(ManualClock::new(from_epoch_ms(1_800_000_000_000)));
+        (clock.clone(), MemoryStore::new(clock))
+    }
+
+    #[tokio::test]
+    async fn state_machine_walk() {
+        let (clock, store) = setup();
+        let key = IdempotencyKey::inbound("typeform", "ev-1").unwrap();
+        let hash = PayloadHash::of(b"body");
+        let lease = clock.now() + TimeDelta::seconds(30);
+
+        let ClaimOutcome::Claimed(first) = store.claim(&key, &hash, lease).await.unwrap() else {
+            panic!("fresh key")
+        };
+        assert_eq!(
+            store.claim(&key, &hash, lease).await.unwrap(),
+            ClaimOutcome::InProgress { until: lease }
+        );
+        assert_eq!(
+            store
+                .claim(&key, &PayloadHash::of(b"other"), lease)
+                .await
+                .unwrap(),
+            ClaimOutcome::PayloadMismatch
+        );
+
+        store.release(&first).await.unwrap();
+        let ClaimOutcome::Claimed(second) = store.claim(&key, &hash, lease).await.unwrap() else {
+            panic!("released")
+        };
+        assert_ne!(first.token(), second.token());
+        assert!(matches!(
+            store.complete(&first, "late").await,
+            Err(StoreError::ClaimLost { .. })
+        ));
+
+        store.complete(&second, "profile-42").await.unwrap();
+        let done = ClaimOutcome::Completed {
+            result: "profile-42".into(),
+        };
+        assert_eq!(store.claim(&key, &hash, lease).await.unwrap(), done);
+        assert!(matches!(
+            store.release(&second).await,
+            Err(StoreError::ClaimLost { .. })
+        ));
+
+        // Seven days on, the record has expired and the key is new again.
+        clock.advance(DEFAULT_RETENTION);
+        assert!(matches!(
+            store
+                .claim(&key, &PayloadHash::of(b"x"), lease)
+                .await
+                .unwrap(),
+            ClaimOutcome::Claimed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn crashed_claimant_is_fenced_after_lease_expiry() {
+        let (clock, store) = setup();
+        let key = IdempotencyKey::delivery(Vendor::Hood, "ev-2").unwrap();
+        let hash = PayloadHash::of(b"p");
+        let lease = clock.now() + TimeDelta::seconds(10);
+        let ClaimOutcome::Claimed(crashed) = store.claim(&key, &hash, lease).await.unwrap() else {
+            panic!()
+        };
+        clock.advance(TimeDelta::milliseconds(9_999));
+        assert_eq!(
+            store.claim(&key, &hash, lease).await.unwrap(),
+            ClaimOutcome::InProgress { until: lease }
+        );
+        clock.advance(TimeDelta::milliseconds(1));
+        let ClaimOutcome::Claimed(retry) = store
+            .claim(&key, &hash, lease + TimeDelta::seconds(10))
+            .await
+            .unwrap()
+        else {
+            panic!("lease expired")
+        };
+        assert!(matches!(
+            store.complete(&crashed, "stale").await,
+            Err(StoreError::ClaimLost { .. })
+        ));
+        store.complete(&retry, "fresh").await.unwrap();
+        assert_eq!(
+            store.claim(&key, &hash, lease).await.unwrap(),
+            ClaimOutcome::Completed {
+                result: "fresh".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn limiter_shares_schedule_between_clones() {
+        let (clock, store) = setup();
+        let key = LimiterKey::new(Vendor::Hood, "main").unwrap();
+        let a = store.limiter(&key, GcraParams::HOOD);
+        let b = store.clone().limiter(&key, GcraParams::HOOD);
+        for _ in 0..5 {
+            assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
+        }
+        let next = clock.now() + TimeDelta::milliseconds(430);
+        assert_eq!(b.acquire().await.unwrap(), Permit::RetryAt(next));
+        b.penalise(Duration::from_secs(3)).await.unwrap();
+        assert_eq!(
+            a.acquire().await.unwrap(),
+            Permit::RetryAt(clock.now() + TimeDelta::seconds(3))
+        );
+    }
+}

@@ -1,0 +1,599 @@
+//! One behaviour suite for every store adapter. Each check is an async function over a
+//! [`Fixture`]; [`store_conformance_tests!`](crate::store_conformance_tests) turns the list
+//! into `#[tokio::test]`s for an adapter (`tests/store_memory.rs`, `tests/store_dynamodb.rs`).
+//! Time is a [`ManualClock`], so every expected instant is exact. Where the fixture records
+//! backend calls (DynamoDB), the checks also assert the exact calls each operation made.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test suite: a panic is how a check reports failure"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use relay_shared::store::dynamo::DynamoStore;
+use relay_shared::store::memory::MemoryStore;
+use relay_shared::store::{
+    ClaimOutcome, Clock, ContactKeyHash, GcraParams, IdempotencyKey, IdempotencyStore, LimiterKey,
+    Link, LinkKey, LinkPut, LinkStore, MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit,
+    RateLimiter, StoreError,
+};
+use relay_shared::vendors::Vendor;
+
+use crate::dynamodb_local::{CallLog, fresh_table};
+
+/// Makes a limiter handle (one per simulated instance) for a key and schedule.
+pub type LimiterFactory =
+    Box<dyn Fn(&LimiterKey, GcraParams) -> Arc<dyn RateLimiter> + Send + Sync>;
+
+/// An adapter under test.
+pub struct Fixture {
+    /// The idempotency side of the store.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The link side of the store.
+    pub links: Arc<dyn LinkStore>,
+    /// New limiter handles sharing the store's schedules.
+    pub limiter: LimiterFactory,
+    /// The clock every handle reads.
+    pub clock: Arc<ManualClock>,
+    /// Backend calls, when the adapter has a backend.
+    pub calls: Option<CallLog>,
+}
+
+impl Fixture {
+    /// The in-memory adapter.
+    pub async fn memory() -> Fixture {
+        let clock = start_clock();
+        let store = MemoryStore::new(clock.clone());
+        let limiters = store.clone();
+        Fixture {
+            idempotency: Arc::new(store.clone()),
+            links: Arc::new(store),
+            limiter: Box::new(move |key, params| Arc::new(limiters.limiter(key, params))),
+            clock,
+            calls: None,
+        }
+    }
+
+    /// The DynamoDB adapter on a fresh table in DynamoDB Local.
+    pub async fn dynamodb() -> Fixture {
+        let table = fresh_table().await.expect("DynamoDB Local table");
+        let clock = start_clock();
+        let store = DynamoStore::new(table.client, table.name, clock.clone());
+        let limiters = store.clone();
+        Fixture {
+            idempotency: Arc::new(store.clone()),
+            links: Arc::new(store),
+            limiter: Box::new(move |key, params| Arc::new(limiters.limiter(key, params))),
+            clock,
+            calls: Some(table.calls),
+        }
+    }
+
+    /// Asserts the backend calls since the last check (no-op without a backend).
+    pub fn expect_calls(&self, expected: &[&str]) {
+        if let Some(calls) = &self.calls {
+            assert_eq!(calls.take(), expected, "backend calls");
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn advance_ms(&self, ms: i64) {
+        self.clock.advance(TimeDelta::milliseconds(ms));
+    }
+}
+
+/// The real time truncated to the second: realistic for DynamoDB Local's TTL, and whole
+/// seconds keep `expires_at` arithmetic exact.
+fn start_clock() -> Arc<ManualClock> {
+    let now = Utc::now().timestamp();
+    Arc::new(ManualClock::new(
+        DateTime::from_timestamp(now, 0).expect("current time is in range"),
+    ))
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each with a fresh fixture from
+/// the given async expression.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fixture:expr) => {
+        $crate::store_conformance_tests!(@each $fixture;
+            claim_is_one_call_and_duplicates_learn_the_state,
+            lease_expiry_frees_the_key_and_fences_the_old_claimant,
+            release_frees_the_key_for_the_same_payload_only,
+            payload_mismatch_in_every_state,
+            records_expire_after_retention,
+            result_size_is_bounded,
+            inbound_and_delivery_keys_are_separate,
+            concurrent_claims_have_exactly_one_winner,
+            links_round_trip_with_stale_guard,
+            links_are_per_vendor_and_contact,
+            limiter_bursts_then_keeps_the_steady_rate,
+            limiter_schedule_is_shared_between_instances,
+            penalty_holds_every_instance_back,
+        );
+    };
+    (@each $fixture:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let fixture = $fixture.await;
+                $crate::store_conformance::$name(&fixture).await;
+            }
+        )*
+    };
+}
+
+fn key(id: &str) -> IdempotencyKey {
+    IdempotencyKey::inbound("typeform", id).expect("valid key")
+}
+
+fn claimed(outcome: ClaimOutcome) -> relay_shared::store::Claim {
+    match outcome {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+/// Claim, duplicate while in progress, complete, duplicate after completion: one call each.
+pub async fn claim_is_one_call_and_duplicates_learn_the_state(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"{\"event_id\":\"ev-1\"}");
+    let lease = fx.now() + TimeDelta::seconds(30);
+
+    let claim = claimed(store.claim(&key("ev-1"), &hash, lease).await.unwrap());
+    fx.expect_calls(&["PutItem"]);
+    assert_eq!(claim.key(), &key("ev-1"));
+    assert_eq!(claim.lease_until(), lease);
+    assert_eq!(claim.token().get_version_num(), 4);
+
+    assert_eq!(
+        store.claim(&key("ev-1"), &hash, lease).await.unwrap(),
+        ClaimOutcome::InProgress { until: lease }
+    );
+    fx.expect_calls(&["PutItem"]);
+
+    store
+        .complete(&claim, "{\"hood_id\":\"p-1\"}")
+        .await
+        .unwrap();
+    fx.expect_calls(&["UpdateItem"]);
+
+    let done = ClaimOutcome::Completed {
+        result: "{\"hood_id\":\"p-1\"}".into(),
+    };
+    assert_eq!(store.claim(&key("ev-1"), &hash, lease).await.unwrap(), done);
+    fx.expect_calls(&["PutItem"]);
+    // Completing twice is refused: the token was consumed.
+    assert!(matches!(
+        store.complete(&claim, "again").await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    fx.expect_calls(&["UpdateItem"]);
+    assert_eq!(store.claim(&key("ev-1"), &hash, lease).await.unwrap(), done);
+}
+
+/// A crashed claimant's key frees itself at the lease end; the old claimant is fenced off.
+pub async fn lease_expiry_frees_the_key_and_fences_the_old_claimant(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"body");
+    let lease = fx.now() + TimeDelta::seconds(30);
+    let crashed = claimed(store.claim(&key("ev-2"), &hash, lease).await.unwrap());
+
+    fx.advance_ms(29_999);
+    assert_eq!(
+        store.claim(&key("ev-2"), &hash, lease).await.unwrap(),
+        ClaimOutcome::InProgress { until: lease }
+    );
+    fx.advance_ms(1);
+    let lease2 = fx.now() + TimeDelta::seconds(30);
+    let retry = claimed(store.claim(&key("ev-2"), &hash, lease2).await.unwrap());
+    fx.expect_calls(&["PutItem", "PutItem", "PutItem"]);
+    assert_ne!(retry.token(), crashed.token());
+    assert_eq!(
+        store.claim(&key("ev-2"), &hash, lease).await.unwrap(),
+        ClaimOutcome::InProgress { until: lease2 }
+    );
+
+    assert!(matches!(
+        store.complete(&crashed, "stale").await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    assert!(matches!(
+        store.release(&crashed).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    store.complete(&retry, "fresh").await.unwrap();
+    assert_eq!(
+        store.claim(&key("ev-2"), &hash, lease).await.unwrap(),
+        ClaimOutcome::Completed {
+            result: "fresh".into()
+        }
+    );
+}
+
+/// Release lets the same payload be claimed again at once; a different payload is refused.
+pub async fn release_frees_the_key_for_the_same_payload_only(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"a");
+    let lease = fx.now() + TimeDelta::seconds(30);
+    let first = claimed(store.claim(&key("ev-3"), &hash, lease).await.unwrap());
+    fx.expect_calls(&["PutItem"]);
+    store.release(&first).await.unwrap();
+    fx.expect_calls(&["UpdateItem"]);
+
+    assert_eq!(
+        store
+            .claim(&key("ev-3"), &PayloadHash::of(b"b"), lease)
+            .await
+            .unwrap(),
+        ClaimOutcome::PayloadMismatch
+    );
+    let second = claimed(store.claim(&key("ev-3"), &hash, lease).await.unwrap());
+    fx.expect_calls(&["PutItem", "PutItem"]);
+    assert_ne!(first.token(), second.token());
+    assert!(matches!(
+        store.release(&first).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    store.release(&second).await.unwrap();
+    assert!(matches!(
+        store.release(&second).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+}
+
+/// Same key, different payload: reported as a mismatch whether in progress or completed.
+pub async fn payload_mismatch_in_every_state(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let (a, b) = (PayloadHash::of(b"a"), PayloadHash::of(b"b"));
+    let lease = fx.now() + TimeDelta::seconds(30);
+    let claim = claimed(store.claim(&key("ev-4"), &a, lease).await.unwrap());
+    assert_eq!(
+        store.claim(&key("ev-4"), &b, lease).await.unwrap(),
+        ClaimOutcome::PayloadMismatch
+    );
+    fx.expect_calls(&["PutItem", "PutItem"]);
+    // Even after the lease ends, another payload cannot take the key.
+    fx.advance_ms(30_000);
+    assert_eq!(
+        store.claim(&key("ev-4"), &b, lease).await.unwrap(),
+        ClaimOutcome::PayloadMismatch
+    );
+    store.complete(&claim, "ok").await.unwrap();
+    assert_eq!(
+        store.claim(&key("ev-4"), &b, lease).await.unwrap(),
+        ClaimOutcome::PayloadMismatch
+    );
+    assert_eq!(
+        store.claim(&key("ev-4"), &a, lease).await.unwrap(),
+        ClaimOutcome::Completed {
+            result: "ok".into()
+        }
+    );
+}
+
+/// Finished records count as absent once `expires_at` (7 days) has passed, even before the
+/// TTL sweeper deletes them.
+pub async fn records_expire_after_retention(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"a");
+    let claim = claimed(
+        store
+            .claim(&key("ev-5"), &hash, fx.now() + TimeDelta::seconds(30))
+            .await
+            .unwrap(),
+    );
+    store.complete(&claim, "done").await.unwrap();
+    fx.clock.advance(TimeDelta::days(7) - TimeDelta::seconds(1));
+    let lease = fx.now() + TimeDelta::seconds(30);
+    assert_eq!(
+        store.claim(&key("ev-5"), &hash, lease).await.unwrap(),
+        ClaimOutcome::Completed {
+            result: "done".into()
+        }
+    );
+    fx.clock.advance(TimeDelta::seconds(1));
+    claimed(
+        store
+            .claim(&key("ev-5"), &PayloadHash::of(b"other"), lease)
+            .await
+            .unwrap(),
+    );
+}
+
+/// Results over 1 KB are refused before any call; exactly 1 KB is stored and returned.
+pub async fn result_size_is_bounded(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"a");
+    let lease = fx.now() + TimeDelta::seconds(30);
+    let claim = claimed(store.claim(&key("ev-6"), &hash, lease).await.unwrap());
+    fx.expect_calls(&["PutItem"]);
+    let too_big = "x".repeat(MAX_RESULT_BYTES + 1);
+    assert!(matches!(
+        store.complete(&claim, &too_big).await,
+        Err(StoreError::ResultTooLarge { len: 1025 })
+    ));
+    fx.expect_calls(&[]);
+    let max = "y".repeat(MAX_RESULT_BYTES);
+    store.complete(&claim, &max).await.unwrap();
+    fx.expect_calls(&["UpdateItem"]);
+    assert_eq!(
+        store.claim(&key("ev-6"), &hash, lease).await.unwrap(),
+        ClaimOutcome::Completed { result: max }
+    );
+}
+
+/// An inbound event id and a delivery event key with the same text never collide.
+pub async fn inbound_and_delivery_keys_are_separate(fx: &Fixture) {
+    let store = &fx.idempotency;
+    let hash = PayloadHash::of(b"a");
+    let lease = fx.now() + TimeDelta::seconds(30);
+    for k in [
+        IdempotencyKey::inbound("typeform", "e1").unwrap(),
+        IdempotencyKey::inbound("tally", "e1").unwrap(),
+        IdempotencyKey::delivery(Vendor::Hood, "e1").unwrap(),
+        IdempotencyKey::delivery(Vendor::Channelio, "e1").unwrap(),
+    ] {
+        claimed(store.claim(&k, &hash, lease).await.unwrap());
+    }
+    fx.expect_calls(&["PutItem"; 4]);
+}
+
+/// 64 concurrent claims of one key: exactly one wins; the rest see it in progress or
+/// completed. 64 PutItems and one UpdateItem in all.
+pub async fn concurrent_claims_have_exactly_one_winner(fx: &Fixture) {
+    const TASKS: usize = 64;
+    let hash = PayloadHash::of(b"same body");
+    let lease = fx.now() + TimeDelta::seconds(30);
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let store = Arc::clone(&fx.idempotency);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let outcome = store.claim(&key("ev-hot"), &hash, lease).await.unwrap();
+                if let ClaimOutcome::Claimed(claim) = &outcome {
+                    store.complete(claim, "winner").await.unwrap();
+                }
+                outcome
+            })
+        })
+        .collect();
+    let outcomes: Vec<ClaimOutcome> = futures::future::try_join_all(tasks).await.unwrap();
+
+    let winners = outcomes
+        .iter()
+        .filter(|o| matches!(o, ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        match outcome {
+            ClaimOutcome::Claimed(_) => {}
+            ClaimOutcome::InProgress { until } => assert_eq!(*until, lease),
+            ClaimOutcome::Completed { result } => assert_eq!(result, "winner"),
+            ClaimOutcome::PayloadMismatch => panic!("same payload reported as mismatch"),
+        }
+    }
+    if let Some(calls) = &fx.calls {
+        let calls = calls.take();
+        assert_eq!(calls.iter().filter(|c| *c == "PutItem").count(), TASKS);
+        assert_eq!(calls.iter().filter(|c| *c == "UpdateItem").count(), 1);
+        assert_eq!(calls.len(), TASKS + 1);
+    }
+}
+
+fn link(vendor_id: Option<&str>, version: i64, fields: &[(&str, &str)]) -> Link {
+    Link {
+        vendor_id: vendor_id.map(str::to_owned),
+        version,
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Links round-trip; an older version is refused (with the stored link); equal applies.
+pub async fn links_round_trip_with_stale_guard(fx: &Fixture) {
+    let links = &fx.links;
+    let key = LinkKey::new(Vendor::Hood, &ContactKeyHash::of("email:alice@example.com"));
+    assert_eq!(links.get_link(&key).await.unwrap(), None);
+    fx.expect_calls(&["GetItem"]);
+
+    assert_eq!(
+        links.put_link(&key, &link(None, 1_000, &[])).await.unwrap(),
+        LinkPut::Applied
+    );
+    fx.expect_calls(&["PutItem"]);
+    let newer = link(
+        Some("p-1"),
+        2_000,
+        &[("email", "fp-a"), ("full_name", "fp-b")],
+    );
+    assert_eq!(
+        links.put_link(&key, &newer).await.unwrap(),
+        LinkPut::Applied
+    );
+    assert_eq!(links.get_link(&key).await.unwrap(), Some(newer.clone()));
+
+    let late = link(Some("p-1"), 1_999, &[("email", "fp-old")]);
+    assert_eq!(
+        links.put_link(&key, &late).await.unwrap(),
+        LinkPut::Stale {
+            current: newer.clone()
+        }
+    );
+    fx.expect_calls(&["PutItem", "GetItem", "PutItem"]);
+    assert_eq!(links.get_link(&key).await.unwrap(), Some(newer));
+
+    let same_instant = link(
+        Some("p-1"),
+        2_000,
+        &[("email", "fp-a"), ("full_name", "fp-b"), ("phone", "fp-c")],
+    );
+    assert_eq!(
+        links.put_link(&key, &same_instant).await.unwrap(),
+        LinkPut::Applied
+    );
+    assert_eq!(links.get_link(&key).await.unwrap(), Some(same_instant));
+}
+
+/// A contact's links at different vendors, and different contacts, are independent.
+pub async fn links_are_per_vendor_and_contact(fx: &Fixture) {
+    let links = &fx.links;
+    let alice = ContactKeyHash::of("email:alice@example.com");
+    let bob = ContactKeyHash::of("email:bob@example.com");
+    let hood = link(Some("h-1"), 5_000, &[]);
+    let channel = link(Some("c-1"), 1_000, &[]);
+    links
+        .put_link(&LinkKey::new(Vendor::Hood, &alice), &hood)
+        .await
+        .unwrap();
+    assert_eq!(
+        links
+            .put_link(&LinkKey::new(Vendor::Channelio, &alice), &channel)
+            .await
+            .unwrap(),
+        LinkPut::Applied
+    );
+    assert_eq!(
+        links
+            .get_link(&LinkKey::new(Vendor::Hood, &alice))
+            .await
+            .unwrap(),
+        Some(hood)
+    );
+    assert_eq!(
+        links
+            .get_link(&LinkKey::new(Vendor::Channelio, &alice))
+            .await
+            .unwrap(),
+        Some(channel)
+    );
+    assert_eq!(
+        links
+            .get_link(&LinkKey::new(Vendor::Hood, &bob))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+fn hood_key() -> LimiterKey {
+    LimiterKey::new(Vendor::Hood, "main").unwrap()
+}
+
+/// Hood parameters: five at once, then one every 430 ms. One UpdateItem per permit or
+/// refusal.
+pub async fn limiter_bursts_then_keeps_the_steady_rate(fx: &Fixture) {
+    let limiter = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let t0 = fx.now();
+    for _ in 0..5 {
+        assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
+        fx.expect_calls(&["UpdateItem"]);
+    }
+    let next = t0 + TimeDelta::milliseconds(430);
+    assert_eq!(limiter.acquire().await.unwrap(), Permit::RetryAt(next));
+    fx.expect_calls(&["UpdateItem"]);
+    fx.advance_ms(429);
+    assert_eq!(limiter.acquire().await.unwrap(), Permit::RetryAt(next));
+    fx.advance_ms(1);
+    assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
+    assert_eq!(
+        limiter.acquire().await.unwrap(),
+        Permit::RetryAt(t0 + TimeDelta::milliseconds(860))
+    );
+    fx.expect_calls(&["UpdateItem"; 3]);
+
+    // After a long idle spell the burst is back, but no more than the burst.
+    fx.advance_ms(60_000);
+    for _ in 0..5 {
+        assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
+    }
+    assert_eq!(
+        limiter.acquire().await.unwrap(),
+        Permit::RetryAt(fx.now() + TimeDelta::milliseconds(430))
+    );
+    fx.expect_calls(&["UpdateItem"; 6]);
+
+    // Another account has its own schedule.
+    let other = (fx.limiter)(
+        &LimiterKey::new(Vendor::Hood, "second").unwrap(),
+        GcraParams::HOOD,
+    );
+    assert_eq!(other.acquire().await.unwrap(), Permit::Granted);
+}
+
+/// Two instances (separate handles) draw from one schedule. A handle whose view is out of
+/// date pays one extra call, never more.
+pub async fn limiter_schedule_is_shared_between_instances(fx: &Fixture) {
+    let a = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let b = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let t0 = fx.now();
+    for _ in 0..5 {
+        assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
+    }
+    fx.expect_calls(&["UpdateItem"; 5]);
+    // b has never looked: one refused call tells it when.
+    assert_eq!(
+        b.acquire().await.unwrap(),
+        Permit::RetryAt(t0 + TimeDelta::milliseconds(430))
+    );
+    fx.expect_calls(&["UpdateItem"]);
+    fx.advance_ms(430);
+    assert_eq!(b.acquire().await.unwrap(), Permit::Granted);
+    fx.expect_calls(&["UpdateItem"]);
+    // a has not seen b's permit; its one call is refused with the right time.
+    assert_eq!(
+        a.acquire().await.unwrap(),
+        Permit::RetryAt(t0 + TimeDelta::milliseconds(860))
+    );
+    fx.expect_calls(&["UpdateItem"]);
+
+    // Idle spell: a restarts the schedule; b, whose view says idle, switches once.
+    fx.advance_ms(10_000);
+    assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
+    fx.expect_calls(&["UpdateItem"]);
+    assert_eq!(b.acquire().await.unwrap(), Permit::Granted);
+    fx.expect_calls(&["UpdateItem", "UpdateItem"]);
+    assert_eq!(b.acquire().await.unwrap(), Permit::Granted);
+    fx.expect_calls(&["UpdateItem"]);
+}
+
+/// A 429 seen by one instance holds every instance back until `retry_after`, then the
+/// steady rate resumes (no burst). A shorter penalty never pulls the schedule back.
+pub async fn penalty_holds_every_instance_back(fx: &Fixture) {
+    let a = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let b = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
+    fx.expect_calls(&["UpdateItem"]);
+
+    b.penalise(Duration::from_secs(2)).await.unwrap();
+    fx.expect_calls(&["UpdateItem"]);
+    let resume = fx.now() + TimeDelta::seconds(2);
+    assert_eq!(a.acquire().await.unwrap(), Permit::RetryAt(resume));
+    assert_eq!(b.acquire().await.unwrap(), Permit::RetryAt(resume));
+
+    fx.advance_ms(2_000);
+    assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
+    assert_eq!(
+        b.acquire().await.unwrap(),
+        Permit::RetryAt(resume + TimeDelta::milliseconds(430))
+    );
+    fx.expect_calls(&["UpdateItem"; 4]);
+
+    b.penalise(Duration::ZERO).await.unwrap();
+    fx.expect_calls(&["UpdateItem"]);
+    assert_eq!(
+        a.acquire().await.unwrap(),
+        Permit::RetryAt(resume + TimeDelta::milliseconds(430))
+    );
+}
