@@ -25,6 +25,10 @@ if [ -z "${SQS_ENDPOINT:-}" ]; then
   SQS_ENDPOINT="$(./scripts/moto.sh start)"; export SQS_ENDPOINT; started+=(moto)
 fi
 echo "SQS (moto):      $SQS_ENDPOINT"
+if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
+  DYNAMODB_ENDPOINT="$(./scripts/dynamodb-local.sh start)"; export DYNAMODB_ENDPOINT; started+=(dynamodb-local)
+fi
+echo "DynamoDB Local:  $DYNAMODB_ENDPOINT"
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

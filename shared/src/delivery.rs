@@ -29,7 +29,11 @@ pub enum MessageError {
 
 impl DeliveryMessage {
     pub fn new(vendor: Vendor, change: ContactChange) -> Self {
-        DeliveryMessage { v: MESSAGE_VERSION, vendor, change }
+        DeliveryMessage {
+            v: MESSAGE_VERSION,
+            vendor,
+            change,
+        }
     }
 
     /// `<source>#<event id>`: with the vendor, the delivery's idempotency key.
@@ -46,8 +50,9 @@ impl DeliveryMessage {
     /// Parses a queue message body.
     pub fn from_body(body: &str) -> Result<Self, MessageError> {
         // serde's messages can quote values (personal data): keep only the position.
-        let message: DeliveryMessage = serde_json::from_str(body)
-            .map_err(|e| MessageError::Malformed(format!("line {} column {}", e.line(), e.column())))?;
+        let message: DeliveryMessage = serde_json::from_str(body).map_err(|e| {
+            MessageError::Malformed(format!("line {} column {}", e.line(), e.column()))
+        })?;
         if message.v > MESSAGE_VERSION {
             return Err(MessageError::UnknownVersion(message.v));
         }

@@ -15,14 +15,17 @@ use crate::ingress::{Accepted, Deadline, Ingest};
 
 /// The invocation's deadline from the Lambda context (epoch milliseconds).
 fn deadline_of(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
-    i64::try_from(context.deadline).ok().and_then(DateTime::from_timestamp_millis)
+    i64::try_from(context.deadline)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
 }
 
 /// The webhook router as a Lambda HTTP service: each request carries its invocation's
 /// deadline, which bounds how long idempotency claims are held.
 pub fn webhook_service(
     router: axum::Router,
-) -> impl tower::Service<Request, Response = axum::response::Response, Error = Infallible, Future: Send> + Clone {
+) -> impl tower::Service<Request, Response = axum::response::Response, Error = Infallible, Future: Send>
++ Clone {
     ServiceBuilder::new()
         .layer(MapRequestLayer::new(|mut request: Request| {
             if let Some(deadline) = request.lambda_context_ref().and_then(deadline_of) {
@@ -35,9 +38,17 @@ pub fn webhook_service(
 
 /// Handles one EventBridge event. Every failure is returned, never swallowed: Lambda's
 /// asynchronous retries and the function's on-failure destination keep the event.
-pub async fn handle_event(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Accepted, lambda_runtime::Error> {
+pub async fn handle_event(
+    ingest: &Ingest,
+    event: LambdaEvent<Value>,
+) -> Result<Accepted, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
-    let detail_type = event.payload.get("detail-type").and_then(Value::as_str).unwrap_or_default().to_string();
+    let detail_type = event
+        .payload
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     match ingest.accept_event(&event.payload, deadline).await {
         Ok(accepted) => Ok(accepted),
         Err(e) => {

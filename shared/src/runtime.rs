@@ -41,7 +41,10 @@ pub enum StartupError {
 
 /// A required environment variable.
 pub fn required(name: &'static str) -> Result<String, StartupError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(StartupError::MissingEnv(name))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(StartupError::MissingEnv(name))
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -78,15 +81,24 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
             let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &name).await?;
             parse_source_secrets(&name, secrecy::ExposeSecret::expose_secret(&value))?
         }
-        (IngestFunction::Webhooks, None) => source_secrets_from_env(mappings.sources().map(|s| s.name.as_str())),
+        (IngestFunction::Webhooks, None) => {
+            source_secrets_from_env(mappings.sources().map(|s| s.name.as_str()))
+        }
     };
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone()));
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+        clock.clone(),
+    ));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
     let (ingest, disabled) = Ingest::new(mappings, &secrets, store, queue, clock)?;
     if function == IngestFunction::Webhooks {
         for source in disabled {
-            tracing::warn!(source, "no signing secret configured; the source answers 404 source_not_configured");
+            tracing::warn!(
+                source,
+                "no signing secret configured; the source answers 404 source_not_configured"
+            );
         }
     }
     Ok(Arc::new(ingest))

@@ -38,10 +38,11 @@ enum OneOrMany {
 
 /// Parses `{"<source>": "secret" | ["current", "previous"], ...}`.
 pub fn parse_source_secrets(name: &str, json: &str) -> Result<SourceSecrets, SecretsError> {
-    let raw: HashMap<String, OneOrMany> = serde_json::from_str(json).map_err(|e| SecretsError::Malformed {
-        name: name.to_string(),
-        position: format!("line {} column {}", e.line(), e.column()),
-    })?;
+    let raw: HashMap<String, OneOrMany> =
+        serde_json::from_str(json).map_err(|e| SecretsError::Malformed {
+            name: name.to_string(),
+            position: format!("line {} column {}", e.line(), e.column()),
+        })?;
     Ok(raw
         .into_iter()
         .map(|(source, s)| {
@@ -55,18 +56,26 @@ pub fn parse_source_secrets(name: &str, json: &str) -> Result<SourceSecrets, Sec
 }
 
 /// Reads a SecureString parameter's decrypted value.
-pub async fn read_parameter(ssm: &aws_sdk_ssm::Client, name: &str) -> Result<SecretString, SecretsError> {
+pub async fn read_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<SecretString, SecretsError> {
     let out = ssm
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| SecretsError::Ssm { name: name.to_string(), message: aws_sdk_ssm::error::DisplayErrorContext(&e).to_string() })?;
+        .map_err(|e| SecretsError::Ssm {
+            name: name.to_string(),
+            message: aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+        })?;
     out.parameter
         .and_then(|p| p.value)
         .map(SecretString::from)
-        .ok_or_else(|| SecretsError::Empty { name: name.to_string() })
+        .ok_or_else(|| SecretsError::Empty {
+            name: name.to_string(),
+        })
 }
 
 /// Webhook secrets from `RELAY_SECRET_<SOURCE>` variables (source upper-cased, `-` → `_`).
@@ -74,10 +83,17 @@ pub fn source_secrets_from_env<'a>(sources: impl IntoIterator<Item = &'a str>) -
     sources
         .into_iter()
         .filter_map(|source| {
-            let var = format!("RELAY_SECRET_{}", source.to_ascii_uppercase().replace('-', "_"));
+            let var = format!(
+                "RELAY_SECRET_{}",
+                source.to_ascii_uppercase().replace('-', "_")
+            );
             let value = std::env::var(&var).ok()?;
-            let list: Vec<SecretString> =
-                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| SecretString::from(s.to_string())).collect();
+            let list: Vec<SecretString> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| SecretString::from(s.to_string()))
+                .collect();
             (!list.is_empty()).then(|| (source.to_string(), list))
         })
         .collect()
@@ -92,14 +108,29 @@ mod tests {
     #[test]
     fn one_or_several_secrets_per_source() {
         let s = parse_source_secrets("p", r#"{"typeform": "a", "tally": ["b", "c"]}"#).unwrap();
-        assert_eq!(s["typeform"].iter().map(|x| x.expose_secret()).collect::<Vec<_>>(), ["a"]);
-        assert_eq!(s["tally"].iter().map(|x| x.expose_secret()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            s["typeform"]
+                .iter()
+                .map(|x| x.expose_secret())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert_eq!(
+            s["tally"]
+                .iter()
+                .map(|x| x.expose_secret())
+                .collect::<Vec<_>>(),
+            ["b", "c"]
+        );
     }
 
     #[test]
     fn malformed_json_names_the_parameter_not_the_content() {
         let err = parse_source_secrets("/relay/ingest", r#"{"typeform": "sekrit""#).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.contains("/relay/ingest") && !shown.contains("sekrit"), "{shown}");
+        assert!(
+            shown.contains("/relay/ingest") && !shown.contains("sekrit"),
+            "{shown}"
+        );
     }
 }

@@ -27,12 +27,18 @@ pub const SECRETS: [(&str, &str); 6] = [
 ];
 
 pub fn secret(source: &str) -> SecretString {
-    let (_, s) = SECRETS.iter().find(|(name, _)| *name == source).expect("a test secret for the source");
+    let (_, s) = SECRETS
+        .iter()
+        .find(|(name, _)| *name == source)
+        .expect("a test secret for the source");
     SecretString::from(*s)
 }
 
 pub fn source_secrets() -> SourceSecrets {
-    SECRETS.iter().map(|(name, s)| (name.to_string(), vec![SecretString::from(*s)])).collect()
+    SECRETS
+        .iter()
+        .map(|(name, s)| (name.to_string(), vec![SecretString::from(*s)]))
+        .collect()
 }
 
 pub fn mappings() -> Arc<Mappings> {
@@ -40,10 +46,23 @@ pub fn mappings() -> Arc<Mappings> {
 }
 
 /// The ingest router over the given adapters, with the test secrets.
-pub fn app(store: Arc<dyn IdempotencyStore>, queue: Arc<dyn Queue>, clock: Arc<dyn Clock>) -> axum::Router {
-    let (ingest, disabled) = Ingest::new(mappings(), &source_secrets(), store, queue, clock).expect("secrets are valid");
-    assert!(disabled.is_empty(), "every built-in webhook source has a test secret: {disabled:?}");
-    router(Arc::new(ingest), RouterConfig { default_scheme: "https" })
+pub fn app(
+    store: Arc<dyn IdempotencyStore>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+) -> axum::Router {
+    let (ingest, disabled) =
+        Ingest::new(mappings(), &source_secrets(), store, queue, clock).expect("secrets are valid");
+    assert!(
+        disabled.is_empty(),
+        "every built-in webhook source has a test secret: {disabled:?}"
+    );
+    router(
+        Arc::new(ingest),
+        RouterConfig {
+            default_scheme: "https",
+        },
+    )
 }
 
 /// `forms` or `crm`, as in the path.
@@ -56,17 +75,35 @@ pub fn route_segment(source: &str) -> &'static str {
 }
 
 /// Headers `source` signs `body` with at `now`, using `secret`.
-pub fn signature_headers(source: &str, secret: &SecretString, body: &[u8], now: DateTime<Utc>, delivery_id: Option<&str>) -> HeaderMap {
+pub fn signature_headers(
+    source: &str,
+    secret: &SecretString,
+    body: &[u8],
+    now: DateTime<Utc>,
+    delivery_id: Option<&str>,
+) -> HeaderMap {
     let m = mappings();
-    let scheme = m.source(source).and_then(|s| s.signature.clone()).expect("a webhook source");
+    let scheme = m
+        .source(source)
+        .and_then(|s| s.signature.clone())
+        .expect("a webhook source");
     let verifier = Verifier::new(&scheme, std::slice::from_ref(secret)).expect("valid secret");
     let uri = format!("https://{HOST}/hooks/{}/{source}", route_segment(source));
-    verifier.sign(&SignRequest { method: &Method::POST, uri: &uri, body, now, delivery_id }).expect("signable")
+    verifier
+        .sign(&SignRequest {
+            method: &Method::POST,
+            uri: &uri,
+            body,
+            now,
+            delivery_id,
+        })
+        .expect("signable")
 }
 
 /// An API Gateway v2 request event (as JSON) for `POST /hooks/<route>/<source>`.
 pub fn apigw_event(source: &str, segment: &str, extra_headers: &HeaderMap, body: &str) -> Value {
-    let mut event: Value = serde_json::from_str(include_str!("../fixtures/apigw-v2-request.json")).expect("fixture");
+    let mut event: Value =
+        serde_json::from_str(include_str!("../fixtures/apigw-v2-request.json")).expect("fixture");
     let path = format!("/hooks/{segment}/{source}");
     event["rawPath"] = path.clone().into();
     event["requestContext"]["http"]["path"] = path.into();
@@ -87,7 +124,13 @@ pub fn signed(source: &str, body: &str, now: DateTime<Utc>) -> lambda_http::Requ
 }
 
 /// Like [`signed`], with a chosen secret and delivery id.
-pub fn signed_with(source: &str, secret: &SecretString, body: &str, now: DateTime<Utc>, delivery_id: Option<&str>) -> lambda_http::Request {
+pub fn signed_with(
+    source: &str,
+    secret: &SecretString,
+    body: &str,
+    now: DateTime<Utc>,
+    delivery_id: Option<&str>,
+) -> lambda_http::Request {
     let headers = signature_headers(source, secret, body.as_bytes(), now, delivery_id);
     to_request(&apigw_event(source, route_segment(source), &headers, body))
 }

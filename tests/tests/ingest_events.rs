@@ -29,17 +29,43 @@ fn event(name: &str) -> Value {
 async fn app_events_are_accepted_once_and_routed_by_detail_type() {
     let table = fresh_table().await.unwrap();
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(table.client.clone(), table.name.clone(), clock.clone()));
+    let store = Arc::new(DynamoStore::new(
+        table.client.clone(),
+        table.name.clone(),
+        clock.clone(),
+    ));
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let (ingest, _) = Ingest::new(mappings(), &SourceSecrets::new(), store, queue.clone(), clock).unwrap();
+    let (ingest, _) = Ingest::new(
+        mappings(),
+        &SourceSecrets::new(),
+        store,
+        queue.clone(),
+        clock,
+    )
+    .unwrap();
 
-    let invoke = |payload: Value| handle_event(&ingest, LambdaEvent::new(payload, Context::default()));
+    let invoke =
+        |payload: Value| handle_event(&ingest, LambdaEvent::new(payload, Context::default()));
     let first = invoke(event("app-contact")).await.unwrap();
-    assert_eq!(first, Accepted { accepted: 1, duplicates: 0, conflicts: 0 });
+    assert_eq!(
+        first,
+        Accepted {
+            accepted: 1,
+            duplicates: 0,
+            conflicts: 0
+        }
+    );
     let staff = invoke(event("app-staff")).await.unwrap();
     assert_eq!(staff.accepted, 1);
     // EventBridge delivers at least once: the same event again is a duplicate.
-    assert_eq!(invoke(event("app-contact")).await.unwrap(), Accepted { accepted: 0, duplicates: 1, conflicts: 0 });
+    assert_eq!(
+        invoke(event("app-contact")).await.unwrap(),
+        Accepted {
+            accepted: 0,
+            duplicates: 1,
+            conflicts: 0
+        }
+    );
 
     let received = queue.receive(10, Duration::ZERO).await.unwrap();
     let mut routed: Vec<(String, Vendor)> = received

@@ -35,17 +35,30 @@ async fn harness() -> Harness {
     let table = fresh_table().await.unwrap();
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(table.client.clone(), table.name.clone(), clock.clone()));
+    let store = Arc::new(DynamoStore::new(
+        table.client.clone(),
+        table.name.clone(),
+        clock.clone(),
+    ));
     let app = app(store, queue.clone(), clock);
     Harness { table, queue, app }
 }
 
 impl Harness {
     async fn send(&self, request: lambda_http::Request) -> (StatusCode, Value) {
-        let response: Response = webhook_service(self.app.clone()).oneshot(request).await.unwrap();
+        let response: Response = webhook_service(self.app.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
         let status = response.status();
-        assert_eq!(response.headers()["content-type"], "application/json", "every answer is JSON");
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "every answer is JSON"
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&body).unwrap())
     }
 
@@ -72,26 +85,59 @@ fn body(source: &str) -> &'static str {
 #[tokio::test]
 async fn a_signed_signup_is_claimed_once_and_enqueued_once_per_vendor() {
     let h = harness().await;
-    let (status, answer) = h.send(signed("typeform", body("typeform"), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 1, "duplicates": 0})));
-    assert_eq!(h.table.calls.take(), ["PutItem", "UpdateItem"], "one claim, one completion");
+    let (status, answer) = h
+        .send(signed("typeform", body("typeform"), Utc::now()))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 1, "duplicates": 0})
+        )
+    );
+    assert_eq!(
+        h.table.calls.take(),
+        ["PutItem", "UpdateItem"],
+        "one claim, one completion"
+    );
 
     let messages = h.drain().await;
     let vendors: Vec<Vendor> = messages.iter().map(|m| m.vendor).collect();
     assert_eq!(vendors, [Vendor::Hood, Vendor::Channelio, Vendor::Chatwoot]);
     for m in &messages {
         assert_eq!(m.event_key(), "typeform#01JD8Z9K3M4N5P6Q7R8S9T0V1W");
-        assert_eq!(m.change.contact.email.as_ref().unwrap().as_str(), "ann.lee@example.com");
+        assert_eq!(
+            m.change.contact.email.as_ref().unwrap().as_str(),
+            "ann.lee@example.com"
+        );
     }
 }
 
 #[tokio::test]
 async fn every_built_in_webhook_source_is_accepted() {
     let h = harness().await;
-    for (source, events) in [("typeform", 1), ("tally", 1), ("webflow", 1), ("hubspot", 5), ("pipedrive", 1), ("standard", 1)] {
+    for (source, events) in [
+        ("typeform", 1),
+        ("tally", 1),
+        ("webflow", 1),
+        ("hubspot", 5),
+        ("pipedrive", 1),
+        ("standard", 1),
+    ] {
         let (status, answer) = h.send(signed(source, body(source), Utc::now())).await;
-        assert_eq!((status, &answer), (StatusCode::ACCEPTED, &json!({"accepted": events, "duplicates": 0})), "{source}");
-        assert_eq!(h.drain().await.len(), events * 3, "{source}: one message per event and vendor");
+        assert_eq!(
+            (status, &answer),
+            (
+                StatusCode::ACCEPTED,
+                &json!({"accepted": events, "duplicates": 0})
+            ),
+            "{source}"
+        );
+        assert_eq!(
+            h.drain().await.len(),
+            events * 3,
+            "{source}: one message per event and vendor"
+        );
     }
 }
 
@@ -99,7 +145,13 @@ async fn every_built_in_webhook_source_is_accepted() {
 async fn a_hubspot_batch_costs_one_claim_per_event_and_answers_duplicates_per_event() {
     let h = harness().await;
     let (status, answer) = h.send(signed("hubspot", body("hubspot"), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 5, "duplicates": 0})));
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 5, "duplicates": 0})
+        )
+    );
     let calls = h.table.calls.take();
     assert_eq!(calls.iter().filter(|c| *c == "PutItem").count(), 5);
     assert_eq!(calls.iter().filter(|c| *c == "UpdateItem").count(), 5);
@@ -110,20 +162,45 @@ async fn a_hubspot_batch_costs_one_claim_per_event_and_answers_duplicates_per_ev
     events.push(json!({"eventId": 3817289299_u64, "subscriptionId": 1, "portalId": 62515, "appId": 1, "occurredAt": 1763647203000_u64,
                        "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": 903,
                        "propertyName": "email", "propertyValue": "new@example.com"}));
-    let (status, answer) = h.send(signed("hubspot", &serde_json::to_string(&events).unwrap(), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 1, "duplicates": 5})));
+    let (status, answer) = h
+        .send(signed(
+            "hubspot",
+            &serde_json::to_string(&events).unwrap(),
+            Utc::now(),
+        ))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 1, "duplicates": 5})
+        )
+    );
     assert_eq!(h.drain().await.len(), 3);
 }
 
 #[tokio::test]
 async fn a_duplicate_delivery_answers_2xx_and_enqueues_nothing() {
     let h = harness().await;
-    h.send(signed("typeform", body("typeform"), Utc::now())).await;
+    h.send(signed("typeform", body("typeform"), Utc::now()))
+        .await;
     h.drain().await;
     h.table.calls.take();
-    let (status, answer) = h.send(signed("typeform", body("typeform"), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 0, "duplicates": 1})));
-    assert_eq!(h.table.calls.take(), ["PutItem"], "a duplicate costs one conditional write");
+    let (status, answer) = h
+        .send(signed("typeform", body("typeform"), Utc::now()))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 0, "duplicates": 1})
+        )
+    );
+    assert_eq!(
+        h.table.calls.take(),
+        ["PutItem"],
+        "a duplicate costs one conditional write"
+    );
     assert!(h.drain().await.is_empty());
 }
 
@@ -131,8 +208,13 @@ async fn a_duplicate_delivery_answers_2xx_and_enqueues_nothing() {
 async fn concurrent_duplicates_enqueue_exactly_once() {
     let h = harness().await;
     let now = Utc::now();
-    let answers = futures::future::join_all((0..16).map(|_| h.send(signed("tally", body("tally"), now)))).await;
-    let accepted: usize = answers.iter().map(|(_, a)| a["accepted"].as_u64().unwrap_or(0) as usize).sum();
+    let answers =
+        futures::future::join_all((0..16).map(|_| h.send(signed("tally", body("tally"), now))))
+            .await;
+    let accepted: usize = answers
+        .iter()
+        .map(|(_, a)| a["accepted"].as_u64().unwrap_or(0) as usize)
+        .sum();
     assert_eq!(accepted, 1, "{answers:?}");
     for (status, answer) in &answers {
         match *status {
@@ -144,12 +226,27 @@ async fn concurrent_duplicates_enqueue_exactly_once() {
     assert_eq!(h.drain().await.len(), 3);
     // The sender's later retry of a 409 sees the finished claim.
     let (status, answer) = h.send(signed("tally", body("tally"), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 0, "duplicates": 1})));
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 0, "duplicates": 1})
+        )
+    );
 }
 
-async fn assert_refused(h: &Harness, request: lambda_http::Request, status: StatusCode, code: &str) -> Value {
+async fn assert_refused(
+    h: &Harness,
+    request: lambda_http::Request,
+    status: StatusCode,
+    code: &str,
+) -> Value {
     let (got, answer) = h.send(request).await;
-    assert_eq!((got, answer["code"].as_str().unwrap()), (status, code), "{answer}");
+    assert_eq!(
+        (got, answer["code"].as_str().unwrap()),
+        (status, code),
+        "{answer}"
+    );
     assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert!(h.table.calls.take().is_empty(), "nothing claimed");
     assert!(h.drain().await.is_empty(), "nothing enqueued");
@@ -159,28 +256,78 @@ async fn assert_refused(h: &Harness, request: lambda_http::Request, status: Stat
 #[tokio::test]
 async fn a_tampered_body_is_refused() {
     let h = harness().await;
-    let headers = relay_tests::webhooks::signature_headers("typeform", &secret("typeform"), body("typeform").as_bytes(), Utc::now(), None);
+    let headers = relay_tests::webhooks::signature_headers(
+        "typeform",
+        &secret("typeform"),
+        body("typeform").as_bytes(),
+        Utc::now(),
+        None,
+    );
     let tampered = body("typeform").replace("Ann Lee", "Eve Lee");
-    assert_refused(&h, to_request(&apigw_event("typeform", "forms", &headers, &tampered)), StatusCode::UNAUTHORIZED, "signature_invalid").await;
+    assert_refused(
+        &h,
+        to_request(&apigw_event("typeform", "forms", &headers, &tampered)),
+        StatusCode::UNAUTHORIZED,
+        "signature_invalid",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_stale_timestamp_is_refused_with_its_own_code() {
     let h = harness().await;
     let ten_minutes_ago = Utc::now() - TimeDelta::minutes(10);
-    let answer = assert_refused(&h, signed("standard", body("standard"), ten_minutes_ago), StatusCode::UNAUTHORIZED, "timestamp_stale").await;
-    assert!(answer["message"].as_str().unwrap().contains("timestamp"), "{answer}");
-    assert_refused(&h, signed("webflow", body("webflow"), ten_minutes_ago), StatusCode::UNAUTHORIZED, "timestamp_stale").await;
+    let answer = assert_refused(
+        &h,
+        signed("standard", body("standard"), ten_minutes_ago),
+        StatusCode::UNAUTHORIZED,
+        "timestamp_stale",
+    )
+    .await;
+    assert!(
+        answer["message"].as_str().unwrap().contains("timestamp"),
+        "{answer}"
+    );
+    assert_refused(
+        &h,
+        signed("webflow", body("webflow"), ten_minutes_ago),
+        StatusCode::UNAUTHORIZED,
+        "timestamp_stale",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_wrong_secret_or_a_missing_signature_is_refused() {
     let h = harness().await;
     let wrong = SecretString::from("not-the-secret");
-    assert_refused(&h, signed_with("tally", &wrong, body("tally"), Utc::now(), None), StatusCode::UNAUTHORIZED, "signature_invalid").await;
+    assert_refused(
+        &h,
+        signed_with("tally", &wrong, body("tally"), Utc::now(), None),
+        StatusCode::UNAUTHORIZED,
+        "signature_invalid",
+    )
+    .await;
     let wrong_basic = SecretString::from("relay:guess");
-    assert_refused(&h, signed_with("pipedrive", &wrong_basic, body("pipedrive"), Utc::now(), None), StatusCode::UNAUTHORIZED, "signature_invalid").await;
-    let unsigned = to_request(&apigw_event("hubspot", "crm", &HeaderMap::new(), body("hubspot")));
+    assert_refused(
+        &h,
+        signed_with(
+            "pipedrive",
+            &wrong_basic,
+            body("pipedrive"),
+            Utc::now(),
+            None,
+        ),
+        StatusCode::UNAUTHORIZED,
+        "signature_invalid",
+    )
+    .await;
+    let unsigned = to_request(&apigw_event(
+        "hubspot",
+        "crm",
+        &HeaderMap::new(),
+        body("hubspot"),
+    ));
     assert_refused(&h, unsigned, StatusCode::UNAUTHORIZED, "signature_missing").await;
 }
 
@@ -188,48 +335,109 @@ async fn a_wrong_secret_or_a_missing_signature_is_refused() {
 async fn an_oversized_body_is_refused() {
     let h = harness().await;
     let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(300 * 1024));
-    let answer = assert_refused(&h, signed("standard", &big, Utc::now()), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let answer = assert_refused(
+        &h,
+        signed("standard", &big, Utc::now()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
     assert_eq!(answer["message"], "the body is larger than 262144 bytes");
 }
 
 #[tokio::test]
 async fn malformed_json_and_non_json_are_refused() {
     let h = harness().await;
-    assert_refused(&h, signed("typeform", "{\"event_id\": ", Utc::now()), StatusCode::BAD_REQUEST, "invalid_json").await;
-    let mut headers = relay_tests::webhooks::signature_headers("tally", &secret("tally"), b"a=1", Utc::now(), None);
-    headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
-    assert_refused(&h, to_request(&apigw_event("tally", "forms", &headers, "a=1")), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    assert_refused(
+        &h,
+        signed("typeform", "{\"event_id\": ", Utc::now()),
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    )
+    .await;
+    let mut headers = relay_tests::webhooks::signature_headers(
+        "tally",
+        &secret("tally"),
+        b"a=1",
+        Utc::now(),
+        None,
+    );
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    assert_refused(
+        &h,
+        to_request(&apigw_event("tally", "forms", &headers, "a=1")),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unmappable_payload_is_refused_naming_the_fields() {
     let h = harness().await;
     let mut payload: Value = serde_json::from_str(body("typeform")).unwrap();
-    payload["form_response"]["answers"].as_array_mut().unwrap().retain(|a| a["type"] == "text");
-    let answer = assert_refused(&h, signed("typeform", &payload.to_string(), Utc::now()), StatusCode::UNPROCESSABLE_ENTITY, "contact_unidentifiable").await;
+    payload["form_response"]["answers"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["type"] == "text");
+    let answer = assert_refused(
+        &h,
+        signed("typeform", &payload.to_string(), Utc::now()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "contact_unidentifiable",
+    )
+    .await;
     let message = answer["message"].as_str().unwrap();
-    assert!(message.contains("email: form_response.answers[?type=='email'].email | [0]"), "{message}");
+    assert!(
+        message.contains("email: form_response.answers[?type=='email'].email | [0]"),
+        "{message}"
+    );
     assert!(message.contains("phone: "), "{message}");
 }
 
 #[tokio::test]
 async fn unknown_sources_and_wrong_routes_are_404() {
     let h = harness().await;
-    assert_refused(&h, to_request(&apigw_event("mailchimp", "forms", &HeaderMap::new(), "{}")), StatusCode::NOT_FOUND, "unknown_source").await;
+    assert_refused(
+        &h,
+        to_request(&apigw_event("mailchimp", "forms", &HeaderMap::new(), "{}")),
+        StatusCode::NOT_FOUND,
+        "unknown_source",
+    )
+    .await;
     // typeform is a form source: not served under /hooks/crm.
-    let headers = relay_tests::webhooks::signature_headers("typeform", &secret("typeform"), body("typeform").as_bytes(), Utc::now(), None);
-    assert_refused(&h, to_request(&apigw_event("typeform", "crm", &headers, body("typeform"))), StatusCode::NOT_FOUND, "unknown_source").await;
+    let headers = relay_tests::webhooks::signature_headers(
+        "typeform",
+        &secret("typeform"),
+        body("typeform").as_bytes(),
+        Utc::now(),
+        None,
+    );
+    assert_refused(
+        &h,
+        to_request(&apigw_event("typeform", "crm", &headers, body("typeform"))),
+        StatusCode::NOT_FOUND,
+        "unknown_source",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_same_event_id_with_another_payload_is_a_conflict() {
     let h = harness().await;
-    h.send(signed("typeform", body("typeform"), Utc::now())).await;
+    h.send(signed("typeform", body("typeform"), Utc::now()))
+        .await;
     h.drain().await;
     h.table.calls.take();
     let changed = body("typeform").replace("Acme Inc", "Acme GmbH");
     let (status, answer) = h.send(signed("typeform", &changed, Utc::now())).await;
-    assert_eq!((status, answer["code"].as_str()), (StatusCode::CONFLICT, Some("event_id_reused")));
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("event_id_reused"))
+    );
     assert!(h.drain().await.is_empty());
 }
 
@@ -239,7 +447,10 @@ struct DownQueue;
 #[async_trait::async_trait]
 impl Queue for DownQueue {
     async fn send_batch(&self, _: &[OutboundMessage]) -> Result<(), QueueError> {
-        Err(QueueError::Service { operation: "SendMessageBatch", message: "unavailable".into() })
+        Err(QueueError::Service {
+            operation: "SendMessageBatch",
+            message: "unavailable".into(),
+        })
     }
     async fn receive(&self, _: u16, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
         Ok(Vec::new())
@@ -256,9 +467,16 @@ impl Queue for DownQueue {
 async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     let h = harness().await;
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(h.table.client.clone(), h.table.name.clone(), clock.clone()));
+    let store = Arc::new(DynamoStore::new(
+        h.table.client.clone(),
+        h.table.name.clone(),
+        clock.clone(),
+    ));
     let down = app(store, Arc::new(DownQueue), clock);
-    let response = webhook_service(down).oneshot(signed("webflow", body("webflow"), Utc::now())).await.unwrap();
+    let response = webhook_service(down)
+        .oneshot(signed("webflow", body("webflow"), Utc::now()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "5");
     let calls = h.table.calls.take();
@@ -266,6 +484,13 @@ async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     assert_eq!(calls[0], "PutItem");
 
     let (status, answer) = h.send(signed("webflow", body("webflow"), Utc::now())).await;
-    assert_eq!((status, answer), (StatusCode::ACCEPTED, json!({"accepted": 1, "duplicates": 0})), "the released claim is claimable at once");
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 1, "duplicates": 0})
+        ),
+        "the released claim is claimable at once"
+    );
     assert_eq!(h.drain().await.len(), 3);
 }

@@ -11,6 +11,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(telemetry::LogFormat::detect());
     let ingest = ingest_from_env(IngestFunction::Events).await?;
     let ingest = &*ingest;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { lambda::handle_event(ingest, event).await }))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        lambda::handle_event(ingest, event).await
+    }))
+    .await
 }

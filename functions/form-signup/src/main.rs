@@ -9,6 +9,11 @@ use relay_shared::{lambda, telemetry};
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::LogFormat::detect());
     let ingest = ingest_from_env(IngestFunction::Webhooks).await?;
-    let app = router(ingest, RouterConfig { default_scheme: "https" });
+    let app = router(
+        ingest,
+        RouterConfig {
+            default_scheme: "https",
+        },
+    );
     lambda_http::run(lambda::webhook_service(app)).await
 }

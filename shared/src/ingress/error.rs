@@ -86,6 +86,9 @@ impl IngestError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code().to_string(), message: self.to_string() }
+        ErrorBody {
+            code: self.code().to_string(),
+            message: self.to_string(),
+        }
     }
 }

@@ -90,17 +90,30 @@ impl Ingest {
         let mut verifiers = HashMap::new();
         let mut disabled = Vec::new();
         for source in mappings.sources() {
-            let Some(scheme) = &source.signature else { continue };
+            let Some(scheme) = &source.signature else {
+                continue;
+            };
             match secrets.get(&source.name).filter(|s| !s.is_empty()) {
                 Some(keys) => {
-                    let verifier = Verifier::new(scheme, keys)
-                        .map_err(|error| SetupError { source_name: source.name.clone(), error })?;
+                    let verifier = Verifier::new(scheme, keys).map_err(|error| SetupError {
+                        source_name: source.name.clone(),
+                        error,
+                    })?;
                     verifiers.insert(source.name.clone(), verifier);
                 }
                 None => disabled.push(source.name.clone()),
             }
         }
-        Ok((Ingest { mappings, verifiers, store, queue, clock }, disabled))
+        Ok((
+            Ingest {
+                mappings,
+                verifiers,
+                store,
+                queue,
+                clock,
+            },
+            disabled,
+        ))
     }
 
     pub fn mappings(&self) -> &Mappings {
@@ -108,49 +121,86 @@ impl Ingest {
     }
 
     /// Accepts one webhook delivery.
-    pub async fn accept_webhook(&self, delivery: WebhookDelivery<'_>) -> Result<Accepted, IngestError> {
-        let unknown = || IngestError::UnknownSource { source_name: delivery.source.to_string() };
-        let source = self.mappings.source(delivery.source).filter(|s| s.route == delivery.route).ok_or_else(unknown)?;
+    pub async fn accept_webhook(
+        &self,
+        delivery: WebhookDelivery<'_>,
+    ) -> Result<Accepted, IngestError> {
+        let unknown = || IngestError::UnknownSource {
+            source_name: delivery.source.to_string(),
+        };
+        let source = self
+            .mappings
+            .source(delivery.source)
+            .filter(|s| s.route == delivery.route)
+            .ok_or_else(unknown)?;
         let body = delivery.request.body;
         if body.len() > MAX_BODY_BYTES {
-            return Err(IngestError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+            return Err(IngestError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
         }
         check_content_type(delivery.content_type)?;
-        let verifier = self
-            .verifiers
-            .get(&source.name)
-            .ok_or_else(|| IngestError::SourceNotConfigured { source_name: source.name.clone() })?;
+        let verifier =
+            self.verifiers
+                .get(&source.name)
+                .ok_or_else(|| IngestError::SourceNotConfigured {
+                    source_name: source.name.clone(),
+                })?;
         let now = self.clock.now();
         let verified = verifier.verify(&delivery.request, now)?;
-        let payload: Value = serde_json::from_slice(body)
-            .map_err(|e| IngestError::InvalidJson { line: e.line(), column: e.column() })?;
+        let payload: Value =
+            serde_json::from_slice(body).map_err(|e| IngestError::InvalidJson {
+                line: e.line(),
+                column: e.column(),
+            })?;
         let defaults = EventDefaults {
-            event_id: verified.delivery_id.unwrap_or_else(|| PayloadHash::of(body).to_hex()),
+            event_id: verified
+                .delivery_id
+                .unwrap_or_else(|| PayloadHash::of(body).to_hex()),
             received_at: now,
         };
         let events = source.extract_with_raw(&payload, &defaults)?;
-        self.claim_and_enqueue(source, events, self.lease_until(now, delivery.deadline)).await
+        self.claim_and_enqueue(source, events, self.lease_until(now, delivery.deadline))
+            .await
     }
 
     /// Accepts one EventBridge event from the user's own apps (authenticated by IAM).
-    pub async fn accept_event(&self, event: &Value, deadline: Option<DateTime<Utc>>) -> Result<Accepted, IngestError> {
-        let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    pub async fn accept_event(
+        &self,
+        event: &Value,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Accepted, IngestError> {
+        let detail_type = event
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let source = self
             .mappings
             .source_for_detail_type(detail_type)
-            .ok_or_else(|| IngestError::UnknownDetailType { detail_type: detail_type.to_string() })?;
+            .ok_or_else(|| IngestError::UnknownDetailType {
+                detail_type: detail_type.to_string(),
+            })?;
         let now = self.clock.now();
         let fallback_id = event
             .get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| PayloadHash::of(event.to_string().as_bytes()).to_hex());
-        let events = source.extract_with_raw(event, &EventDefaults { event_id: fallback_id, received_at: now })?;
-        self.claim_and_enqueue(source, events, self.lease_until(now, deadline)).await
+        let events = source.extract_with_raw(
+            event,
+            &EventDefaults {
+                event_id: fallback_id,
+                received_at: now,
+            },
+        )?;
+        self.claim_and_enqueue(source, events, self.lease_until(now, deadline))
+            .await
     }
 
     fn lease_until(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
-        deadline.filter(|d| *d > now).unwrap_or_else(|| now + TimeDelta::from_std(DEFAULT_LEASE).unwrap_or_default())
+        deadline
+            .filter(|d| *d > now)
+            .unwrap_or_else(|| now + TimeDelta::from_std(DEFAULT_LEASE).unwrap_or_default())
     }
 
     async fn claim_and_enqueue(
@@ -187,7 +237,9 @@ impl Ingest {
         }
         if store_failed {
             self.release_all(claimed.iter().map(|(c, _)| c)).await;
-            return Err(IngestError::Unavailable { what: "idempotency store" });
+            return Err(IngestError::Unavailable {
+                what: "idempotency store",
+            });
         }
 
         let failed = self.enqueue(source, &claimed).await;
@@ -212,7 +264,9 @@ impl Ingest {
         outcome.accepted = claimed.len();
         if let Some(until) = busy_until {
             let secs = (until - self.clock.now()).num_seconds().clamp(1, 60);
-            return Err(IngestError::InProgress { retry_after_secs: u64::try_from(secs).unwrap_or(1) });
+            return Err(IngestError::InProgress {
+                retry_after_secs: u64::try_from(secs).unwrap_or(1),
+            });
         }
         if outcome.conflicts > 0 && outcome.accepted == 0 && outcome.duplicates == 0 {
             return Err(IngestError::EventIdReused);
@@ -223,7 +277,11 @@ impl Ingest {
 
     /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
     /// events that were not (fully) enqueued.
-    async fn enqueue(&self, source: &SourceMapping, claimed: &[(Claim, &ContactChange)]) -> BTreeSet<usize> {
+    async fn enqueue(
+        &self,
+        source: &SourceMapping,
+        claimed: &[(Claim, &ContactChange)],
+    ) -> BTreeSet<usize> {
         let mut messages = Vec::with_capacity(claimed.len() * source.vendors.len());
         for (i, (_, change)) in claimed.iter().enumerate() {
             for vendor in &source.vendors {
@@ -242,7 +300,9 @@ impl Ingest {
                 if ids.is_empty() {
                     (0..claimed.len()).collect()
                 } else {
-                    ids.iter().filter_map(|id| id.strip_prefix('e')?.split('-').next()?.parse().ok()).collect()
+                    ids.iter()
+                        .filter_map(|id| id.strip_prefix('e')?.split('-').next()?.parse().ok())
+                        .collect()
                 }
             }
         }
@@ -260,10 +320,24 @@ impl Ingest {
 /// JSON bodies only: `application/json` or `application/<x>+json`, any parameters. A missing
 /// header is tolerated (some senders omit it); the body must still parse.
 fn check_content_type(content_type: Option<&str>) -> Result<(), IngestError> {
-    let Some(value) = content_type else { return Ok(()) };
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if json { Ok(()) } else { Err(IngestError::UnsupportedMediaType { content_type: essence }) }
+    let Some(value) = content_type else {
+        return Ok(());
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(IngestError::UnsupportedMediaType {
+            content_type: essence,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +351,9 @@ mod tests {
         assert!(check_content_type(Some("application/cloudevents+json")).is_ok());
         assert!(check_content_type(None).is_ok());
         let err = check_content_type(Some("application/x-www-form-urlencoded")).unwrap_err();
-        assert_eq!((err.status().as_u16(), err.code()), (415, "unsupported_media_type"));
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (415, "unsupported_media_type")
+        );
     }
 }

@@ -41,22 +41,38 @@ struct AppState {
 
 /// The webhook routes.
 pub fn router(ingest: Arc<Ingest>, config: RouterConfig) -> Router {
-    let state = AppState { ingest, config: Arc::new(config) };
+    let state = AppState {
+        ingest,
+        config: Arc::new(config),
+    };
     Router::new()
         .route("/hooks/forms/{source}", post(forms))
         .route("/hooks/crm/{source}", post(crm))
-        .route("/health", get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "ok"})) }),
+        )
         .fallback(not_found)
         // One byte over the limit is enough to know it is too large.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
         .with_state(state)
 }
 
-async fn forms(state: State<AppState>, source: Path<String>, request: Parts, body: Result<Bytes, BytesRejection>) -> Response {
+async fn forms(
+    state: State<AppState>,
+    source: Path<String>,
+    request: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     handle(state, Route::Forms, source, request, body).await
 }
 
-async fn crm(state: State<AppState>, source: Path<String>, request: Parts, body: Result<Bytes, BytesRejection>) -> Response {
+async fn crm(
+    state: State<AppState>,
+    source: Path<String>,
+    request: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     handle(state, Route::Crm, source, request, body).await
 }
 
@@ -70,7 +86,10 @@ struct Parts {
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Parts {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
@@ -90,7 +109,9 @@ async fn handle(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(&IngestError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+            return error(&IngestError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
         }
         Err(rejection) => {
             tracing::warn!(%rejection, "could not read the request body");
@@ -98,7 +119,10 @@ async fn handle(
         }
     };
     let uri = public_uri(&parts.headers, &parts.uri, state.config.default_scheme);
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let delivery = WebhookDelivery {
         route,
         source: &source,
@@ -118,7 +142,10 @@ async fn handle(
 async fn not_found(method: Method, uri: Uri) -> Response {
     let body = super::error::ErrorBody {
         code: "not_found".into(),
-        message: format!("no route for {method} {} (webhooks: POST /hooks/forms/{{source}}, POST /hooks/crm/{{source}})", uri.path()),
+        message: format!(
+            "no route for {method} {} (webhooks: POST /hooks/forms/{{source}}, POST /hooks/crm/{{source}})",
+            uri.path()
+        ),
     };
     json(StatusCode::NOT_FOUND, &body)
 }
@@ -135,17 +162,20 @@ fn public_uri(headers: &HeaderMap, uri: &Uri, default_scheme: &str) -> String {
         .and_then(|v| v.split(',').next())
         .map(str::trim)
         .unwrap_or(default_scheme);
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("{scheme}://{host}{path}")
 }
 
 fn error(e: &IngestError) -> Response {
     let mut response = json(e.status(), &e.body());
-    if let Some(secs) = e.retry_after() {
-        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    if let Some(secs) = e.retry_after()
+        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
@@ -161,10 +191,19 @@ mod tests {
     #[test]
     fn public_uri_follows_the_proxy_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("abc.execute-api.eu-west-1.amazonaws.com"));
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("abc.execute-api.eu-west-1.amazonaws.com"),
+        );
         let uri: Uri = "/hooks/crm/hubspot?x=1".parse().unwrap();
-        assert_eq!(public_uri(&headers, &uri, "https"), "https://abc.execute-api.eu-west-1.amazonaws.com/hooks/crm/hubspot?x=1");
+        assert_eq!(
+            public_uri(&headers, &uri, "https"),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/hooks/crm/hubspot?x=1"
+        );
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        assert_eq!(public_uri(&headers, &uri, "https"), "http://abc.execute-api.eu-west-1.amazonaws.com/hooks/crm/hubspot?x=1");
+        assert_eq!(
+            public_uri(&headers, &uri, "https"),
+            "http://abc.execute-api.eu-west-1.amazonaws.com/hooks/crm/hubspot?x=1"
+        );
     }
 }

@@ -95,6 +95,20 @@ impl SourceMapping {
         payload: &Value,
         defaults: &EventDefaults,
     ) -> Result<Vec<ContactChange>, ExtractError> {
+        Ok(self
+            .extract_with_raw(payload, defaults)?
+            .into_iter()
+            .map(|(change, _)| change)
+            .collect())
+    }
+
+    /// Like [`Self::extract`], with each change's own part of the payload (the whole payload,
+    /// or one item of a batch): what idempotency hashes, so a retried batch item matches.
+    pub fn extract_with_raw(
+        &self,
+        payload: &Value,
+        defaults: &EventDefaults,
+    ) -> Result<Vec<(ContactChange, Value)>, ExtractError> {
         let root: Rcvar = Arc::new(
             Variable::try_from(payload)
                 .map_err(|e| self.field_error("<payload>", "<payload>", e.to_string()))?,
@@ -119,7 +133,14 @@ impl SourceMapping {
                 } else {
                     defaults.event_id.clone()
                 };
-                self.extract_one(event, fallback_id, defaults.received_at)
+                let change = self.extract_one(event, fallback_id, defaults.received_at)?;
+                let raw = if batch {
+                    serde_json::to_value(&**event)
+                        .map_err(|e| self.field_error("each", "<item>", e.to_string()))?
+                } else {
+                    payload.clone()
+                };
+                Ok((change, raw))
             })
             .collect()
     }
