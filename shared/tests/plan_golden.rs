@@ -164,7 +164,8 @@ fn hood_sends_only_what_changed_and_nothing_when_nothing_did() {
     let first = plan_hood(&typeform(), &known("1000105"), hood, &BTreeSet::new()).unwrap();
 
     let mut state = known("1000105");
-    state.applied = first.applied;
+    let version = typeform().event.occurred_at.timestamp_millis();
+    state.applied = first.applied_at(version);
     let again = plan_hood(&typeform(), &state, hood, &BTreeSet::new()).unwrap();
     assert_eq!(
         again.plan.profile,
@@ -378,4 +379,34 @@ fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
         .requests(1);
     assert_eq!(shape(&update), [s("PUT", "/api/v1/accounts/1/contacts/88")]);
     assert_eq!(update[0].body, Some(body));
+}
+
+#[test]
+fn an_older_change_never_overwrites_a_newer_value_but_its_other_fields_apply() {
+    let m = mappings();
+    let hood = m.vendors.hood.as_ref().unwrap();
+    let newer = typeform();
+    let newer_version = newer.event.occurred_at.timestamp_millis();
+    let mut state = known("1000105");
+    state.applied = plan_hood(&newer, &state, hood, &BTreeSet::new())
+        .unwrap()
+        .applied_at(newer_version);
+
+    // A change made a minute earlier arrives late: its name must not win...
+    let mut older = typeform();
+    older.event.occurred_at -= chrono::TimeDelta::minutes(1);
+    older.contact.full_name = Some("Ann Old-Name".into());
+    let planned = plan_hood(&older, &state, hood, &BTreeSet::new()).unwrap();
+    assert_eq!(
+        planned.plan.profile,
+        HoodProfileOp::Skip(SkipReason::OlderThanApplied)
+    );
+
+    // ...but a field the newer change did not set still applies.
+    older.contact.custom.insert("plan".into(), json!("team"));
+    let planned = plan_hood(&older, &state, hood, &["plan".to_string()].into()).unwrap();
+    assert_eq!(
+        planned.plan.requests()[0].body,
+        Some(json!({"custom_properties": {"plan": "team"}}))
+    );
 }

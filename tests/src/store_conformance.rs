@@ -17,9 +17,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
-    ClaimOutcome, Clock, ContactKeyHash, GcraParams, IdempotencyKey, IdempotencyStore, LimiterKey,
-    Link, LinkKey, LinkPut, LinkStore, MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit,
-    RateLimiter, StoreError,
+    AppliedField, ClaimOutcome, Clock, ContactKeyHash, DeliveryId, GcraParams, IdempotencyKey,
+    IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore,
+    MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit, RateLimiter, StoreError,
 };
 use relay_shared::vendors::Vendor;
 
@@ -110,9 +110,12 @@ macro_rules! store_conformance_tests {
             payload_mismatch_in_every_state,
             records_expire_after_retention,
             result_size_is_bounded,
-            inbound_and_delivery_keys_are_separate,
+            inbound_keys_are_per_source,
             concurrent_claims_have_exactly_one_winner,
-            links_round_trip_with_stale_guard,
+            a_link_lease_returns_the_link_and_commit_stores_it,
+            a_held_lease_keeps_others_out_until_it_ends,
+            an_applied_delivery_is_recognised_in_the_lease_call,
+            concurrent_leases_have_one_holder,
             links_are_per_vendor_and_contact,
             limiter_bursts_then_keeps_the_steady_rate,
             limiter_schedule_is_shared_between_instances,
@@ -330,20 +333,18 @@ pub async fn result_size_is_bounded(fx: &Fixture) {
     );
 }
 
-/// An inbound event id and a delivery event key with the same text never collide.
-pub async fn inbound_and_delivery_keys_are_separate(fx: &Fixture) {
+/// The same sender event id from two sources is two events.
+pub async fn inbound_keys_are_per_source(fx: &Fixture) {
     let store = &fx.idempotency;
     let hash = PayloadHash::of(b"a");
     let lease = fx.now() + TimeDelta::seconds(30);
     for k in [
         IdempotencyKey::inbound("typeform", "e1").unwrap(),
         IdempotencyKey::inbound("tally", "e1").unwrap(),
-        IdempotencyKey::delivery(Vendor::Hood, "e1").unwrap(),
-        IdempotencyKey::delivery(Vendor::Channelio, "e1").unwrap(),
     ] {
         claimed(store.claim(&k, &hash, lease).await.unwrap());
     }
-    fx.expect_calls(&["PutItem"; 4]);
+    fx.expect_calls(&["PutItem"; 2]);
 }
 
 /// 64 concurrent claims of one key: exactly one wins; the rest see it in progress or
@@ -390,101 +391,221 @@ pub async fn concurrent_claims_have_exactly_one_winner(fx: &Fixture) {
     }
 }
 
-fn link(vendor_id: Option<&str>, version: i64, fields: &[(&str, &str)]) -> Link {
-    Link {
-        vendor_id: vendor_id.map(str::to_owned),
-        version,
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
+fn alice(vendor: Vendor) -> LinkKey {
+    LinkKey::new(vendor, &ContactKeyHash::of("email:alice@example.com"))
+}
+
+fn leased(outcome: LeaseOutcome) -> (LinkLease, Link) {
+    match outcome {
+        LeaseOutcome::Leased { lease, link } => (lease, link),
+        other => panic!("expected Leased, got {other:?}"),
     }
 }
 
-/// Links round-trip; an older version is refused (with the stored link); equal applies.
-pub async fn links_round_trip_with_stale_guard(fx: &Fixture) {
+fn applied(vendor_id: &str, fields: &[(&str, &str, i64)], delivery: &str) -> Link {
+    let mut link = Link {
+        vendor_id: Some(vendor_id.to_owned()),
+        fields: fields
+            .iter()
+            .map(|(k, fp, v)| {
+                (
+                    (*k).to_owned(),
+                    AppliedField {
+                        fingerprint: (*fp).to_owned(),
+                        version: *v,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        recent: Vec::new(),
+    };
+    link.remember(DeliveryId::of(delivery));
+    link
+}
+
+/// A first lease creates the link and returns it empty; commit stores the new state and
+/// frees the lease; the next lease returns what was committed. One call each.
+pub async fn a_link_lease_returns_the_link_and_commit_stores_it(fx: &Fixture) {
     let links = &fx.links;
-    let key = LinkKey::new(Vendor::Hood, &ContactKeyHash::of("email:alice@example.com"));
-    assert_eq!(links.get_link(&key).await.unwrap(), None);
-    fx.expect_calls(&["GetItem"]);
+    let until = fx.now() + TimeDelta::seconds(30);
+    let (lease, link) = leased(
+        links
+            .lease(&alice(Vendor::Hood), &DeliveryId::of("typeform#1"), until)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(link, Link::default());
+    assert_eq!(lease.until(), until);
+    fx.expect_calls(&["UpdateItem"]);
 
-    assert_eq!(
-        links.put_link(&key, &link(None, 1_000, &[])).await.unwrap(),
-        LinkPut::Applied
+    let first = applied(
+        "p-1",
+        &[("email", "fp-a", 1_000), ("full_name", "fp-b", 1_000)],
+        "typeform#1",
     );
-    fx.expect_calls(&["PutItem"]);
-    let newer = link(
-        Some("p-1"),
-        2_000,
-        &[("email", "fp-a"), ("full_name", "fp-b")],
-    );
-    assert_eq!(
-        links.put_link(&key, &newer).await.unwrap(),
-        LinkPut::Applied
-    );
-    assert_eq!(links.get_link(&key).await.unwrap(), Some(newer.clone()));
+    links.commit(&lease, &first).await.unwrap();
+    fx.expect_calls(&["UpdateItem"]);
 
-    let late = link(Some("p-1"), 1_999, &[("email", "fp-old")]);
+    let (lease, link) = leased(
+        links
+            .lease(&alice(Vendor::Hood), &DeliveryId::of("hubspot#2"), until)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(link, first);
+    links.abandon(&lease).await.unwrap();
+    fx.expect_calls(&["UpdateItem", "UpdateItem"]);
+    // Abandoning left the link as it was and freed the lease.
+    let (_, link) = leased(
+        links
+            .lease(&alice(Vendor::Hood), &DeliveryId::of("hubspot#2"), until)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(link, first);
+}
+
+/// While a lease is held, other deliveries are told until when; after it ends the next one
+/// takes it, and the old holder can neither commit nor abandon (fencing).
+pub async fn a_held_lease_keeps_others_out_until_it_ends(fx: &Fixture) {
+    let links = &fx.links;
+    let key = alice(Vendor::Channelio);
+    let until = fx.now() + TimeDelta::seconds(10);
+    let (old, _) = leased(
+        links
+            .lease(&key, &DeliveryId::of("a#1"), until)
+            .await
+            .unwrap(),
+    );
     assert_eq!(
-        links.put_link(&key, &late).await.unwrap(),
-        LinkPut::Stale {
-            current: newer.clone()
+        links
+            .lease(&key, &DeliveryId::of("a#2"), until)
+            .await
+            .unwrap(),
+        LeaseOutcome::Busy { until }
+    );
+    fx.advance_ms(10_000);
+    let (new, _) = leased(
+        links
+            .lease(
+                &key,
+                &DeliveryId::of("a#2"),
+                fx.now() + TimeDelta::seconds(10),
+            )
+            .await
+            .unwrap(),
+    );
+    fx.expect_calls(&["UpdateItem"; 3]);
+    for lost in [
+        links.commit(&old, &applied("u", &[], "a#1")).await,
+        links.abandon(&old).await,
+    ] {
+        assert!(
+            matches!(lost, Err(StoreError::ClaimLost { .. })),
+            "{lost:?}"
+        );
+    }
+    links
+        .commit(&new, &applied("u-2", &[], "a#2"))
+        .await
+        .unwrap();
+}
+
+/// A delivery committed before is refused by the lease call itself: a redelivered message
+/// costs one call and never reaches the vendor.
+pub async fn an_applied_delivery_is_recognised_in_the_lease_call(fx: &Fixture) {
+    let links = &fx.links;
+    let key = alice(Vendor::Hood);
+    let until = fx.now() + TimeDelta::seconds(30);
+    let (lease, _) = leased(
+        links
+            .lease(&key, &DeliveryId::of("typeform#1"), until)
+            .await
+            .unwrap(),
+    );
+    links
+        .commit(&lease, &applied("p-1", &[], "typeform#1"))
+        .await
+        .unwrap();
+    fx.expect_calls(&["UpdateItem", "UpdateItem"]);
+    assert_eq!(
+        links
+            .lease(&key, &DeliveryId::of("typeform#1"), until)
+            .await
+            .unwrap(),
+        LeaseOutcome::AlreadyApplied
+    );
+    fx.expect_calls(&["UpdateItem"]);
+}
+
+/// 32 deliveries racing for one link: exactly one holds the lease.
+pub async fn concurrent_leases_have_one_holder(fx: &Fixture) {
+    let until = fx.now() + TimeDelta::seconds(30);
+    let key = alice(Vendor::Chatwoot);
+    let attempts = futures::future::join_all((0..32).map(|i| {
+        let links = Arc::clone(&fx.links);
+        let key = key.clone();
+        async move {
+            links
+                .lease(&key, &DeliveryId::of(&format!("e#{i}")), until)
+                .await
+                .unwrap()
         }
+    }))
+    .await;
+    let holders = attempts
+        .iter()
+        .filter(|o| matches!(o, LeaseOutcome::Leased { .. }))
+        .count();
+    assert_eq!(holders, 1, "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|o| matches!(o, LeaseOutcome::Leased { .. } | LeaseOutcome::Busy { .. }))
     );
-    fx.expect_calls(&["PutItem", "GetItem", "PutItem"]);
-    assert_eq!(links.get_link(&key).await.unwrap(), Some(newer));
-
-    let same_instant = link(
-        Some("p-1"),
-        2_000,
-        &[("email", "fp-a"), ("full_name", "fp-b"), ("phone", "fp-c")],
-    );
-    assert_eq!(
-        links.put_link(&key, &same_instant).await.unwrap(),
-        LinkPut::Applied
-    );
-    assert_eq!(links.get_link(&key).await.unwrap(), Some(same_instant));
 }
 
 /// A contact's links at different vendors, and different contacts, are independent.
 pub async fn links_are_per_vendor_and_contact(fx: &Fixture) {
     let links = &fx.links;
-    let alice = ContactKeyHash::of("email:alice@example.com");
-    let bob = ContactKeyHash::of("email:bob@example.com");
-    let hood = link(Some("h-1"), 5_000, &[]);
-    let channel = link(Some("c-1"), 1_000, &[]);
+    let until = fx.now() + TimeDelta::seconds(30);
+    let bob = LinkKey::new(Vendor::Hood, &ContactKeyHash::of("email:bob@example.com"));
+    let (hood, _) = leased(
+        links
+            .lease(&alice(Vendor::Hood), &DeliveryId::of("e#1"), until)
+            .await
+            .unwrap(),
+    );
+    // Same delivery, other vendor and other contact: not busy, not applied.
+    let (channel, _) = leased(
+        links
+            .lease(&alice(Vendor::Channelio), &DeliveryId::of("e#1"), until)
+            .await
+            .unwrap(),
+    );
+    let (other, link) = leased(
+        links
+            .lease(&bob, &DeliveryId::of("e#1"), until)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(link, Link::default());
     links
-        .put_link(&LinkKey::new(Vendor::Hood, &alice), &hood)
+        .commit(&hood, &applied("h-1", &[], "e#1"))
         .await
         .unwrap();
-    assert_eq!(
+    links
+        .commit(&channel, &applied("c-1", &[], "e#1"))
+        .await
+        .unwrap();
+    links.abandon(&other).await.unwrap();
+    let (_, link) = leased(
         links
-            .put_link(&LinkKey::new(Vendor::Channelio, &alice), &channel)
+            .lease(&bob, &DeliveryId::of("e#2"), until)
             .await
             .unwrap(),
-        LinkPut::Applied
     );
-    assert_eq!(
-        links
-            .get_link(&LinkKey::new(Vendor::Hood, &alice))
-            .await
-            .unwrap(),
-        Some(hood)
-    );
-    assert_eq!(
-        links
-            .get_link(&LinkKey::new(Vendor::Channelio, &alice))
-            .await
-            .unwrap(),
-        Some(channel)
-    );
-    assert_eq!(
-        links
-            .get_link(&LinkKey::new(Vendor::Hood, &bob))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(link, Link::default());
 }
 
 fn hood_key() -> LimiterKey {

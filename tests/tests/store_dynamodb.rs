@@ -9,8 +9,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{TimeDelta, Utc};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{
-    ClaimOutcome, Clock, ContactKeyHash, GcraParams, IdempotencyKey, IdempotencyStore, LimiterKey,
-    Link, LinkKey, LinkStore, ManualClock, PayloadHash, SystemClock, wait_for_permit,
+    AppliedField, ClaimOutcome, Clock, ContactKeyHash, DeliveryId, GcraParams, IdempotencyKey,
+    IdempotencyStore, LeaseOutcome, LimiterKey, LinkKey, LinkStore, ManualClock, PayloadHash,
+    SystemClock, wait_for_permit,
 };
 use relay_shared::vendors::Vendor;
 use relay_tests::dynamodb_local::fresh_table;
@@ -87,18 +88,25 @@ async fn items_carry_ttl_and_no_contact_data() {
     clock.advance(TimeDelta::seconds(5));
     store.complete(&claim, "p-1").await.unwrap();
     for contact in ["email:alice@example.com", "phone:+14155550100"] {
-        let link = Link {
-            vendor_id: Some("p-1".into()),
-            version: 1,
-            fields: [("email".into(), "fp".into())].into(),
-        };
-        store
-            .put_link(
-                &LinkKey::new(Vendor::Hood, &ContactKeyHash::of(contact)),
-                &link,
-            )
+        let key = LinkKey::new(Vendor::Hood, &ContactKeyHash::of(contact));
+        let until = clock.now() + TimeDelta::seconds(30);
+        let LeaseOutcome::Leased { lease, mut link } = store
+            .lease(&key, &DeliveryId::of("typeform#ev-pii"), until)
             .await
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("fresh link")
+        };
+        link.vendor_id = Some("p-1".into());
+        link.fields.insert(
+            "email".into(),
+            AppliedField {
+                fingerprint: "fp".into(),
+                version: 1,
+            },
+        );
+        link.remember(DeliveryId::of("typeform#ev-pii"));
+        store.commit(&lease, &link).await.unwrap();
     }
 
     let item = table

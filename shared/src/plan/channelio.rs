@@ -37,7 +37,11 @@ pub fn plan_channelio(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(mapping.fields.project(&change.contact), state);
+    let changed = changed(
+        mapping.fields.project(&change.contact),
+        state,
+        change.event.occurred_at.timestamp_millis(),
+    );
     let mut body = UserBody::default();
     for (target, value) in &changed.values {
         match *target {

@@ -37,7 +37,11 @@ pub fn plan_chatwoot(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(mapping.project(&change.contact), state);
+    let changed = changed(
+        mapping.project(&change.contact),
+        state,
+        change.event.occurred_at.timestamp_millis(),
+    );
     let mut body = ContactBody::default();
     for (target, value) in &changed.values {
         let text = Some(as_text(value));

@@ -85,7 +85,11 @@ pub fn plan_hood(
     if change.event.kind == ChangeKind::Deleted {
         return Ok(skip(SkipReason::DeletionNotSupported));
     }
-    let changed: Changed<'_> = changed(mapping.fields.project(&change.contact), state);
+    let changed: Changed<'_> = changed(
+        mapping.fields.project(&change.contact),
+        state,
+        change.event.occurred_at.timestamp_millis(),
+    );
     let patch = patch_body(&changed.values);
     if patch.is_empty() {
         return Ok(skip(nothing_to_send(&changed)));

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use crate::store::AppliedField;
+
 pub use channelio::{ChannelPlan, plan_channelio};
 pub use chatwoot::{ChatwootPlan, plan_chatwoot};
 pub use hood::{HoodLookup, HoodPlan, HoodProfileOp, plan_hood};
@@ -24,9 +26,11 @@ pub struct VendorState {
     /// The vendor's id for the contact (Hood profile id, Channel.io user id, Chatwoot
     /// contact id), once known.
     pub vendor_id: Option<String>,
-    /// Fingerprint of the value last applied, per vendor field: fields whose value has not
-    /// changed are left out, so re-sent events and unchanged fields cost no request.
-    pub applied: BTreeMap<String, String>,
+    /// Per vendor field, the fingerprint of the value last applied and the version of the
+    /// change that set it: a field is sent only when its value differs and the change is
+    /// not older than the one applied (an older change arriving late never overwrites a
+    /// newer value), so re-sent events and unchanged fields cost no request.
+    pub applied: BTreeMap<String, AppliedField>,
 }
 
 /// A short, stable fingerprint of a JSON value (hex of SHA-256, 16 characters): lets the
@@ -36,24 +40,33 @@ pub fn fingerprint(value: &Value) -> String {
     hex::encode(&digest[..8])
 }
 
-/// The vendor fields a change sets, minus those whose value is already applied, with the
-/// fingerprints to remember once the request succeeded.
+/// The vendor fields a change sets, minus those already applied or newer at the vendor.
 pub(crate) struct Changed<'a> {
     pub values: Vec<(&'a str, Value)>,
-    /// True when the change mapped fields but all were already applied.
-    pub all_applied: bool,
+    /// Fields left out because a newer change set them.
+    pub stale: usize,
+    /// Fields left out because they hold the value already applied.
+    pub unchanged: usize,
 }
 
-pub(crate) fn changed<'a>(projected: Vec<(&'a str, Value)>, state: &VendorState) -> Changed<'a> {
-    let mapped = !projected.is_empty();
-    let values: Vec<_> = projected
-        .into_iter()
-        .filter(|(target, value)| state.applied.get(*target) != Some(&fingerprint(value)))
-        .collect();
-    Changed {
-        all_applied: mapped && values.is_empty(),
-        values,
+pub(crate) fn changed<'a>(
+    projected: Vec<(&'a str, Value)>,
+    state: &VendorState,
+    version: i64,
+) -> Changed<'a> {
+    let mut out = Changed {
+        values: Vec::new(),
+        stale: 0,
+        unchanged: 0,
+    };
+    for (target, value) in projected {
+        match state.applied.get(target) {
+            Some(applied) if applied.version > version => out.stale += 1,
+            Some(applied) if applied.fingerprint == fingerprint(&value) => out.unchanged += 1,
+            _ => out.values.push((target, value)),
+        }
     }
+    out
 }
 
 /// The fingerprints of the fields a plan sends, to store after success.
@@ -89,11 +102,29 @@ impl<P> Planned<P> {
             applied: BTreeMap::new(),
         }
     }
+
+    /// The fields sent, as the link records them for a change of `version`.
+    pub fn applied_at(&self, version: i64) -> BTreeMap<String, AppliedField> {
+        self.applied
+            .iter()
+            .map(|(t, fp)| {
+                (
+                    t.clone(),
+                    AppliedField {
+                        fingerprint: fp.clone(),
+                        version,
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 /// The skip reason when a change sends nothing.
 pub(crate) fn nothing_to_send(changed: &Changed<'_>) -> SkipReason {
-    if changed.all_applied {
+    if changed.stale > 0 {
+        SkipReason::OlderThanApplied
+    } else if changed.unchanged > 0 {
         SkipReason::NothingChanged
     } else {
         SkipReason::NoMappedFields
@@ -128,6 +159,8 @@ pub fn encode_query_value(value: &str) -> String {
 pub enum SkipReason {
     /// Every mapped field already has the value last applied: nothing to send.
     NothingChanged,
+    /// Every field this change would send was set at the vendor by a newer change.
+    OlderThanApplied,
     /// The change maps to no field of this vendor.
     NoMappedFields,
     /// A deletion; the vendor pages document no delete endpoint, so the relay leaves the
@@ -140,6 +173,7 @@ impl SkipReason {
     pub fn code(&self) -> &'static str {
         match self {
             SkipReason::NothingChanged => "nothing_changed",
+            SkipReason::OlderThanApplied => "older_than_applied",
             SkipReason::NoMappedFields => "no_mapped_fields",
             SkipReason::DeletionNotSupported => "deletion_not_supported",
         }

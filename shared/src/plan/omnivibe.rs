@@ -32,7 +32,11 @@ pub fn plan_omnivibe(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(mapping.project(&change.contact), state);
+    let changed = changed(
+        mapping.project(&change.contact),
+        state,
+        change.event.occurred_at.timestamp_millis(),
+    );
     let mut profile = AgentProfile::default();
     for (target, value) in &changed.values {
         let text = Some(as_text(value));

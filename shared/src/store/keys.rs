@@ -14,8 +14,7 @@ use crate::vendors::Vendor;
 /// DynamoDB's partition key limit is 2048 bytes; ids are capped well below it.
 const MAX_ID_BYTES: usize = 1024;
 
-/// Key of an idempotency record: an inbound event claim or a vendor delivery. Both follow
-/// the same state machine; only the key space differs.
+/// Key of an inbound event claim (the state machine of [`super::IdempotencyStore`]).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {
     pk: String,
@@ -29,14 +28,6 @@ impl IdempotencyKey {
         check_id(sender_event_id, "sender event id must be 1-1024 bytes")?;
         Ok(Self {
             pk: format!("evt#{source}#{sender_event_id}"),
-        })
-    }
-
-    /// `dlv#<vendor>#<event key>`: delivering one event to one vendor.
-    pub fn delivery(vendor: Vendor, event_key: &str) -> Result<Self, StoreError> {
-        check_id(event_key, "event key must be 1-1024 bytes")?;
-        Ok(Self {
-            pk: format!("dlv#{vendor}#{event_key}"),
         })
     }
 
@@ -190,12 +181,6 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "evt#typeform#ev#1"
-        );
-        assert_eq!(
-            IdempotencyKey::delivery(Vendor::Hood, "typeform#ev1")
-                .unwrap()
-                .as_str(),
-            "dlv#hood#typeform#ev1"
         );
         assert_eq!(
             LimiterKey::new(Vendor::Channelio, "main").unwrap().as_str(),

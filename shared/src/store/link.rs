@@ -1,55 +1,158 @@
-//! Links: which vendor record one of our contacts maps to, and what was last sent there.
+//! Links: one item per (vendor, contact) holding which vendor record the contact maps to,
+//! what was last applied there, and — while a delivery runs — a lease.
 //!
-//! The version is the `occurred_at` (epoch ms) of the newest change applied. A write is
-//! conditional on the stored version not being newer (stale-update guard): an older change
-//! that arrives late — queue retries reorder events — never overwrites a newer one. An
-//! equal version is accepted: a replay of the same change is harmless, and senders emit
-//! several changes with one timestamp (HubSpot sends one event per property with the same
-//! `occurredAt`), which must all apply.
+//! The lease serialises deliveries to one vendor record across every instance: two events
+//! for a new contact processed at once would otherwise both look the profile up, find
+//! nothing and both create it. Taking the lease is ONE conditional UpdateItem that also
+//! returns the link (so planning needs no extra read) and refuses a delivery already
+//! applied (its id is among the `recent` ones), so a redelivered message costs one call.
+//! Committing is one more: the new state and the lease's release in a single write, fenced
+//! by the lease token so an expired holder cannot overwrite its successor.
+//!
+//! Staleness is per field: each applied field keeps the version (`occurred_at`, epoch ms)
+//! of the change that set it, and planning sends a field only when the change is not older
+//! than what is stored — an older change that arrives late never overwrites a newer value,
+//! yet its other fields still apply.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::{LinkKey, StoreError};
+
+/// How many recent delivery ids a link remembers.
+pub const RECENT_LIMIT: usize = 32;
+
+/// One applied vendor field: a fingerprint of the value (never the value) and the version
+/// of the change that set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedField {
+    pub fingerprint: String,
+    /// `occurred_at` of the change, epoch milliseconds.
+    pub version: i64,
+}
 
 /// What we know about a contact at one vendor.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Link {
     /// The vendor's id for the record (e.g. Hood profile id), once known.
     pub vendor_id: Option<String>,
-    /// `occurred_at` of the newest change applied, epoch milliseconds.
-    pub version: i64,
-    /// Fingerprint of the value last sent, per vendor field, so unchanged fields are not
-    /// sent again. Fingerprints are hashes, never the values.
-    pub fields: BTreeMap<String, String>,
+    /// Per vendor field, what was applied last.
+    pub fields: BTreeMap<String, AppliedField>,
+    /// Ids of the deliveries applied most recently, oldest first, at most [`RECENT_LIMIT`].
+    pub recent: Vec<DeliveryId>,
 }
 
 impl Link {
-    /// The stale-update rule: may a write of `self` replace `stored`?
-    pub fn may_replace(&self, stored: &Link) -> bool {
-        self.version >= stored.version
+    /// Records `delivery` as applied, dropping the oldest beyond [`RECENT_LIMIT`].
+    pub fn remember(&mut self, delivery: DeliveryId) {
+        self.recent.retain(|d| *d != delivery);
+        self.recent.push(delivery);
+        let excess = self.recent.len().saturating_sub(RECENT_LIMIT);
+        self.recent.drain(..excess);
     }
 }
 
-/// Result of a conditional link write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkPut {
-    /// Written.
-    Applied,
-    /// Not written: the stored link is newer. Carries the stored link.
-    Stale {
-        /// The link as stored.
-        current: Link,
-    },
+/// A delivery's id in a link: 16 hex characters of SHA-256 over the event key, so links
+/// stay small whatever the sender's id looks like.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    pub fn of(event_key: &str) -> Self {
+        DeliveryId(hex::encode(&Sha256::digest(event_key.as_bytes())[..8]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn from_stored(s: String) -> Self {
+        DeliveryId(s)
+    }
 }
 
-/// Reads and writes links.
+/// A held lease: pass it to [`LinkStore::commit`] or [`LinkStore::abandon`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkLease {
+    key: LinkKey,
+    token: Uuid,
+    until: DateTime<Utc>,
+}
+
+impl LinkLease {
+    pub(crate) fn new(key: LinkKey, until: DateTime<Utc>) -> Self {
+        LinkLease {
+            key,
+            token: Uuid::new_v4(),
+            until,
+        }
+    }
+
+    pub fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    pub fn token(&self) -> Uuid {
+        self.token
+    }
+
+    /// When the lease ends and another delivery may take it.
+    pub fn until(&self) -> DateTime<Utc> {
+        self.until
+    }
+}
+
+/// What taking a lease found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// Ours until the lease ends: plan from `link` (default when none existed yet), call the
+    /// vendor, then commit or abandon.
+    Leased { lease: LinkLease, link: Link },
+    /// This delivery was applied before: nothing to do.
+    AlreadyApplied,
+    /// Another delivery to the same vendor record holds the lease until `until`.
+    Busy { until: DateTime<Utc> },
+}
+
+/// Leases, reads and writes links.
 #[async_trait]
 pub trait LinkStore: Send + Sync {
-    /// The link, if one was written (strongly consistent read).
-    async fn get_link(&self, key: &LinkKey) -> Result<Option<Link>, StoreError>;
+    /// Takes the lease on `key` until `until` for `delivery`, returning the link; refuses a
+    /// delivery already among the link's recent ones. One backend call.
+    async fn lease(
+        &self,
+        key: &LinkKey,
+        delivery: &DeliveryId,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError>;
 
-    /// Writes the whole link unless the stored one is newer. One backend call.
-    async fn put_link(&self, key: &LinkKey, link: &Link) -> Result<LinkPut, StoreError>;
+    /// Writes `link` (the new state, with the delivery remembered) and releases the lease.
+    /// Fails with [`StoreError::ClaimLost`] if the lease is no longer ours. One backend call.
+    async fn commit(&self, lease: &LinkLease, link: &Link) -> Result<(), StoreError>;
+
+    /// Releases the lease without changing the link (the delivery failed or was deferred).
+    /// Fails with [`StoreError::ClaimLost`] if the lease is no longer ours. One backend call.
+    async fn abandon(&self, lease: &LinkLease) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_deliveries_are_bounded_and_deduplicated() {
+        let mut link = Link::default();
+        for i in 0..40 {
+            link.remember(DeliveryId::of(&format!("s#{i}")));
+        }
+        link.remember(DeliveryId::of("s#39"));
+        assert_eq!(link.recent.len(), RECENT_LIMIT);
+        assert_eq!(link.recent.first(), Some(&DeliveryId::of("s#8")));
+        assert_eq!(link.recent.last(), Some(&DeliveryId::of("s#39")));
+        assert_eq!(DeliveryId::of("typeform#1").as_str().len(), 16);
+    }
 }

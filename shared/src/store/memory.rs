@@ -1,5 +1,5 @@
 //! In-memory adapter: one process's worth of the table, for `relay serve` and tests.
-//! Same rules as the DynamoDB adapter (the shared `ClaimRecord::blocks`, `Link::may_replace`
+//! Same rules as the DynamoDB adapter (the shared `ClaimRecord::blocks`, link leases
 //! and `GcraParams::decide`), including lease expiry, payload mismatch and fencing.
 //! Clones share state, like instances sharing one table.
 
@@ -14,16 +14,23 @@ use tokio::sync::Mutex;
 use super::idempotency::{DEFAULT_RETENTION, check_result, expiry};
 use super::limiter::{Decision, retry_at};
 use super::{
-    Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, GcraParams, IdempotencyKey,
-    IdempotencyStore, LimiterKey, Link, LinkKey, LinkPut, LinkStore, PayloadHash, Permit,
-    RateLimiter, StoreError,
+    Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams, IdempotencyKey,
+    IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
+    Permit, RateLimiter, StoreError,
 };
 
 #[derive(Debug, Default)]
 struct Table {
     claims: HashMap<String, ClaimRecord>,
-    links: HashMap<String, Link>,
+    links: HashMap<String, StoredLink>,
     tats: HashMap<String, i64>,
+}
+
+/// A link and the lease on it, if any.
+#[derive(Debug, Default)]
+struct StoredLink {
+    link: Link,
+    lease: Option<(uuid::Uuid, DateTime<Utc>)>,
 }
 
 /// The in-memory store.
@@ -120,21 +127,55 @@ impl IdempotencyStore for MemoryStore {
 
 #[async_trait]
 impl LinkStore for MemoryStore {
-    async fn get_link(&self, key: &LinkKey) -> Result<Option<Link>, StoreError> {
-        Ok(self.table.lock().await.links.get(key.as_str()).cloned())
+    async fn lease(
+        &self,
+        key: &LinkKey,
+        delivery: &DeliveryId,
+        until: DateTime<Utc>,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut table = self.table.lock().await;
+        let stored = table.links.entry(key.as_str().to_owned()).or_default();
+        if stored.link.recent.contains(delivery) {
+            return Ok(LeaseOutcome::AlreadyApplied);
+        }
+        if let Some((_, held_until)) = stored.lease
+            && held_until > now
+        {
+            return Ok(LeaseOutcome::Busy { until: held_until });
+        }
+        let lease = LinkLease::new(key.clone(), until);
+        stored.lease = Some((lease.token(), until));
+        Ok(LeaseOutcome::Leased {
+            lease,
+            link: stored.link.clone(),
+        })
     }
 
-    async fn put_link(&self, key: &LinkKey, link: &Link) -> Result<LinkPut, StoreError> {
+    async fn commit(&self, lease: &LinkLease, link: &Link) -> Result<(), StoreError> {
         let mut table = self.table.lock().await;
-        match table.links.get(key.as_str()) {
-            Some(stored) if !link.may_replace(stored) => Ok(LinkPut::Stale {
-                current: stored.clone(),
-            }),
-            _ => {
-                table.links.insert(key.as_str().to_owned(), link.clone());
-                Ok(LinkPut::Applied)
-            }
-        }
+        let stored = held(&mut table, lease)?;
+        stored.link = link.clone();
+        stored.lease = None;
+        Ok(())
+    }
+
+    async fn abandon(&self, lease: &LinkLease) -> Result<(), StoreError> {
+        let mut table = self.table.lock().await;
+        held(&mut table, lease)?.lease = None;
+        Ok(())
+    }
+}
+
+/// The stored link if `lease` is still its holder (the fencing check).
+fn held<'a>(table: &'a mut Table, lease: &LinkLease) -> Result<&'a mut StoredLink, StoreError> {
+    let lost = || StoreError::ClaimLost {
+        key: lease.key().as_str().to_owned(),
+    };
+    let stored = table.links.get_mut(lease.key().as_str()).ok_or_else(lost)?;
+    match stored.lease {
+        Some((token, _)) if token == lease.token() => Ok(stored),
+        _ => Err(lost()),
     }
 }
 
@@ -240,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn crashed_claimant_is_fenced_after_lease_expiry() {
         let (clock, store) = setup();
-        let key = IdempotencyKey::delivery(Vendor::Hood, "ev-2").unwrap();
+        let key = IdempotencyKey::inbound("tally", "ev-2").unwrap();
         let hash = PayloadHash::of(b"p");
         let lease = clock.now() + TimeDelta::seconds(10);
         let ClaimOutcome::Claimed(crashed) = store.claim(&key, &hash, lease).await.unwrap() else {

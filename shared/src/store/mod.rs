@@ -11,19 +11,21 @@
 //! | item | `pk` | attributes |
 //! |---|---|---|
 //! | inbound event claim | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
-//! | vendor delivery | `dlv#<vendor>#<event key>` | same as a claim |
-//! | link | `lnk#<vendor>#<sha256 hex of contact key>` | `vendor_id`, `version`, `fields` |
+//! | link (per vendor and contact) | `lnk#<vendor>#<sha256 hex of contact key>` | `vendor_id`, `fields`, `recent`, `lease_token`, `lease_until` |
 //! | limiter | `lim#<vendor>#<account>` | `tat` |
 //!
 //! * `state` (S): `in_progress`, `completed` or `released`.
 //! * `payload_hash` (S): sha256 hex of the payload of the first claim.
-//! * `lease_until` (N, epoch ms): end of the in-progress lease; only while in progress.
-//! * `claim_token` (S, uuid v4): the current claimant's fencing token; only while in progress.
+//! * `lease_until` (N, epoch ms): end of the in-progress lease (claims) or of a delivery's
+//!   lease (links); only while held.
+//! * `claim_token` / `lease_token` (S, uuid v4): the holder's fencing token; only while held.
 //! * `result` (S, ≤ 1 KB): what the claimant recorded; only when completed.
-//! * `expires_at` (N, epoch **seconds**): TTL; claims and deliveries, 7 days by default.
+//! * `expires_at` (N, epoch **seconds**): TTL; inbound claims, 7 days by default. Links do
+//!   not expire.
 //! * `vendor_id` (S, optional): the vendor's id for the record, e.g. a Hood profile id.
-//! * `version` (N, epoch ms): `occurred_at` of the newest change applied to the link.
-//! * `fields` (M of S): per vendor field, a fingerprint of the value last sent.
+//! * `fields` (M of S): per vendor field, `<fingerprint>@<version>`: a hash of the value last
+//!   applied and the `occurred_at` (epoch ms) of the change that set it.
+//! * `recent` (L of S): ids (16 hex) of the last 32 deliveries applied to the link.
 //! * `tat` (N, epoch ms): the GCRA theoretical arrival time.
 //!
 //! Contact keys (e-mail, phone) appear only as sha256 hex: no e-mail or phone at rest.
@@ -31,8 +33,9 @@
 //! # Calls per operation
 //!
 //! claim 1 (PutItem; a duplicate learns the state from `ALL_OLD` on the failed condition),
-//! complete 1, release 1, link read 1, link write 1, permit 1 in the common case (2 when
-//! this instance's view of the schedule was out of date), penalty 1.
+//! complete 1, release 1; link lease 1 (UpdateItem returning the link; a redelivery or a
+//! busy link learns it from `ALL_OLD`), commit 1, abandon 1; permit 1 in the common case
+//! (2 when this instance's view of the schedule was out of date), penalty 1.
 
 pub mod clock;
 pub mod dynamo;
@@ -50,4 +53,4 @@ pub use idempotency::{
 };
 pub use keys::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, PayloadHash};
 pub use limiter::{GcraParams, Permit, RateLimiter, wait_for_permit};
-pub use link::{Link, LinkPut, LinkStore};
+pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};

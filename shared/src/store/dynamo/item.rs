@@ -7,7 +7,9 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use crate::store::clock::from_epoch_ms;
-use crate::store::{ClaimRecord, ClaimState, Link, PayloadHash, StoreError};
+use crate::store::{
+    AppliedField, ClaimRecord, ClaimState, DeliveryId, Link, PayloadHash, StoreError,
+};
 
 /// A DynamoDB item.
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -20,8 +22,9 @@ pub(super) const CLAIM_TOKEN: &str = "claim_token";
 pub(super) const RESULT: &str = "result";
 pub(super) const EXPIRES_AT: &str = "expires_at";
 pub(super) const VENDOR_ID: &str = "vendor_id";
-pub(super) const VERSION: &str = "version";
 pub(super) const FIELDS: &str = "fields";
+pub(super) const RECENT: &str = "recent";
+pub(super) const LEASE_TOKEN: &str = "lease_token";
 pub(super) const TAT: &str = "tat";
 
 pub(super) const IN_PROGRESS: &str = "in_progress";
@@ -90,23 +93,22 @@ pub(super) fn claim_record(item: &Item) -> Result<ClaimRecord, StoreError> {
     })
 }
 
-/// A link item.
-pub(super) fn link_item(pk: &str, link: &Link) -> Item {
-    let mut item = key(pk);
-    if let Some(id) = &link.vendor_id {
-        item.insert(VENDOR_ID.into(), s(id.as_str()));
-    }
-    item.insert(VERSION.into(), n(link.version));
-    let fields = link
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), s(v.as_str())))
-        .collect();
-    item.insert(FIELDS.into(), AttributeValue::M(fields));
-    item
+/// The `fields` attribute: per vendor field, `<fingerprint>@<version>`.
+pub(super) fn fields(link: &Link) -> AttributeValue {
+    AttributeValue::M(
+        link.fields
+            .iter()
+            .map(|(k, f)| (k.clone(), s(format!("{}@{}", f.fingerprint, f.version))))
+            .collect(),
+    )
 }
 
-/// Reads a link item.
+/// The `recent` attribute: delivery ids, oldest first.
+pub(super) fn recent(link: &Link) -> AttributeValue {
+    AttributeValue::L(link.recent.iter().map(|d| s(d.as_str())).collect())
+}
+
+/// Reads a link item (a new item holding only a lease reads as an empty link).
 pub(super) fn link(item: &Item) -> Result<Link, StoreError> {
     let r = Reader(item);
     let vendor_id = match item.get(VENDOR_ID) {
@@ -118,18 +120,46 @@ pub(super) fn link(item: &Item) -> Result<Link, StoreError> {
         Some(AttributeValue::M(map)) => map
             .iter()
             .map(|(k, v)| {
-                v.as_s()
-                    .map(|v| (k.clone(), v.clone()))
-                    .map_err(|_| r.malformed("fields holds a non-string"))
+                let applied = v
+                    .as_s()
+                    .ok()
+                    .and_then(|v| v.rsplit_once('@'))
+                    .and_then(|(fp, version)| {
+                        Some(AppliedField {
+                            fingerprint: fp.to_owned(),
+                            version: version.parse().ok()?,
+                        })
+                    })
+                    .ok_or_else(|| {
+                        r.malformed("fields holds a value that is not <fingerprint>@<version>")
+                    })?;
+                Ok((k.clone(), applied))
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<_, StoreError>>()?,
         Some(_) => return Err(r.malformed("fields is not a map")),
+    };
+    let recent = match item.get(RECENT) {
+        None => Vec::new(),
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| v.as_s().map(|s| DeliveryId::from_stored(s.clone())))
+            .collect::<Result<_, _>>()
+            .map_err(|_| r.malformed("recent holds a non-string"))?,
+        Some(_) => return Err(r.malformed("recent is not a list")),
     };
     Ok(Link {
         vendor_id,
-        version: r.n(VERSION)?,
         fields,
+        recent,
     })
+}
+
+/// The `lease_until` of a link item, if a lease is recorded.
+pub(super) fn lease_until(item: &Item) -> Result<Option<i64>, StoreError> {
+    match item.get(LEASE_UNTIL) {
+        None => Ok(None),
+        Some(_) => Reader(item).n(LEASE_UNTIL).map(Some),
+    }
 }
 
 /// The limiter's `tat`, if the item has one.
@@ -216,25 +246,35 @@ mod tests {
 
     #[test]
     fn links_round_trip_and_bad_items_are_named() {
-        let link = Link {
+        let mut link = Link {
             vendor_id: Some("42".into()),
-            version: 1_800_000_000_000,
-            fields: [("email".to_string(), "fp1".to_string())].into(),
+            fields: [(
+                "email".to_string(),
+                AppliedField {
+                    fingerprint: "0f1e2d3c4b5a6978".into(),
+                    version: 1_800_000_000_000,
+                },
+            )]
+            .into(),
+            recent: Vec::new(),
         };
-        assert_eq!(self::link(&link_item("lnk#hood#ab", &link)).unwrap(), link);
-        let bare = Link {
-            vendor_id: None,
-            version: 1,
-            fields: Default::default(),
-        };
-        assert_eq!(self::link(&link_item("lnk#hood#ab", &bare)).unwrap(), bare);
+        link.remember(DeliveryId::of("typeform#1"));
+        let mut stored = key("lnk#hood#ab");
+        stored.insert(VENDOR_ID.into(), s("42"));
+        stored.insert(FIELDS.into(), fields(&link));
+        stored.insert(RECENT.into(), recent(&link));
+        assert_eq!(self::link(&stored).unwrap(), link);
+        assert_eq!(self::link(&key("lnk#hood#ab")).unwrap(), Link::default());
 
         let mut bad = key("lnk#hood#cd");
-        bad.insert(VERSION.into(), s("soon"));
+        bad.insert(
+            FIELDS.into(),
+            AttributeValue::M([("email".to_string(), s("no-version"))].into()),
+        );
         let err = self::link(&bad).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "malformed item `lnk#hood#cd`: version is not a number"
+            "malformed item `lnk#hood#cd`: fields holds a value that is not <fingerprint>@<version>"
         );
     }
 }
