@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use relay_shared::store::Reservation;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
@@ -120,6 +121,7 @@ macro_rules! store_conformance_tests {
             limiter_bursts_then_keeps_the_steady_rate,
             limiter_schedule_is_shared_between_instances,
             penalty_holds_every_instance_back,
+            reservations_take_consecutive_slots,
         );
     };
     (@each $fixture:expr; $($name:ident),* $(,)?) => {
@@ -717,4 +719,39 @@ pub async fn penalty_holds_every_instance_back(fx: &Fixture) {
         a.acquire().await.unwrap(),
         Permit::RetryAt(resume + TimeDelta::milliseconds(430))
     );
+}
+
+/// Waiters book consecutive slots instead of retrying together: at one instant, Hood's
+/// burst of five goes now, then one every 430 ms; a slot beyond the allowed wait is refused
+/// with its instant and not booked. One UpdateItem per reservation.
+pub async fn reservations_take_consecutive_slots(fx: &Fixture) {
+    let limiter = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let now = fx.now();
+    let wait = Duration::from_millis(900);
+    let mut slots = Vec::new();
+    for _ in 0..7 {
+        match limiter.reserve(wait).await.unwrap() {
+            Reservation::At(at) => slots.push((at - now).num_milliseconds()),
+            other => panic!("expected a slot, got {other:?}"),
+        }
+    }
+    assert_eq!(slots, [0, 0, 0, 0, 0, 430, 860]);
+    assert_eq!(
+        limiter.reserve(wait).await.unwrap(),
+        Reservation::TooFar(now + TimeDelta::milliseconds(1290))
+    );
+    // Nothing was booked by the refusal: after 390 ms the same slot is within reach.
+    fx.advance_ms(390);
+    assert_eq!(
+        limiter.reserve(wait).await.unwrap(),
+        Reservation::At(now + TimeDelta::milliseconds(1290))
+    );
+    if let Some(calls) = &fx.calls {
+        let calls = calls.take();
+        assert!(calls.iter().all(|c| c == "UpdateItem"), "{calls:?}");
+        assert!(
+            calls.len() <= 9 + 1,
+            "one call per reservation (one shape switch allowed): {calls:?}"
+        );
+    }
 }

@@ -84,16 +84,26 @@ impl GcraParams {
 
     /// The GCRA decision for a permit at `now_ms` given the stored `tat` (none yet: idle).
     pub fn decide(&self, tat: Option<i64>, now_ms: i64) -> Decision {
+        self.decide_within(tat, now_ms, 0)
+    }
+
+    /// The GCRA decision for a permit at most `max_wait_ms` from `now_ms`: granted for the
+    /// instant the schedule allows it (a reservation), or refused with that instant.
+    pub fn decide_within(&self, tat: Option<i64>, now_ms: i64, max_wait_ms: i64) -> Decision {
         let tat = tat.map_or(now_ms, |t| t.max(now_ms));
-        if tat - now_ms <= self.tau_ms() {
+        let at = (tat - self.tau_ms()).max(now_ms);
+        if at - now_ms <= max_wait_ms.max(0) {
             Decision::Grant {
                 new_tat: tat.saturating_add(self.t_ms()),
             }
         } else {
-            Decision::Deny {
-                retry_at: tat - self.tau_ms(),
-            }
+            Decision::Deny { retry_at: at }
         }
+    }
+
+    /// The instant a permit granted with `new_tat` may be used, given `now_ms`.
+    pub fn go_at(&self, new_tat: i64, now_ms: i64) -> i64 {
+        (new_tat - self.t_ms() - self.tau_ms()).max(now_ms)
     }
 
     /// The `tat` after a 429 at `now_ms` asking to wait `retry_after`; never moves `tat`
@@ -130,11 +140,27 @@ pub enum Permit {
     RetryAt(DateTime<Utc>),
 }
 
+/// Answer to a reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// A permit is booked for this instant (now, or within the allowed wait): sleep until
+    /// then and make the call. The slot is taken whether or not the call is made.
+    At(DateTime<Utc>),
+    /// The next free slot is later than the allowed wait; nothing was booked.
+    TooFar(DateTime<Utc>),
+}
+
 /// A shared rate limiter for one vendor account.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Asks for one permit now. One backend call in the common case, at most two.
     async fn acquire(&self) -> Result<Permit, StoreError>;
+
+    /// Books the next permit if it falls within `max_wait`. Callers that would otherwise
+    /// sleep and ask again book their slot instead, so concurrent waiters take consecutive
+    /// slots with one write each rather than all retrying at the same instant. One backend
+    /// call in the common case, at most two.
+    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError>;
 
     /// After a 429: no permit anywhere before `now + retry_after`, then the steady rate.
     async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError>;

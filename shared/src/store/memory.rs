@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Mutex;
 
+use super::clock::from_epoch_ms;
 use super::idempotency::{DEFAULT_RETENTION, check_result, expiry};
-use super::limiter::{Decision, retry_at};
+use super::limiter::{Decision, Reservation, retry_at};
 use super::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams, IdempotencyKey,
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
@@ -191,14 +192,27 @@ pub struct MemoryRateLimiter {
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
     async fn acquire(&self) -> Result<Permit, StoreError> {
+        Ok(match self.reserve(Duration::ZERO).await? {
+            Reservation::At(_) => Permit::Granted,
+            Reservation::TooFar(at) => retry_at(at.timestamp_millis()),
+        })
+    }
+
+    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError> {
         let now = self.clock.now().timestamp_millis();
+        let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
         let mut table = self.table.lock().await;
-        match self.params.decide(table.tats.get(&self.pk).copied(), now) {
+        match self
+            .params
+            .decide_within(table.tats.get(&self.pk).copied(), now, max_wait_ms)
+        {
             Decision::Grant { new_tat } => {
                 table.tats.insert(self.pk.clone(), new_tat);
-                Ok(Permit::Granted)
+                Ok(Reservation::At(from_epoch_ms(
+                    self.params.go_at(new_tat, now),
+                )))
             }
-            Decision::Deny { retry_at: at } => Ok(retry_at(at)),
+            Decision::Deny { retry_at: at } => Ok(Reservation::TooFar(from_epoch_ms(at))),
         }
     }
 

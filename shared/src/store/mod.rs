@@ -52,5 +52,5 @@ pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
 };
 pub use keys::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, PayloadHash};
-pub use limiter::{GcraParams, Permit, RateLimiter, wait_for_permit};
+pub use limiter::{GcraParams, Permit, RateLimiter, Reservation, wait_for_permit};
 pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};

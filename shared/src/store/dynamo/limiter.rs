@@ -24,8 +24,9 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::backend;
 use super::item::{self, n};
+use crate::store::clock::from_epoch_ms;
 use crate::store::limiter::{Decision, retry_at};
-use crate::store::{Clock, GcraParams, LimiterKey, Permit, RateLimiter, StoreError};
+use crate::store::{Clock, GcraParams, LimiterKey, Permit, RateLimiter, Reservation, StoreError};
 
 /// `seen_tat` before this instance has seen any.
 const UNSEEN: i64 = i64::MIN;
@@ -87,6 +88,7 @@ impl DynamoRateLimiter {
         &self,
         shape: Shape,
         now: i64,
+        max_wait_ms: i64,
     ) -> Result<Result<i64, Option<i64>>, StoreError> {
         let t = self.params.t_ms();
         let request = self
@@ -105,7 +107,9 @@ impl DynamoRateLimiter {
                 .expression_attribute_values(":t", n(t))
                 .expression_attribute_values(
                     ":now_plus_tau",
-                    n(now.saturating_add(self.params.tau_ms())),
+                    n(now
+                        .saturating_add(self.params.tau_ms())
+                        .saturating_add(max_wait_ms)),
                 ),
             Shape::Idle => request
                 .update_expression("SET #tat = :now_plus_t")
@@ -134,27 +138,39 @@ impl DynamoRateLimiter {
 #[async_trait]
 impl RateLimiter for DynamoRateLimiter {
     async fn acquire(&self) -> Result<Permit, StoreError> {
+        Ok(match self.reserve(Duration::ZERO).await? {
+            Reservation::At(_) => Permit::Granted,
+            Reservation::TooFar(at) => retry_at(at.timestamp_millis()),
+        })
+    }
+
+    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError> {
         let now = self.clock.now().timestamp_millis();
+        let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
         let seen = Some(self.seen_tat.load(Ordering::Relaxed)).filter(|&t| t != UNSEEN);
         let mut shape = Shape::for_tat(seen, now);
         let mut switched = false;
         loop {
-            let current = match self.attempt(shape, now).await? {
+            let current = match self.attempt(shape, now, max_wait_ms).await? {
                 Ok(new_tat) => {
                     self.seen(Some(new_tat));
-                    return Ok(Permit::Granted);
+                    return Ok(Reservation::At(from_epoch_ms(
+                        self.params.go_at(new_tat, now),
+                    )));
                 }
                 Err(current) => current,
             };
             self.seen(current);
-            if let Decision::Deny { retry_at: at } = self.params.decide(current, now) {
-                return Ok(retry_at(at));
+            if let Decision::Deny { retry_at: at } =
+                self.params.decide_within(current, now, max_wait_ms)
+            {
+                return Ok(Reservation::TooFar(from_epoch_ms(at)));
             }
             let other = Shape::for_tat(current, now);
             if switched || other == shape {
                 // Grantable by the stored value yet refused: the schedule moved between
                 // our two requests. Let the caller ask again straight away.
-                return Ok(retry_at(now));
+                return Ok(Reservation::TooFar(from_epoch_ms(now)));
             }
             shape = other;
             switched = true;
