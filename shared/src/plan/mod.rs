@@ -87,6 +87,25 @@ pub(crate) fn as_text(value: &Value) -> String {
     }
 }
 
+/// Fingerprints of fields sent, as the link records them for a change of `version`.
+pub fn applied_at(
+    fingerprints: &BTreeMap<String, String>,
+    version: i64,
+) -> BTreeMap<String, AppliedField> {
+    fingerprints
+        .iter()
+        .map(|(t, fp)| {
+            (
+                t.clone(),
+                AppliedField {
+                    fingerprint: fp.clone(),
+                    version,
+                },
+            )
+        })
+        .collect()
+}
+
 /// A plan with the fingerprints of the fields it sends: stored in the contact's link once
 /// the vendor accepted the request, so the next change sends only what differs.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,168 @@
+//! Delivery counters: kept in memory (for `relay demo` and tests) and, in Lambda, written as
+//! CloudWatch Embedded Metric Format lines — structured log lines CloudWatch turns into
+//! metrics without any API call.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+use crate::vendors::Vendor;
+
+/// What became of one delivery, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counter {
+    /// Applied at the vendor (or nothing needed sending).
+    Synced,
+    /// A redelivery of something already applied.
+    Duplicate,
+    /// The vendor answered 429.
+    Throttled,
+    /// Handed back to retry later (transient failure, busy record, limiter slot far away).
+    Retried,
+    /// Moved to the dead-letter queue.
+    DeadLettered,
+    /// The vendor refused our credentials.
+    AuthFailed,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] = [
+        Counter::Synced,
+        Counter::Duplicate,
+        Counter::Throttled,
+        Counter::Retried,
+        Counter::DeadLettered,
+        Counter::AuthFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Synced => "Synced",
+            Counter::Duplicate => "Duplicate",
+            Counter::Throttled => "Throttled",
+            Counter::Retried => "Retried",
+            Counter::DeadLettered => "DeadLettered",
+            Counter::AuthFailed => "AuthFailed",
+        }
+    }
+}
+
+/// Where counts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsOutput {
+    /// Memory only.
+    Memory,
+    /// Memory and one EMF line per count on stdout (Lambda).
+    Emf,
+}
+
+/// Delivery counters per vendor.
+#[derive(Debug)]
+pub struct Metrics {
+    output: MetricsOutput,
+    counts: Mutex<BTreeMap<(Vendor, Counter), u64>>,
+}
+
+/// The CloudWatch namespace of the metrics.
+pub const NAMESPACE: &str = "ProfileRelay";
+
+impl Metrics {
+    pub fn new(output: MetricsOutput) -> Self {
+        Metrics {
+            output,
+            counts: Mutex::default(),
+        }
+    }
+
+    pub fn count(&self, vendor: Vendor, counter: Counter) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((vendor, counter)).or_default() += 1;
+        }
+        if self.output == MetricsOutput::Emf {
+            #[allow(
+                clippy::print_stdout,
+                reason = "EMF lines are read by CloudWatch from stdout"
+            )]
+            {
+                println!(
+                    "{}",
+                    emf_line(vendor, counter, chrono::Utc::now().timestamp_millis())
+                );
+            }
+        }
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> BTreeMap<(Vendor, Counter), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// One count, summed over vendors.
+    pub fn total(&self, counter: Counter) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((_, c), _)| *c == counter)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// One EMF document: a count of 1 for `counter`, with the vendor as dimension.
+pub fn emf_line(vendor: Vendor, counter: Counter, timestamp_ms: i64) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Vendor"]],
+                "Metrics": [{"Name": counter.name(), "Unit": "Count"}]
+            }]
+        },
+        "Vendor": vendor.as_str(),
+        counter.name(): 1
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_lines_follow_the_specification() {
+        let line: serde_json::Value = serde_json::from_str(&emf_line(
+            Vendor::Hood,
+            Counter::Throttled,
+            1_700_000_000_000,
+        ))
+        .unwrap();
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "ProfileRelay"
+        );
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Vendor"]])
+        );
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+            json!({"Name": "Throttled", "Unit": "Count"})
+        );
+        assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000_i64);
+        assert_eq!(
+            (line["Vendor"].as_str(), line["Throttled"].as_i64()),
+            (Some("hood"), Some(1))
+        );
+    }
+
+    #[test]
+    fn counts_add_up_per_vendor() {
+        let m = Metrics::new(MetricsOutput::Memory);
+        m.count(Vendor::Hood, Counter::Synced);
+        m.count(Vendor::Hood, Counter::Synced);
+        m.count(Vendor::Chatwoot, Counter::Synced);
+        assert_eq!(m.snapshot()[&(Vendor::Hood, Counter::Synced)], 2);
+        assert_eq!(m.total(Counter::Synced), 3);
+    }
+}
