@@ -57,3 +57,50 @@ pub async fn handle_event(
         }
     }
 }
+
+/// Handles one SQS batch for the sync worker and reports the messages left in the queue as
+/// `batchItemFailures` (the event source mapping has `ReportBatchItemFailures`), so SQS
+/// deletes exactly the others.
+pub async fn handle_sqs(
+    worker: &crate::worker::Worker,
+    event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>,
+) -> Result<aws_lambda_events::sqs::SqsBatchResponse, lambda_runtime::Error> {
+    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+
+    use crate::queue::{ReceiptHandle, ReceivedMessage};
+
+    let deadline =
+        deadline_of(&event.context).unwrap_or_else(|| Utc::now() + chrono::TimeDelta::seconds(60));
+    let mut left = Vec::new();
+    let mut messages = Vec::new();
+    for record in event.payload.records {
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        match (record.message_id, record.receipt_handle, record.body) {
+            (Some(message_id), Some(receipt), Some(body)) => messages.push(ReceivedMessage {
+                message_id,
+                receipt: ReceiptHandle(receipt),
+                body,
+                receive_count,
+                attributes: Default::default(),
+            }),
+            // A record without receipt or body cannot be processed: leave it to SQS.
+            (Some(message_id), _, _) => left.push(message_id),
+            (None, _, _) => tracing::error!("SQS record without a message id"),
+        }
+    }
+    left.extend(worker.handle_batch(&messages, deadline, false).await);
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = left
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    Ok(response)
+}

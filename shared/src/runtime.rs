@@ -37,6 +37,8 @@ pub enum StartupError {
     Secrets(#[from] SecretsError),
     #[error("{0}")]
     Setup(#[from] SetupError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
 }
 
 /// A required environment variable.
@@ -102,4 +104,80 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         }
     }
     Ok(Arc::new(ingest))
+}
+
+/// Builds the sync worker from the environment: vendor settings (credentials included)
+/// from the SSM parameter `RELAY_VENDOR_SECRETS`, base URLs overridable with
+/// `RELAY_<VENDOR>_BASE_URL`, the shared limiters and links in the table, and the queues.
+pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupError> {
+    use std::collections::HashMap;
+
+    use crate::store::{LimiterKey, RateLimiter};
+    use crate::vendors::Vendor;
+    use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
+    use crate::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
+
+    let table = required(env::TABLE)?;
+    let queue_url = required(env::QUEUE_URL)?;
+    let dlq_url = required(env::DLQ_URL)?;
+    let secrets_name = required(env::VENDOR_SECRETS)?;
+    let mappings = mappings_from_env()?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &secrets_name).await?;
+    let mut configs: VendorConfigs =
+        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&value)).map_err(|e| {
+            SecretsError::Malformed {
+                name: secrets_name.clone(),
+                position: format!("line {} column {}", e.line(), e.column()),
+            }
+        })?;
+    override_base_urls(&mut configs);
+
+    let clock: Arc<dyn crate::store::Clock> = Arc::new(SystemClock);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
+    let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
+    for vendor in configs.vendors() {
+        let key =
+            LimiterKey::new(vendor, "default").map_err(|e| StartupError::Invalid(e.to_string()))?;
+        limiters.insert(
+            vendor,
+            Arc::new(store.limiter(&key, default_limits(vendor))),
+        );
+    }
+    let targets = build_targets(&configs, &gate(&limiters, clock.clone()))
+        .map_err(|e| StartupError::Invalid(e.to_string()))?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    Ok(Arc::new(Worker::new(
+        mappings,
+        Arc::new(store),
+        targets,
+        limiters,
+        Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+        Arc::new(SqsQueue::new(sqs, dlq_url)),
+        clock,
+        RetryPolicy::default(),
+        Arc::new(Metrics::new(MetricsOutput::Emf)),
+    )))
+}
+
+/// `RELAY_HOOD_BASE_URL`, `RELAY_CHANNELIO_BASE_URL`, `RELAY_OMNIVIBE_BASE_URL` (also used for
+/// Chatwoot, which lives on the Omnivibe host) replace the configured base URLs.
+fn override_base_urls(configs: &mut crate::worker::setup::VendorConfigs) {
+    if let (Some(c), Some(url)) = (configs.hood.as_mut(), optional("RELAY_HOOD_BASE_URL")) {
+        c.base_url = url;
+    }
+    if let (Some(c), Some(url)) = (
+        configs.channelio.as_mut(),
+        optional("RELAY_CHANNELIO_BASE_URL"),
+    ) {
+        c.base_url = url;
+    }
+    if let Some(url) = optional("RELAY_OMNIVIBE_BASE_URL") {
+        if let Some(c) = configs.omnivibe.as_mut() {
+            c.base_url = url.clone();
+        }
+        if let Some(c) = configs.chatwoot.as_mut() {
+            c.base_url = url;
+        }
+    }
 }

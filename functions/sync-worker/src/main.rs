@@ -1,17 +1,18 @@
-//! Lambda entry point. Thin by design: build dependencies once, hand them to a handler in
-//! `relay_shared`. Until its handler lands this binary only starts up and refuses events.
+//! Lambda entry point of the sync worker: builds the worker once per cold start and hands it
+//! each SQS batch, answering partial batch failures.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use relay_shared::telemetry;
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+use relay_shared::runtime::worker_from_env;
+use relay_shared::{lambda, telemetry};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init(telemetry::LogFormat::detect());
-    lambda_runtime::run(service_fn(
-        |event: LambdaEvent<serde_json::Value>| async move {
-            let _ = event;
-            Err::<serde_json::Value, Error>("this function is not wired to a handler yet".into())
-        },
-    ))
+    let worker = worker_from_env().await?;
+    let worker = &*worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        lambda::handle_sqs(worker, event).await
+    }))
     .await
 }

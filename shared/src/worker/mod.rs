@@ -17,6 +17,7 @@
 pub mod gate;
 pub mod metrics;
 pub mod retry;
+pub mod setup;
 pub mod targets;
 
 use std::collections::HashMap;
