@@ -2,7 +2,9 @@
 
 pub mod dynamodb_local;
 pub mod moto;
+pub mod pipeline;
 pub mod queue_conformance;
+pub mod stateful_vendors;
 pub mod store_conformance;
 pub mod vendors;
 pub mod webhooks;

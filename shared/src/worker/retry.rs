@@ -13,6 +13,8 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest back-off.
     pub cap: Duration,
+    /// Shortest back-off, so a retry never spins.
+    pub floor: Duration,
     /// How long a vendor is left alone after refusing our credentials.
     pub auth_pause: Duration,
 }
@@ -23,6 +25,7 @@ impl Default for RetryPolicy {
             max_attempts: 8,
             base: Duration::from_secs(2),
             cap: Duration::from_secs(15 * 60),
+            floor: Duration::from_secs(1),
             auth_pause: Duration::from_secs(5 * 60),
         }
     }
@@ -30,13 +33,12 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The back-off before attempt `attempt + 1` (attempts count from 1): a uniformly random
-    /// delay between zero and `min(cap, base × 2^(attempt − 1))`, at least one second so a
-    /// retry never spins.
+    /// delay between zero and `min(cap, base × 2^(attempt − 1))`, at least `floor`.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         let ceiling = self.base.saturating_mul(1 << exponent).min(self.cap);
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::random_range(0..=millis)).max(Duration::from_secs(1))
+        Duration::from_millis(rand::random_range(0..=millis)).max(self.floor)
     }
 
     /// Whether a transient failure on receive `attempt` still gets another try.

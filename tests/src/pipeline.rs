@@ -1,0 +1,170 @@
+//! Ingest and worker together on one DynamoDB Local table, with an in-process queue and
+//! the stateful vendors: what the reliability tests drive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use http::StatusCode;
+use relay_shared::queue::Queue;
+use relay_shared::queue::memory::MemoryQueue;
+use relay_shared::store::dynamo::DynamoStore;
+use relay_shared::store::{Clock, GcraParams, LimiterKey, RateLimiter, SystemClock};
+use relay_shared::vendors::{ChannelConfig, ChatwootConfig, HoodConfig, HttpSettings, Vendor};
+use relay_shared::worker::setup::{VendorConfigs, build_targets, gate};
+use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
+use secrecy::SecretString;
+use tower::ServiceExt;
+
+use crate::dynamodb_local::{LocalTable, fresh_table};
+use crate::stateful_vendors::{
+    CHANNEL_KEY, CHANNEL_SECRET, CHATWOOT_ACCOUNT, CHATWOOT_TOKEN, Faults, HOOD_TOKEN,
+    StatefulVendors,
+};
+use crate::webhooks;
+
+/// How long a vendor call may take before the client gives up (tests inject slower ones).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// The whole pipeline of one test.
+pub struct Pipeline {
+    pub table: LocalTable,
+    pub queue: Arc<MemoryQueue>,
+    pub dead_letters: Arc<MemoryQueue>,
+    pub app: axum::Router,
+    pub worker: Arc<Worker>,
+    pub metrics: Arc<Metrics>,
+    pub vendors: StatefulVendors,
+}
+
+/// Quick retries so faults resolve within a test's time.
+pub fn test_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 25,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(300),
+        floor: Duration::from_millis(10),
+        auth_pause: Duration::from_secs(1),
+    }
+}
+
+impl Pipeline {
+    pub async fn start(faults: Faults, visibility: Duration) -> Pipeline {
+        let table = fresh_table().await.expect("DynamoDB Local table");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = DynamoStore::new(table.client.clone(), table.name.clone(), clock.clone());
+        let queue = Arc::new(MemoryQueue::new(visibility));
+        let dead_letters = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+        let app = webhooks::app(Arc::new(store.clone()), queue.clone(), clock.clone());
+
+        let vendors = StatefulVendors::start(faults).await;
+        let http = HttpSettings {
+            timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400),
+            connect_timeout_ms: 200,
+            ..HttpSettings::default()
+        };
+        let configs = VendorConfigs {
+            hood: Some(HoodConfig {
+                base_url: vendors.hood.uri(),
+                token: SecretString::from(HOOD_TOKEN),
+                http,
+            }),
+            channelio: Some(ChannelConfig {
+                base_url: vendors.channel.uri(),
+                access_key: SecretString::from(CHANNEL_KEY),
+                access_secret: SecretString::from(CHANNEL_SECRET),
+                http,
+            }),
+            omnivibe: None,
+            chatwoot: Some(ChatwootConfig {
+                base_url: vendors.chatwoot.uri(),
+                api_access_token: SecretString::from(CHATWOOT_TOKEN),
+                account_id: CHATWOOT_ACCOUNT,
+                http,
+            }),
+        };
+        // A fast schedule: the limiter's accuracy has its own tests; here it must not be
+        // what the test waits for.
+        let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
+        for vendor in configs.vendors() {
+            let key = LimiterKey::new(vendor, "test").expect("valid key");
+            limiters.insert(
+                vendor,
+                Arc::new(store.limiter(&key, GcraParams::new(Duration::from_millis(1), 200))),
+            );
+        }
+        let targets =
+            build_targets(&configs, &gate(&limiters, clock.clone())).expect("clients build");
+        let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
+        let worker = Arc::new(Worker::new(
+            webhooks::mappings(),
+            Arc::new(store),
+            targets,
+            limiters,
+            queue.clone(),
+            dead_letters.clone(),
+            clock,
+            test_policy(),
+            metrics.clone(),
+        ));
+        Pipeline {
+            table,
+            queue,
+            dead_letters,
+            app,
+            worker,
+            metrics,
+            vendors,
+        }
+    }
+
+    /// Posts a signed Standard Webhooks delivery; answers the HTTP status.
+    pub async fn post(&self, delivery_id: &str, body: &str) -> StatusCode {
+        let request = webhooks::signed_with(
+            "standard",
+            &webhooks::secret("standard"),
+            body,
+            Utc::now(),
+            Some(delivery_id),
+        );
+        let service = relay_shared::lambda::webhook_service(self.app.clone());
+        service
+            .oneshot(request)
+            .await
+            .map(|r| r.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Runs the worker until the queue is empty, or `within` passes. Answers whether it
+    /// emptied.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        while !self.queue.is_empty() {
+            if tokio::time::Instant::now() > until {
+                return false;
+            }
+            let Ok(batch) = self.queue.receive(10, Duration::from_millis(100)).await else {
+                return false;
+            };
+            let deadline = Utc::now() + TimeDelta::seconds(30);
+            self.worker.handle_batch(&batch, deadline, true).await;
+        }
+        true
+    }
+}
+
+/// A Standard Webhooks contact envelope for contact `i`.
+pub fn contact_event(i: usize, name: &str, at: chrono::DateTime<Utc>) -> String {
+    serde_json::json!({
+        "type": "contact.updated",
+        "timestamp": at.to_rfc3339(),
+        "data": {
+            "id": format!("usr_{i}"),
+            "email": format!("user{i}@example.com"),
+            "name": name,
+            "properties": {"plan": "pro"}
+        }
+    })
+    .to_string()
+}
