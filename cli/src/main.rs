@@ -3,6 +3,8 @@
 //! - `relay check-config [--mappings FILE]` validates a mapping file and lists its sources.
 //! - `relay plan --source NAME [--payload FILE]` maps a payload (the built-in sample of the
 //!   source by default) and prints the exact vendor requests it would cause.
+//! - `relay replay --dead-letter-queue URL --queue URL` moves dead-lettered deliveries back
+//!   after a fix, with a progress bar.
 
 // A command-line tool: printing to stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -51,6 +53,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         chatwoot_account: u64,
     },
+    /// Move dead-lettered deliveries back to the delivery queue (after fixing their cause).
+    /// Safe to repeat: a delivery already applied is recognised by the worker.
+    Replay {
+        /// URL of the dead-letter queue (stack output DeadLetterQueueUrl).
+        #[arg(long, env = "RELAY_DLQ_URL")]
+        dead_letter_queue: String,
+        /// URL of the delivery queue (stack output DeliveryQueueUrl).
+        #[arg(long, env = "RELAY_QUEUE_URL")]
+        queue: String,
+        /// Move at most this many.
+        #[arg(long)]
+        max: Option<usize>,
+    },
 }
 
 fn load_mappings(path: Option<&PathBuf>) -> Result<Mappings, relay_shared::mapping::LoadError> {
@@ -76,6 +91,11 @@ fn main() -> ExitCode {
             mappings.as_ref(),
             chatwoot_account,
         ),
+        Command::Replay {
+            dead_letter_queue,
+            queue,
+            max,
+        } => runtime().and_then(|rt| rt.block_on(replay(dead_letter_queue, queue, max))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,6 +200,46 @@ fn plan(
                 Err(e) => println!("  {vendor}: cannot plan: {e}"),
             }
         }
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn replay(
+    dead_letter_queue: String,
+    queue: String,
+    max: Option<usize>,
+) -> anyhow::Result<()> {
+    use relay_shared::queue::sqs::SqsQueue;
+
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (from, to) = (
+        SqsQueue::new(sqs.clone(), dead_letter_queue),
+        SqsQueue::new(sqs, queue),
+    );
+    let bar = match max {
+        Some(n) => indicatif::ProgressBar::new(u64::try_from(n).unwrap_or(u64::MAX)),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} replayed {wide_bar} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = relay_shared::replay::redrive(&from, &to, max, |moved| {
+        bar.set_position(u64::try_from(moved).unwrap_or(u64::MAX));
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!("replayed {} message(s)", report.moved);
+    for (reason, count) in &report.reasons {
+        println!("  {count:>5}  {reason}");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod queue;
+pub mod replay;
 pub mod runtime;
 pub mod samples;
 pub mod secrets;
