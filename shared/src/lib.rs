@@ -13,6 +13,7 @@ pub mod plan;
 pub mod queue;
 pub mod runtime;
 pub mod samples;
+pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
