@@ -73,8 +73,8 @@ pub(crate) fn is_json_content_type(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The body as a JSON object, after checking the content type. `status_for_type` is what
-/// the vendor answers a wrong content type with.
+/// The body as a JSON object, after checking the content type (415 when it is not
+/// `application/json`, 400 when the body is not a JSON object).
 pub(crate) fn json_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Refusal> {
     if !is_json_content_type(headers) {
         return Err(Refusal::broke(
