@@ -14,6 +14,7 @@ pub mod queue;
 pub mod replay;
 pub mod runtime;
 pub mod samples;
+pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
