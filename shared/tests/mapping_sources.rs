@@ -86,7 +86,7 @@ fn webflow_form_submission() {
     assert_eq!(p.email.as_ref().unwrap().as_str(), "cy@example.net");
     assert_eq!(
         p.phone.as_ref().unwrap().as_str(),
-        "+14155552671",
+        "+13125550187",
         "national number read in the default region"
     );
     assert_eq!(p.full_name.as_deref(), Some("Cy Diaz"));
@@ -135,7 +135,7 @@ fn hubspot_batch_yields_one_change_per_event() {
     assert_eq!(custom(&changes[2]), json!({"first_name": "Dana"}));
     assert_eq!(
         changes[3].contact.phone.as_ref().unwrap().as_str(),
-        "+14155552671"
+        "+16175550121"
     );
 }
 
@@ -167,7 +167,7 @@ fn standard_webhooks_envelope() {
     let p = &c.contact;
     assert_eq!(p.key.as_str(), "standard:usr_8812");
     assert_eq!(p.email.as_ref().unwrap().as_str(), "fay@example.com");
-    assert_eq!(p.phone.as_ref().unwrap().as_str(), "+14155552671");
+    assert_eq!(p.phone.as_ref().unwrap().as_str(), "+12025550143");
     assert_eq!(p.organization.as_deref(), Some("Ito Labs"));
     assert_eq!(
         p.tags,
@@ -201,7 +201,7 @@ fn eventbridge_events_by_detail_type() {
     assert_eq!(c.event.event_id, "7bf73129-1428-4cd3-a780-95db273d1602");
     assert_eq!(c.event.occurred_at, at("2026-11-20T14:12:00Z"));
     assert_eq!(c.contact.key.as_str(), "app-contact:u_1001");
-    assert_eq!(c.contact.phone.as_ref().unwrap().as_str(), "+4930901820");
+    assert_eq!(c.contact.phone.as_ref().unwrap().as_str(), "+49891234567");
     assert_eq!(c.contact.tags, Some(vec!["customer".to_string()]));
     assert_eq!(
         (c.contact.consent.email, c.contact.consent.texting),

@@ -325,7 +325,7 @@ fn channelio_consent_is_sent_as_unsubscribe_flags() {
     assert_eq!(body["tags"], json!(["trial", "eu_west"]));
     assert_eq!(
         body["profile"],
-        json!({"name": "Fay Ito", "email": "fay@example.com", "mobileNumber": "+14155552671", "companyName": "Ito Labs", "plan": "pro"})
+        json!({"name": "Fay Ito", "email": "fay@example.com", "mobileNumber": "+12025550143", "companyName": "Ito Labs", "plan": "pro"})
     );
 }
 
@@ -339,7 +339,7 @@ fn omnivibe_updates_the_agent_profile_without_passwords() {
     assert_eq!(
         requests[0].body,
         Some(
-            json!({"profile": {"name": "Hana Kim", "display_name": "Hana", "message_signature": "Hana Kim · Support", "phone_number": "+14155552671"}})
+            json!({"profile": {"name": "Hana Kim", "display_name": "Hana", "message_signature": "Hana Kim · Support", "phone_number": "+12125550166"}})
         )
     );
     assert!(matches!(planned.plan, OmnivibePlan::Update(_)));
@@ -350,10 +350,17 @@ fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
     let m = mappings();
     let chatwoot = m.vendors.chatwoot.as_ref().unwrap();
     let planned = plan_chatwoot(&typeform(), &unknown(), chatwoot).unwrap();
-    let ChatwootPlan::Resolve { query, .. } = &planned.plan else {
+    let ChatwootPlan::Resolve { queries, .. } = &planned.plan else {
         panic!("expected Resolve")
     };
-    assert_eq!(query, "ann.lee@example.com");
+    assert_eq!(
+        queries,
+        &[
+            "ann.lee@example.com",
+            "+14155552671",
+            "email:ann.lee@example.com"
+        ]
+    );
     let requests = planned.plan.requests(1);
     assert_eq!(
         shape(&requests),

@@ -209,7 +209,8 @@ impl Relay {
                     if o.vendor_id.is_some() {
                         link.vendor_id = o.vendor_id.clone();
                     }
-                    link.applied.extend(applied);
+                    link.applied
+                        .extend(relay_shared::plan::applied_at(&applied, 0));
                     Outcome::Synced(o)
                 }
                 Some(Err(e)) => Outcome::Failed(e),
@@ -604,7 +605,7 @@ async fn hubspot_batch_keeps_one_record_per_contact_through_links() {
     assert_eq!(profiles[0].email.as_deref(), Some("dana@example.com"));
     assert_eq!(
         profiles[0].mobile_phone_number.as_deref(),
-        Some("+14155552671")
+        Some("+16175550121")
     );
     // The phone arrived later, as a PATCH of the linked profile.
     assert_eq!(
@@ -621,7 +622,7 @@ async fn hubspot_batch_keeps_one_record_per_contact_through_links() {
     assert_eq!(users[0].member_id.as_deref(), Some("hubspot:901"));
     assert_eq!(
         Value::Object(users[0].profile.clone()),
-        json!({"email": "dana@example.com", "mobileNumber": "+14155552671"})
+        json!({"email": "dana@example.com", "mobileNumber": "+16175550121"})
     );
     assert_eq!(users[0].version, 2);
 
@@ -629,7 +630,7 @@ async fn hubspot_batch_keeps_one_record_per_contact_through_links() {
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].identifier.as_deref(), Some("hubspot:901"));
     assert_eq!(contacts[0].email.as_deref(), Some("dana@example.com"));
-    assert_eq!(contacts[0].phone_number.as_deref(), Some("+14155552671"));
+    assert_eq!(contacts[0].phone_number.as_deref(), Some("+16175550121"));
     assert_eq!(
         routes(&sb, Vendor::Chatwoot),
         vec![
@@ -764,7 +765,7 @@ async fn staff_sample_updates_the_omnivibe_agent() {
         agent.message_signature.as_deref(),
         Some("Hana Kim · Support")
     );
-    assert_eq!(agent.phone_number.as_deref(), Some("+14155552671"));
+    assert_eq!(agent.phone_number.as_deref(), Some("+12125550166"));
     // The login e-mail is not synced by the built-in mapping.
     assert_eq!(agent.email, "agent@sandbox.invalid");
     assert_eq!(agent.updates, 1);

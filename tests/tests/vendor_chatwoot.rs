@@ -160,7 +160,7 @@ async fn sync_updates_the_exact_search_hit() {
     .await;
     let out = chatwoot(&server)
         .sync(&ChatwootPlan::Resolve {
-            query: EMAIL.into(),
+            queries: vec![EMAIL.into()],
             body: body(),
         })
         .await
@@ -188,7 +188,7 @@ async fn sync_creates_when_search_has_no_exact_hit() {
         .await;
     let out = chatwoot(&server)
         .sync(&ChatwootPlan::Resolve {
-            query: EMAIL.into(),
+            queries: vec![EMAIL.into()],
             body: body(),
         })
         .await
@@ -219,7 +219,7 @@ async fn sync_resolves_a_422_conflict_by_searching_again_and_updating() {
     .await;
     let out = chatwoot(&server)
         .sync(&ChatwootPlan::Resolve {
-            query: EMAIL.into(),
+            queries: vec![EMAIL.into()],
             body: body(),
         })
         .await
@@ -242,7 +242,7 @@ async fn sync_422_that_search_cannot_explain_is_permanent() {
         .await;
     let err = chatwoot(&server)
         .sync(&ChatwootPlan::Resolve {
-            query: EMAIL.into(),
+            queries: vec![EMAIL.into()],
             body: body(),
         })
         .await
@@ -319,4 +319,44 @@ async fn a_success_without_a_contact_is_an_unexpected_response() {
     assert!(
         matches!(err, VendorError::UnexpectedResponse { status: 200, ref detail, .. } if detail == "no contact in the answer")
     );
+}
+
+#[tokio::test]
+async fn sync_422_on_a_phone_held_by_another_contact_finds_it_by_phone_and_updates_it() {
+    const PHONE: &str = "+14155552671";
+    let server = MockServer::start().await;
+    // The e-mail finds nothing, before the create and after it.
+    mount_search(&server, json!({"payload": []}), 2).await;
+    chatwoot_auth(json_body(Mock::given(method("POST")).and(path(CONTACTS))))
+        .and(body_json(body_json_value()))
+        .respond_with(ResponseTemplate::new(422).set_body_json(
+            json!({"message": "Phone number has already been taken", "attributes": ["phone_number"]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let by_phone = json!({"id": 91, "name": "J. Roe", "email": null, "phone_number": PHONE, "identifier": null});
+    chatwoot_auth(common(Mock::given(method("GET")).and(path(SEARCH))))
+        .and(RawQuery("q=%2B14155552671"))
+        .and(NoBody)
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"payload": [by_phone]})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    chatwoot_auth(json_body(
+        Mock::given(method("PUT")).and(path("/api/v1/accounts/7/contacts/91")),
+    ))
+    .and(body_json(body_json_value()))
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!({"payload": by_phone})))
+    .expect(1)
+    .mount(&server)
+    .await;
+    let out = chatwoot(&server)
+        .sync(&ChatwootPlan::Resolve {
+            queries: vec![EMAIL.into(), PHONE.into()],
+            body: body(),
+        })
+        .await
+        .expect("synced");
+    assert_eq!((out.vendor_id.as_deref(), out.calls), (Some("91"), 5));
 }

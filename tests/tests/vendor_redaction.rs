@@ -208,7 +208,7 @@ async fn no_secret_or_personal_data_in_logs_or_debug() {
     let chatwoot_client = chatwoot(&server);
     let out = chatwoot_client
         .sync(&ChatwootPlan::Resolve {
-            query: EMAIL.into(),
+            queries: vec![EMAIL.into()],
             body: ContactBody {
                 name: Some(NAME.into()),
                 email: Some(EMAIL.into()),

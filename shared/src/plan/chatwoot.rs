@@ -9,10 +9,14 @@ use super::SkipReason;
 pub enum ChatwootPlan {
     /// Known contact id: `PUT /api/v1/accounts/{account_id}/contacts/{id}`.
     Update { contact_id: u64, body: ContactBody },
-    /// Unknown id: search by `query` (e-mail, else phone, else identifier); found → PUT
-    /// `body`; not found → POST `body`; a 422 uniqueness conflict on create is resolved by
-    /// searching again and updating.
-    Resolve { query: String, body: ContactBody },
+    /// Unknown id: search by the first of `queries` (e-mail, phone, identifier — those
+    /// known); found → PUT `body`; not found → POST `body`. E-mail, phone and identifier
+    /// are each unique, so a 422 on create means a contact holds one of them: it is found
+    /// by searching every query, then updated.
+    Resolve {
+        queries: Vec<String>,
+        body: ContactBody,
+    },
     /// No request.
     Skip(SkipReason),
 }
@@ -74,14 +78,18 @@ pub fn plan_chatwoot(
         Some(contact_id) => ChatwootPlan::Update { contact_id, body },
         None => {
             let contact = &change.contact;
-            let query = contact
-                .email
-                .as_ref()
-                .map(|e| e.as_str().to_string())
-                .or_else(|| contact.phone.as_ref().map(|p| p.as_str().to_string()))
-                .or_else(|| body.identifier.clone())
-                .ok_or(PlanError::ChatwootNeedsIdentity)?;
-            ChatwootPlan::Resolve { query, body }
+            let queries: Vec<String> = [
+                contact.email.as_ref().map(|e| e.as_str().to_string()),
+                contact.phone.as_ref().map(|p| p.as_str().to_string()),
+                body.identifier.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if queries.is_empty() {
+                return Err(PlanError::ChatwootNeedsIdentity);
+            }
+            ChatwootPlan::Resolve { queries, body }
         }
     };
     Ok(Planned {
@@ -101,10 +109,13 @@ impl ChatwootPlan {
                 path: format!("{base}/{contact_id}"),
                 body: body_json(body),
             }],
-            ChatwootPlan::Resolve { query, body } => vec![
+            ChatwootPlan::Resolve { queries, body } => vec![
                 PlannedRequest {
                     method: http::Method::GET,
-                    path: format!("{base}/search?q={}", encode_query_value(query)),
+                    path: format!(
+                        "{base}/search?q={}",
+                        encode_query_value(queries.first().map_or("", String::as_str))
+                    ),
                     body: None,
                 },
                 PlannedRequest {

@@ -43,8 +43,11 @@ impl ChatwootClient {
     async fn apply(&self, run: &mut Run<'_>, plan: &ChatwootPlan) -> Result<(), VendorError> {
         match plan {
             ChatwootPlan::Update { contact_id, body } => self.update(run, *contact_id, body).await,
-            ChatwootPlan::Resolve { query, body } => {
-                if let Some(id) = self.find(run, query).await? {
+            ChatwootPlan::Resolve { queries, body } => {
+                // The first query (usually the e-mail) finds an existing contact in one call.
+                if let Some(first) = queries.first()
+                    && let Some(id) = self.find(run, first).await?
+                {
                     return self.update(run, id, body).await;
                 }
                 match run.step(self.create_contact(body)).await {
@@ -58,11 +61,15 @@ impl ChatwootClient {
                         Ok(())
                     }
                     Err(conflict @ VendorError::Permanent { status: 422, .. }) => {
+                        // Another contact holds one of the unique values (created meanwhile,
+                        // or known by its phone or identifier): find it by any of them.
                         tracing::debug!(vendor = "chatwoot", "create conflicted; searching again");
-                        match self.find(run, query).await? {
-                            Some(id) => self.update(run, id, body).await,
-                            None => Err(conflict),
+                        for query in queries {
+                            if let Some(id) = self.find(run, query).await? {
+                                return self.update(run, id, body).await;
+                            }
                         }
+                        Err(conflict)
                     }
                     Err(e) => Err(e),
                 }
