@@ -1,5 +1,11 @@
 //! `relay`: profile-relay on one machine.
 //!
+//! - `relay demo` runs the whole pipeline against built-in sandbox vendors and prints what
+//!   each vendor received.
+//! - `relay serve --config relay.toml` runs the webhook routes, an embedded store and queue
+//!   and the worker in one process, against the vendors in the config.
+//! - `relay send --source NAME --url URL` signs and posts a sample event, e.g. to a
+//!   deployed stack.
 //! - `relay check-config [--mappings FILE]` validates a mapping file and lists its sources.
 //! - `relay plan --source NAME [--payload FILE]` maps a payload (the built-in sample of the
 //!   source by default) and prints the exact vendor requests it would cause.
@@ -32,11 +38,38 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a mapping file (the built-in one by default) and list its sources.
+    /// Run the whole pipeline against sandbox vendors, from every built-in source, and
+    /// print what each vendor received. Exits non-zero if anything broke a vendor rule.
+    Demo,
+    /// Serve the webhook routes and deliver to the vendors of a config file, in one process.
+    Serve {
+        /// The relay config (see relay.example.toml).
+        #[arg(long, default_value = "relay.toml")]
+        config: PathBuf,
+    },
+    /// Validate a relay config (with its mappings and secrets) or a mapping file; with
+    /// neither, the built-in mappings.
     CheckConfig {
-        /// Mapping file (TOML); omit for the built-in mappings.
-        #[arg(long)]
+        /// A relay config file (TOML).
+        config: Option<PathBuf>,
+        /// A mapping file (TOML) instead of a relay config.
+        #[arg(long, conflicts_with = "config")]
         mappings: Option<PathBuf>,
+    },
+    /// Sign a sample event as its sender would and post it.
+    Send {
+        /// Source name, e.g. typeform, hubspot, standard, app-contact.
+        #[arg(long)]
+        source: String,
+        /// Base URL of the relay (the stack's WebhookBaseUrl output, or http://127.0.0.1:8787).
+        #[arg(long)]
+        url: String,
+        /// Signing secret; default: the environment variable RELAY_SECRET_<SOURCE>.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Payload file (JSON); omit for the source's built-in sample.
+        #[arg(long)]
+        payload: Option<PathBuf>,
     },
     /// Map a payload and print the vendor requests it would cause (nothing is sent).
     Plan {
@@ -76,10 +109,34 @@ fn load_mappings(path: Option<&PathBuf>) -> Result<Mappings, relay_shared::mappi
 }
 
 fn main() -> ExitCode {
-    relay_shared::telemetry::init(relay_shared::telemetry::LogFormat::Pretty);
     let cli = Cli::parse();
+    // Reports (demo, plan, check-config) stay readable; `serve` logs every delivery.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    relay_shared::telemetry::init_with_default(
+        relay_shared::telemetry::LogFormat::Pretty,
+        default_level,
+    );
     let result = match cli.command {
-        Command::CheckConfig { mappings } => check_config(mappings.as_ref()),
+        Command::Demo => runtime().and_then(|rt| rt.block_on(demo())),
+        Command::Serve { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
+        Command::CheckConfig {
+            config: Some(config),
+            ..
+        } => check_relay_config(&config),
+        Command::CheckConfig {
+            config: None,
+            mappings,
+        } => check_config(mappings.as_ref()),
+        Command::Send {
+            source,
+            url,
+            secret,
+            payload,
+        } => runtime().and_then(|rt| rt.block_on(send(&source, &url, secret, payload.as_ref()))),
         Command::Plan {
             source,
             payload,
@@ -242,4 +299,242 @@ async fn replay(
         println!("  {count:>5}  {reason}");
     }
     Ok(())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    use relay_shared::worker::Counter;
+
+    println!(
+        "relay demo: sandbox vendors, a local relay, every built-in source (each sent 4 times)…"
+    );
+    let report = relay_shared::local::demo::run().await?;
+    println!();
+    println!(
+        "{:<12} {:<22} {:>8} {:>10}",
+        "source", "answers", "accepted", "duplicates"
+    );
+    for s in &report.sent {
+        let answers = s
+            .statuses
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<12} {:<22} {:>8} {:>10}",
+            s.source, answers, s.accepted, s.duplicates
+        );
+    }
+    println!();
+    println!(
+        "{:<10} {:<52} {:>6} {:>5}",
+        "vendor", "request", "status", "count"
+    );
+    for ((vendor, route, status), count) in &report.vendor_requests {
+        println!(
+            "{:<10} {:<52} {:>6} {:>5}",
+            vendor.as_str(),
+            route,
+            status,
+            count
+        );
+    }
+    println!();
+    println!(
+        "{:<10} {:>7} {:>9} {:>9} {:>8} {:>13}",
+        "vendor", "synced", "duplicate", "throttled", "retried", "dead-lettered"
+    );
+    for vendor in relay_shared::vendors::Vendor::ALL {
+        let n = |c| report.deliveries.get(&(vendor, c)).copied().unwrap_or(0);
+        println!(
+            "{:<10} {:>7} {:>9} {:>9} {:>8} {:>13}",
+            vendor.as_str(),
+            n(Counter::Synced),
+            n(Counter::Duplicate),
+            n(Counter::Throttled),
+            n(Counter::Retried),
+            n(Counter::DeadLettered)
+        );
+    }
+    println!();
+    let accepted: u64 = report.sent.iter().map(|s| s.accepted).sum();
+    let duplicates: u64 = report.sent.iter().map(|s| s.duplicates).sum();
+    println!(
+        "idempotency: {accepted} events accepted, {duplicates} duplicate deliveries answered without enqueueing"
+    );
+    println!(
+        "hood limiter: at most {} requests in any 1 s (limit 10), {} in any 60 s (limit 150), {} over the limits",
+        report.hood_max_per_second, report.hood_max_per_minute, report.rate_limit_violations
+    );
+    println!(
+        "vendors now hold: {} Hood profiles, {} Channel.io users, {} Chatwoot contacts; agent profile updated {} time(s)",
+        report.hood_profiles,
+        report.channelio_users,
+        report.chatwoot_contacts,
+        report.agent_updates
+    );
+    println!(
+        "rule violations: {}; dead letters: {}; undelivered: {}; took {:.1} s",
+        report.violations,
+        report.dead_letters,
+        report.undelivered,
+        report.elapsed.as_secs_f64()
+    );
+    if report.ok() {
+        println!("demo OK");
+        Ok(())
+    } else {
+        anyhow::bail!("demo found problems (see above)")
+    }
+}
+
+async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = relay_shared::local::LocalConfig::load(path)?;
+    let relay = relay_shared::local::LocalRelay::start(config).await?;
+    println!("relay listening on http://{}", relay.addr());
+    println!(
+        "  POST /hooks/forms/{{source}}, POST /hooks/crm/{{source}}, POST /events (EventBridge events), GET /health"
+    );
+    for source in &relay.disabled_sources {
+        println!("  source {source}: no signing secret configured (answers 404)");
+    }
+    println!("Ctrl-C stops accepting requests, delivers what is queued, then exits.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("stopping: delivering what is queued…");
+    let stopped = relay.shutdown().await;
+    println!(
+        "stopped; {} undelivered, {} dead-lettered",
+        stopped.undelivered, stopped.dead_letters
+    );
+    if stopped.undelivered > 0 {
+        anyhow::bail!(
+            "{} deliveries were still queued when the drain timeout ran out",
+            stopped.undelivered
+        );
+    }
+    Ok(())
+}
+
+fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {
+    use relay_shared::ingress::signature::Verifier;
+
+    let config = relay_shared::local::LocalConfig::load(path)?;
+    let mappings = load_mappings(config.mappings.as_ref()).map_err(|e| anyhow!("{e}"))?;
+    let mut problems = Vec::new();
+    for (name, section) in &config.sources {
+        match mappings.source(name).and_then(|s| s.signature.as_ref()) {
+            Some(scheme) => {
+                if let Err(e) = Verifier::new(scheme, &section.secrets) {
+                    problems.push(format!("source `{name}`: {e}"));
+                }
+            }
+            None => problems.push(format!(
+                "source `{name}`: no webhook source of that name in the mappings"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{}: {} problem(s):\n  {}",
+            path.display(),
+            problems.len(),
+            problems.join("\n  ")
+        );
+    }
+    println!("{}: OK", path.display());
+    let vendors: Vec<&str> = config
+        .vendors
+        .vendors()
+        .iter()
+        .map(|v| v.as_str())
+        .collect();
+    println!(
+        "  listens on {}; vendors: {}",
+        config.server.listen,
+        vendors.join(", ")
+    );
+    for s in mappings.sources() {
+        let state = if s.signature.is_none() {
+            "EventBridge"
+        } else if config.sources.contains_key(&s.name) {
+            "enabled"
+        } else {
+            "no secret: disabled"
+        };
+        println!("  source {:<12} {state}", s.name);
+    }
+    Ok(())
+}
+
+async fn send(
+    source: &str,
+    url: &str,
+    secret: Option<String>,
+    payload: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    use relay_shared::ingress::signature::{SignRequest, Verifier};
+    use relay_shared::mapping::Route;
+
+    let mappings = Mappings::builtin().map_err(|e| anyhow!("{e}"))?;
+    let mapping = mappings
+        .source(source)
+        .with_context(|| format!("no source named `{source}`"))?;
+    let body = match payload {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => samples::sample(source)
+            .with_context(|| format!("no built-in sample for `{source}`"))?
+            .body
+            .to_string(),
+    };
+    let base = url.trim_end_matches('/');
+    let (target, headers) = match (&mapping.signature, mapping.route) {
+        (None, _) => (format!("{base}/events"), http::HeaderMap::new()),
+        (Some(scheme), route) => {
+            let target = format!(
+                "{base}/hooks/{}/{source}",
+                if route == Route::Forms {
+                    "forms"
+                } else {
+                    "crm"
+                }
+            );
+            let var = format!(
+                "RELAY_SECRET_{}",
+                source.to_ascii_uppercase().replace('-', "_")
+            );
+            let secret = secret
+                .or_else(|| std::env::var(&var).ok())
+                .with_context(|| format!("no secret: pass --secret or set {var}"))?;
+            let verifier = Verifier::new(scheme, &[secrecy::SecretString::from(secret)])?;
+            let request = SignRequest {
+                method: &http::Method::POST,
+                uri: &target,
+                body: body.as_bytes(),
+                now: chrono::Utc::now(),
+                delivery_id: None,
+            };
+            (target.clone(), verifier.sign(&request)?)
+        }
+    };
+    let response = reqwest::Client::new()
+        .post(&target)
+        .headers(headers)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("posting to {target}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    println!("POST {target} → {status}");
+    println!("{text}");
+    if status.is_success() {
+        Ok(())
+    } else {
+        anyhow::bail!("the relay answered {status}")
+    }
 }

@@ -7,6 +7,7 @@
 pub mod delivery;
 pub mod ingress;
 pub mod lambda;
+pub mod local;
 pub mod mapping;
 pub mod model;
 pub mod plan;

@@ -25,9 +25,17 @@ impl LogFormat {
     }
 }
 
-/// Installs the global `tracing` subscriber; a second call is a no-op.
+/// Installs the global `tracing` subscriber at `info` unless `RUST_LOG` says otherwise; a
+/// second call is a no-op.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// Like [`init`], with another default level (e.g. `warn` for commands whose output is a
+/// report).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
         LogFormat::Json => builder

@@ -276,7 +276,7 @@ fn channelio_upserts_by_member_id_with_the_documented_body() {
     let requests = planned.plan.requests();
     assert_eq!(
         shape(&requests),
-        [s("PUT", "/open/v5/users/@email%3Aann.lee%40example.com")]
+        [s("PUT", "/open/v5/users/@email:ann.lee@example.com")]
     );
     assert_eq!(
         requests[0].body,

@@ -163,9 +163,25 @@ const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHA
     .remove(b'_')
     .remove(b'~');
 
-/// Percent-encodes one URL path segment (ids and memberIds may hold `@`, `:`, `/`).
+/// What a URL path segment must escape: the set the `url` crate (and so the vendor
+/// clients) uses, so planned paths are byte for byte what goes on the wire. `:` and `@`
+/// are allowed in a segment (RFC 3986 `pchar`) and stay as they are.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
+
+/// Percent-encodes one URL path segment (ids and memberIds may hold `/` or `?`).
 pub fn encode_path_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, NOT_UNRESERVED).to_string()
+    percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
 }
 
 /// Percent-encodes one query value (`+` in phone numbers becomes `%2B`).

@@ -45,6 +45,10 @@ use crate::vendors::{ErrorClass, Vendor, VendorError};
 /// Longest a link lease is held when the caller's deadline is further away.
 pub const MAX_LEASE: Duration = Duration::from_secs(60);
 
+/// Longest a delivery waits for another delivery to the same record to finish: the holder
+/// usually needs a second or two, far less than its lease allows.
+pub const BUSY_RETRY: Duration = Duration::from_secs(2);
+
 /// What to do with a message after processing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
@@ -249,6 +253,10 @@ impl Worker {
             Outcome::Skipped { reason } => *reason,
             _ => "",
         };
+        let retry_in_ms = match &disposition {
+            Disposition::RetryAfter(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            _ => 0,
+        };
         tracing::info!(
             event = %parsed.event_key(),
             vendor = %parsed.vendor,
@@ -256,6 +264,7 @@ impl Worker {
             skipped,
             attempt = message.receive_count,
             calls,
+            retry_in_ms,
             latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "delivery"
         );
@@ -295,8 +304,9 @@ impl Worker {
             Ok(LeaseOutcome::Leased { lease, link }) => (lease, link),
             Ok(LeaseOutcome::AlreadyApplied) => return (Disposition::Done, Outcome::Duplicate),
             Ok(LeaseOutcome::Busy { until }) => {
+                let wait = to_std(until - now).min(BUSY_RETRY);
                 return (
-                    Disposition::RetryAfter(retry::with_jitter(to_std(until - now))),
+                    Disposition::RetryAfter(retry::with_jitter(wait)),
                     Outcome::Deferred,
                 );
             }

@@ -1,0 +1,8 @@
+//! Running profile-relay on one machine: `relay serve` and `relay demo`.
+
+pub mod config;
+pub mod demo;
+pub mod relay;
+
+pub use config::{ConfigError, LocalConfig};
+pub use relay::{LocalRelay, StartError, Stopped};

@@ -1,0 +1,177 @@
+//! The local relay (`relay serve`) started in-process against the sandbox vendors: signed
+//! events posted over real HTTP reach the vendors exactly as planned, duplicates do not,
+//! and shutting down delivers what is queued.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use http::Method;
+use relay_shared::ingress::signature::{SignRequest, Verifier};
+use relay_shared::local::config::{ServerSection, SourceSection, WorkerSection};
+use relay_shared::local::{LocalConfig, LocalRelay};
+use relay_shared::mapping::{EventDefaults, Mappings};
+use relay_shared::plan::{VendorState, plan_channelio};
+use relay_shared::samples::sample;
+use relay_shared::sandbox::Sandbox;
+use relay_shared::vendors::Vendor;
+use relay_shared::worker::setup::VendorConfigs;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const SECRET: &str = "tf-local-secret";
+
+async fn relay(sandbox: &Sandbox) -> LocalRelay {
+    let config = LocalConfig {
+        server: ServerSection {
+            listen: ([127, 0, 0, 1], 0).into(),
+        },
+        mappings: None,
+        sources: BTreeMap::from([(
+            "typeform".to_string(),
+            SourceSection {
+                secrets: vec![SecretString::from(SECRET)],
+            },
+        )]),
+        vendors: VendorConfigs {
+            hood: Some(sandbox.hood_config()),
+            channelio: Some(sandbox.channelio_config()),
+            omnivibe: Some(sandbox.omnivibe_config()),
+            chatwoot: Some(sandbox.chatwoot_config()),
+        },
+        worker: WorkerSection {
+            concurrency: 2,
+            drain_timeout_secs: 30,
+        },
+    };
+    LocalRelay::start(config).await.unwrap()
+}
+
+async fn post_typeform(relay: &LocalRelay, body: &str) -> (u16, Value) {
+    let url = format!("http://{}/hooks/forms/typeform", relay.addr());
+    let m = Mappings::builtin().unwrap();
+    let scheme = m.source("typeform").unwrap().signature.clone().unwrap();
+    let headers = Verifier::new(&scheme, &[SecretString::from(SECRET)])
+        .unwrap()
+        .sign(&SignRequest {
+            method: &Method::POST,
+            uri: &url,
+            body: body.as_bytes(),
+            now: Utc::now(),
+            delivery_id: None,
+        })
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(&url)
+        .headers(headers)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_signup_reaches_every_vendor_exactly_as_planned_and_a_duplicate_does_not() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let relay = relay(&sandbox).await;
+    let body = sample("typeform").unwrap().body;
+    assert_eq!(
+        post_typeform(&relay, body).await,
+        (202, json!({"accepted": 1, "duplicates": 0}))
+    );
+    assert!(relay.idle(Duration::from_secs(30)).await);
+
+    // Channel.io received exactly the planned upsert.
+    let m = Mappings::builtin().unwrap();
+    let change = m
+        .source("typeform")
+        .unwrap()
+        .extract(
+            &serde_json::from_str(body).unwrap(),
+            &EventDefaults {
+                event_id: "x".into(),
+                received_at: Utc::now(),
+            },
+        )
+        .unwrap()
+        .remove(0);
+    let planned = plan_channelio(
+        &change,
+        &VendorState::default(),
+        m.vendors.channelio.as_ref().unwrap(),
+    )
+    .unwrap();
+    let expected = &planned.plan.requests()[0];
+    let got = sandbox.requests_of(Vendor::Channelio);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (&got[0].method, &got[0].path),
+        (&expected.method, &expected.path)
+    );
+    assert_eq!(got[0].body, expected.body);
+
+    let profiles = sandbox.hood_profiles();
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(profiles[0].email.as_deref(), Some("ann.lee@example.com"));
+    assert_eq!(profiles[0].full_name.as_deref(), Some("Ann Lee"));
+    let contacts = sandbox.chatwoot_contacts();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(
+        contacts[0].identifier.as_deref(),
+        Some("email:ann.lee@example.com")
+    );
+    assert_eq!(sandbox.violation_count(), 0);
+
+    let before = sandbox.requests().len();
+    assert_eq!(
+        post_typeform(&relay, body).await,
+        (202, json!({"accepted": 0, "duplicates": 1}))
+    );
+    assert!(relay.idle(Duration::from_secs(10)).await);
+    assert_eq!(
+        sandbox.requests().len(),
+        before,
+        "a duplicate delivery reaches no vendor"
+    );
+    let stopped = relay.shutdown().await;
+    assert_eq!((stopped.undelivered, stopped.dead_letters), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_delivers_what_is_queued_first() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let relay = relay(&sandbox).await;
+    let body = sample("typeform").unwrap().body;
+    assert_eq!(post_typeform(&relay, body).await.0, 202);
+    // Stop at once, while the deliveries are queued or in flight.
+    let stopped = relay.shutdown().await;
+    assert_eq!((stopped.undelivered, stopped.dead_letters), (0, 0));
+    assert_eq!(sandbox.hood_profiles().len(), 1);
+    assert_eq!(sandbox.channelio_users().len(), 1);
+    assert_eq!(sandbox.chatwoot_contacts().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_clean() {
+    let report = relay_shared::local::demo::run().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.violations + report.rate_limit_violations, 0);
+    assert!(report.hood_max_per_second <= 10 && report.hood_max_per_minute <= 150);
+    assert_eq!(
+        (
+            report.hood_profiles,
+            report.channelio_users,
+            report.chatwoot_contacts
+        ),
+        (7, 7, 7)
+    );
+    assert_eq!(report.agent_updates, 1);
+    let accepted: u64 = report.sent.iter().map(|s| s.accepted).sum();
+    let duplicates: u64 = report.sent.iter().map(|s| s.duplicates).sum();
+    assert_eq!((accepted, duplicates), (12, 36));
+}
