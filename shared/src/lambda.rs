@@ -36,20 +36,19 @@ pub fn webhook_service(
         .service(router)
 }
 
-/// Handles one EventBridge event. Every failure is returned, never swallowed: Lambda's
-/// asynchronous retries and the function's on-failure destination keep the event.
+/// Handles one EventBridge event (typed as `aws_lambda_events` defines it). Mapping
+/// expressions are written against the event as EventBridge shows it (`detail-type`,
+/// `detail.email`), so it is handed on as that JSON. Every failure is returned, never
+/// swallowed: Lambda's asynchronous retries and the function's on-failure destination
+/// keep the event.
 pub async fn handle_event(
     ingest: &Ingest,
-    event: LambdaEvent<Value>,
+    event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent<Value>>,
 ) -> Result<Accepted, lambda_runtime::Error> {
     let deadline = deadline_of(&event.context);
-    let detail_type = event
-        .payload
-        .get("detail-type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    match ingest.accept_event(&event.payload, deadline).await {
+    let detail_type = event.payload.detail_type.clone();
+    let json = serde_json::to_value(&event.payload)?;
+    match ingest.accept_event(&json, deadline).await {
         Ok(accepted) => Ok(accepted),
         Err(e) => {
             tracing::error!(detail_type, code = e.code(), error = %e, "event not accepted");

@@ -33,6 +33,8 @@ pub struct Faults {
     pub throttle_burst: u64,
     /// Slow down only the requests that create a record (Hood profile, Chatwoot contact).
     pub slow_creates_only: bool,
+    /// Refuse every request with this status (e.g. 400 or 401), applying nothing; 0: never.
+    pub refuse_status: u16,
 }
 
 /// What the vendors hold and what they saw.
@@ -134,6 +136,9 @@ impl Respond for Vendor {
             return refused;
         }
         let f = *self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        if f.refuse_status != 0 {
+            return error(f.refuse_status, "refused by the test");
+        }
         if f.throttle_every > 0 && n % f.throttle_every < f.throttle_burst {
             world.injected_429 += 1;
             return ResponseTemplate::new(429)

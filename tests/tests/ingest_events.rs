@@ -44,8 +44,11 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
     )
     .unwrap();
 
-    let invoke =
-        |payload: Value| handle_event(&ingest, LambdaEvent::new(payload, Context::default()));
+    // EventBridge delivers the typed event; the fixtures are what EventBridge sends.
+    let invoke = |payload: Value| {
+        let typed = serde_json::from_value(payload).expect("an EventBridge event");
+        handle_event(&ingest, LambdaEvent::new(typed, Context::default()))
+    };
     let first = invoke(event("app-contact")).await.unwrap();
     assert_eq!(
         first,

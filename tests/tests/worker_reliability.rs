@@ -95,7 +95,7 @@ async fn with_500s_timeouts_and_429_bursts_every_event_syncs_once_and_none_is_lo
         slow_by: Duration::from_secs(1),
         throttle_every: 50,
         throttle_burst: 4,
-        slow_creates_only: false,
+        ..Faults::default()
     };
     let p = Pipeline::start(faults, Duration::from_secs(5)).await;
     let statuses = deliver_all(&p, 1).await;

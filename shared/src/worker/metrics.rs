@@ -62,6 +62,8 @@ pub enum MetricsOutput {
 pub struct Metrics {
     output: MetricsOutput,
     counts: Mutex<BTreeMap<(Vendor, Counter), u64>>,
+    /// Counts of messages whose vendor cannot be told (unreadable messages).
+    unattributed: Mutex<BTreeMap<Counter, u64>>,
 }
 
 /// The CloudWatch namespace of the metrics.
@@ -72,6 +74,7 @@ impl Metrics {
         Metrics {
             output,
             counts: Mutex::default(),
+            unattributed: Mutex::default(),
         }
     }
 
@@ -79,6 +82,19 @@ impl Metrics {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry((vendor, counter)).or_default() += 1;
         }
+        self.emit(vendor.as_str(), counter);
+    }
+
+    /// Counts a message whose vendor cannot be told (its body is unreadable); the EMF
+    /// dimension says `unknown`.
+    pub fn count_unattributed(&self, counter: Counter) {
+        if let Ok(mut counts) = self.unattributed.lock() {
+            *counts.entry(counter).or_default() += 1;
+        }
+        self.emit("unknown", counter);
+    }
+
+    fn emit(&self, vendor: &str, counter: Counter) {
         if self.output == MetricsOutput::Emf {
             #[allow(
                 clippy::print_stdout,
@@ -93,23 +109,30 @@ impl Metrics {
         }
     }
 
-    /// The counts so far.
+    /// The counts so far, per vendor.
     pub fn snapshot(&self) -> BTreeMap<(Vendor, Counter), u64> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// One count, summed over vendors.
+    /// One count, summed over vendors (unattributed ones included).
     pub fn total(&self, counter: Counter) -> u64 {
-        self.snapshot()
+        let attributed: u64 = self
+            .snapshot()
             .iter()
             .filter(|((_, c), _)| *c == counter)
             .map(|(_, n)| n)
-            .sum()
+            .sum();
+        let unattributed = self
+            .unattributed
+            .lock()
+            .map(|u| u.get(&counter).copied().unwrap_or(0))
+            .unwrap_or(0);
+        attributed + unattributed
     }
 }
 
 /// One EMF document: a count of 1 for `counter`, with the vendor as dimension.
-pub fn emf_line(vendor: Vendor, counter: Counter, timestamp_ms: i64) -> String {
+pub fn emf_line(vendor: &str, counter: Counter, timestamp_ms: i64) -> String {
     json!({
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -119,7 +142,7 @@ pub fn emf_line(vendor: Vendor, counter: Counter, timestamp_ms: i64) -> String {
                 "Metrics": [{"Name": counter.name(), "Unit": "Count"}]
             }]
         },
-        "Vendor": vendor.as_str(),
+        "Vendor": vendor,
         counter.name(): 1
     })
     .to_string()
@@ -131,12 +154,8 @@ mod tests {
 
     #[test]
     fn emf_lines_follow_the_specification() {
-        let line: serde_json::Value = serde_json::from_str(&emf_line(
-            Vendor::Hood,
-            Counter::Throttled,
-            1_700_000_000_000,
-        ))
-        .unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(&emf_line("hood", Counter::Throttled, 1_700_000_000_000)).unwrap();
         assert_eq!(
             line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
             "ProfileRelay"

@@ -241,6 +241,7 @@ impl Worker {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::error!(message_id = %message.message_id, %error, "unreadable message");
+                self.metrics.count_unattributed(Counter::DeadLettered);
                 return Disposition::DeadLetter(format!("unreadable message: {error}"));
             }
         };
