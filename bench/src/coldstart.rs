@@ -15,7 +15,7 @@
 //! small fake speaking the SDK's JSON protocols; vendors from the sandbox. Plain HTTP, so
 //! TLS (handshakes, root certificates) is not part of these numbers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +34,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::mapping::EventDefaults;
 use relay_shared::sandbox::Sandbox;
+use relay_shared::vendors::Vendor;
 use relay_tests::webhooks;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -72,10 +73,13 @@ pub struct FunctionReport {
     pub init_ms_runs: Vec<f64>,
     pub first_event_ms_median: f64,
     pub first_event_ms_runs: Vec<f64>,
+    /// The same for the second event: the handler warm, lazily loaded data in memory.
+    pub second_event_ms_median: f64,
+    pub second_event_ms_runs: Vec<f64>,
     pub peak_rss_mib_median: f64,
     pub peak_rss_mib_max: f64,
-    /// What the first event returned, when it was not the expected answer (else "ok").
-    pub first_event_outcome: String,
+    /// "ok" when both events got the expected answer, else what they got.
+    pub outcome: String,
     pub failed_runs: usize,
 }
 
@@ -88,15 +92,17 @@ pub struct Report {
 
 // ------------------------------------------------------------------ Runtime API emulator --
 
-/// One invocation's worth of the Lambda Runtime API.
+/// The Lambda Runtime API for one process: hands out the queued events in order, records
+/// when each went out and when (and how) it was answered.
 #[derive(Default)]
 struct Emulator {
-    event: Mutex<Option<Value>>,
-    first_next: Mutex<Option<Instant>>,
-    answered: Mutex<Option<(Instant, bool, Bytes)>>,
+    events: Mutex<VecDeque<Value>>,
+    handed_out: Mutex<Vec<Instant>>,
+    /// (when, was an error, body), in order.
+    answers: Mutex<Vec<(Instant, bool, Bytes)>>,
     init_error: Mutex<Option<Bytes>>,
-    /// Signalled when the function asks for a second event (it is idle) or reports an
-    /// init error.
+    /// Signalled when the function asks for an event after the last one (it is idle) or
+    /// reports an init error.
     idle: Notify,
 }
 
@@ -106,13 +112,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn next(State(emu): State<Arc<Emulator>>) -> Response {
     let arrived = Instant::now();
-    let event = lock(&emu.event).take();
+    let event = lock(&emu.events).pop_front();
     let Some(event) = event else {
         emu.idle.notify_one();
         // Long poll, as Lambda does between invocations: the process is stopped meanwhile.
         return std::future::pending().await;
     };
-    *lock(&emu.first_next) = Some(arrived);
+    lock(&emu.handed_out).push(arrived);
     let deadline = Utc::now().timestamp_millis() + 30_000;
     let mut headers = HeaderMap::new();
     let mut set = |name: &'static str, value: String| {
@@ -138,12 +144,12 @@ async fn next(State(emu): State<Arc<Emulator>>) -> Response {
 }
 
 async fn response(State(emu): State<Arc<Emulator>>, body: Bytes) -> StatusCode {
-    *lock(&emu.answered) = Some((Instant::now(), false, body));
+    lock(&emu.answers).push((Instant::now(), false, body));
     StatusCode::ACCEPTED
 }
 
 async fn error(State(emu): State<Arc<Emulator>>, body: Bytes) -> StatusCode {
-    *lock(&emu.answered) = Some((Instant::now(), true, body));
+    lock(&emu.answers).push((Instant::now(), true, body));
     StatusCode::ACCEPTED
 }
 
@@ -186,7 +192,8 @@ fn emulator_app(emu: Arc<Emulator>) -> Router {
 
 /// SSM `GetParameter` and SQS `SendMessageBatch` over the SDK's JSON protocols.
 struct FakeAws {
-    vendor_secrets: String,
+    /// The worker's vendor settings, pointed at the sandbox of the current run.
+    vendor_secrets: Mutex<String>,
     sqs_messages: AtomicU64,
 }
 
@@ -212,7 +219,7 @@ async fn aws(State(fake): State<Arc<FakeAws>>, headers: HeaderMap, body: Bytes) 
                 json!({"Parameter": {
                     "Name": name,
                     "Type": "SecureString",
-                    "Value": fake.vendor_secrets,
+                    "Value": lock(&fake.vendor_secrets).clone(),
                     "Version": 1,
                     "DataType": "text",
                     "ARN": format!("arn:aws:ssm:us-east-1:000000000000:parameter{name}"),
@@ -238,6 +245,8 @@ async fn aws(State(fake): State<Arc<FakeAws>>, headers: HeaderMap, body: Bytes) 
                 json!({"Successful": successful, "Failed": []}),
             )
         }
+        // A worker handing a message back (a retry): nothing to keep.
+        "AmazonSQS.ChangeMessageVisibility" => ("application/x-amz-json-1.0", json!({})),
         other => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -276,9 +285,32 @@ fn vendor_secrets(sandbox: &Sandbox) -> String {
 
 // ------------------------------------------------------------------------------- events --
 
-/// The first event of run `run` of `function`: a real one, unique per run.
-fn first_event(function: &str, run: usize) -> anyhow::Result<Value> {
-    let tag = format!("{}-{run}", uuid::Uuid::new_v4().simple());
+/// The two events of run `run` of `function`: real ones, unique per run. The second is
+/// of the same kind for another contact, except for the worker: there it updates the
+/// first event's contact at Channel.io and Chatwoot only, so it does not wait for Hood's
+/// schedule (the first event used Hood's burst of 5).
+fn events(function: &str, run: usize) -> anyhow::Result<[Value; 2]> {
+    if function == "sync-worker" {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let contact = 10_000 + run;
+        let at = Utc::now();
+        return Ok([
+            sqs_event(contact, "Cold Start", at, &format!("{tag}a"), &[])?,
+            sqs_event(
+                contact,
+                "Warm Start",
+                at + chrono::TimeDelta::seconds(1),
+                &format!("{tag}b"),
+                &[Vendor::Channelio, Vendor::Chatwoot],
+            )?,
+        ]);
+    }
+    Ok([event(function, 2 * run)?, event(function, 2 * run + 1)?])
+}
+
+/// One event for an ingest function, for contact `n`.
+fn event(function: &str, n: usize) -> anyhow::Result<Value> {
+    let tag = format!("{}-{n}", uuid::Uuid::new_v4().simple());
     match function {
         "form-signup" => {
             let mut body: Value = serde_json::from_str(sample("typeform")?)?;
@@ -294,7 +326,7 @@ fn first_event(function: &str, run: usize) -> anyhow::Result<Value> {
             Ok(webhooks::apigw_event("typeform", "forms", &headers, &body))
         }
         "crm-change" => {
-            let body = crate::ingest::contact_event(run, "Cold Start", Utc::now());
+            let body = crate::ingest::contact_event(n, "Cold Start", Utc::now());
             let headers = webhooks::signature_headers(
                 "standard",
                 &webhooks::secret("standard"),
@@ -310,8 +342,7 @@ fn first_event(function: &str, run: usize) -> anyhow::Result<Value> {
             event["time"] = json!(Utc::now().to_rfc3339());
             Ok(event)
         }
-        "sync-worker" => sqs_event(run, &tag),
-        other => bail!("unknown function {other}"),
+        other => bail!("not an ingest function: {other}"),
     }
 }
 
@@ -321,15 +352,18 @@ fn sample(source: &str) -> anyhow::Result<&'static str> {
         .with_context(|| format!("no built-in sample for {source}"))
 }
 
-/// An SQS batch with one message per vendor for a new contact, as ingest enqueues them.
-fn sqs_event(run: usize, tag: &str) -> anyhow::Result<Value> {
+/// An SQS batch with one message per vendor (all of the source's, or `only` these) for
+/// contact `contact`, as ingest enqueues them.
+fn sqs_event(
+    contact: usize,
+    name: &str,
+    at: chrono::DateTime<Utc>,
+    tag: &str,
+    only: &[Vendor],
+) -> anyhow::Result<Value> {
     let mappings = webhooks::mappings();
     let source = mappings.source("standard").context("standard source")?;
-    let payload: Value = serde_json::from_str(&crate::ingest::contact_event(
-        10_000 + run,
-        "Cold Start",
-        Utc::now(),
-    ))?;
+    let payload: Value = serde_json::from_str(&crate::ingest::contact_event(contact, name, at))?;
     let changes = source
         .extract_with_raw(
             &payload,
@@ -341,7 +375,11 @@ fn sqs_event(run: usize, tag: &str) -> anyhow::Result<Value> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut records = Vec::new();
     for (change, _) in changes {
-        for vendor in &source.vendors {
+        for vendor in source
+            .vendors
+            .iter()
+            .filter(|v| only.is_empty() || only.contains(v))
+        {
             let body = DeliveryMessage::new(*vendor, change.clone()).to_body();
             records.push(json!({
                 "messageId": uuid::Uuid::new_v4().to_string(),
@@ -449,21 +487,22 @@ impl Env {
 struct Run {
     init_ms: f64,
     first_event_ms: f64,
+    second_event_ms: f64,
     peak_rss_kib: u64,
     outcome: String,
 }
 
-/// Starts `binary` once, feeds it `event`, measures, and stops it.
+/// Starts `binary` once, feeds it `events` one after the other, measures, and stops it.
 async fn run_once(
     function: &str,
     binary: &Path,
     env: &Env,
     table: &str,
-    event: Value,
+    events: [Value; 2],
     log: &Path,
 ) -> anyhow::Result<Run> {
     let emu = Arc::new(Emulator::default());
-    *lock(&emu.event) = Some(event);
+    lock(&emu.events).extend(events);
     let (runtime_api, stop) = serve(emulator_app(emu.clone())).await?;
     let log = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new(binary);
@@ -488,19 +527,34 @@ async fn run_once(
     if let Some(body) = lock(&emu.init_error).take() {
         bail!("init error: {}", String::from_utf8_lossy(&body));
     }
-    let first_next = lock(&emu.first_next).context("the function never asked for an event")?;
-    let (answered_at, was_error, body) = lock(&emu.answered)
-        .take()
-        .context("the first event got no answer")?;
+    let handed_out = lock(&emu.handed_out).clone();
+    let answers = std::mem::take(&mut *lock(&emu.answers));
+    let (Some(first), Some(second)) = (handed_out.first(), handed_out.get(1)) else {
+        bail!("the function asked for {} events, not 2", handed_out.len());
+    };
+    let [
+        (first_answer, first_error, first_body),
+        (second_answer, second_error, second_body),
+    ] = <[_; 2]>::try_from(answers).map_err(|a| anyhow::anyhow!("{} answers, not 2", a.len()))?;
+    let outcome = match (
+        judge(function, first_error, &first_body),
+        judge(function, second_error, &second_body),
+    ) {
+        (a, b) if a == "ok" && b == "ok" => a,
+        (a, b) => format!("first: {a}; second: {b}"),
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
     Ok(Run {
-        init_ms: (first_next - spawned).as_secs_f64() * 1_000.0,
-        first_event_ms: (answered_at - first_next).as_secs_f64() * 1_000.0,
+        init_ms: ms(*first - spawned),
+        first_event_ms: ms(first_answer - *first),
+        second_event_ms: ms(second_answer - *second),
         peak_rss_kib: peak?,
-        outcome: judge(function, was_error, &body),
+        outcome,
     })
 }
 
-/// Waits until the function is idle (asked for its second event) or failed to start.
+/// Waits until the function is idle (asked for an event after the last) or failed to
+/// start.
 async fn wait_idle(emu: &Emulator, child: &mut Child, spawned: Instant) -> anyhow::Result<()> {
     loop {
         if tokio::time::timeout(Duration::from_millis(5), emu.idle.notified())
@@ -547,6 +601,15 @@ fn build(bin_dir: &Path) -> anyhow::Result<()> {
     if let Some(target) = bin_dir.parent() {
         command.env("CARGO_TARGET_DIR", target);
     }
+    // Without what `cargo run` sets for this bench: build scripts track some of it (ring
+    // reruns on CARGO_MANIFEST_DIR), so it would rebuild every dependency whenever the
+    // bench is started one way after the other.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if is_run_variable(&name) {
+            command.env_remove(name.as_ref());
+        }
+    }
     eprintln!("building the Lambda binaries (release) …");
     let status = command
         .status()
@@ -557,6 +620,22 @@ fn build(bin_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Variables `cargo run` gives the program it runs (not the user's cargo configuration).
+fn is_run_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
+}
+
 /// Runs every function `options.runs` times.
 pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
     if options.build {
@@ -564,11 +643,8 @@ pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
     }
     let counter = Counter::default();
     let client = dynamo::client(dynamodb, &counter);
-    let sandbox = Sandbox::start()
-        .await
-        .context("starting the sandbox vendors")?;
     let fake = Arc::new(FakeAws {
-        vendor_secrets: vendor_secrets(&sandbox),
+        vendor_secrets: Mutex::new(String::new()),
         sqs_messages: AtomicU64::new(0),
     });
     let (aws_addr, stop_aws) = serve(Router::new().fallback(aws).with_state(fake.clone())).await?;
@@ -597,14 +673,27 @@ pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
         let mut runs = Vec::new();
         let mut failures = Vec::new();
         for i in 0..options.runs {
-            // A table per run: every worker run starts on an idle limiter and new links.
+            // A table and vendors per run: every worker run starts as a first instance
+            // would, on an idle limiter and an idle vendor account.
             let table = dynamo::fresh_table(&client, "cold").await?;
-            let event = first_event(function, i)?;
+            let sandbox = Sandbox::start_with(crate::sync::established_account())
+                .await
+                .context("starting the sandbox vendors")?;
+            *lock(&fake.vendor_secrets) = vendor_secrets(&sandbox);
+            let events = events(function, i)?;
             let log = logs.join(format!("{function}-{i}.log"));
-            match run_once(function, &binary, &env, &table, event, &log).await {
+            match run_once(function, &binary, &env, &table, events, &log).await {
                 Ok(run) => runs.push(run),
                 Err(e) => failures.push(format!("{e:#} (log: {})", log.display())),
             }
+            if sandbox.violation_count() > 0 {
+                failures.push(format!(
+                    "run {i}: the sandbox vendors saw {} rule violations (log: {})",
+                    sandbox.violation_count(),
+                    log.display()
+                ));
+            }
+            sandbox.shutdown().await;
         }
         if runs.is_empty() {
             bail!("{function} never started: {}", failures.join("; "));
@@ -615,7 +704,6 @@ pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
         functions.push(summarise(function, size, &runs, failures.len()));
     }
     let _ = stop_aws.send(());
-    sandbox.shutdown().await;
     Ok(Report {
         bin_dir: options.bin_dir.display().to_string(),
         functions,
@@ -625,6 +713,7 @@ pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
 fn summarise(name: &'static str, size: u64, runs: &[Run], failed: usize) -> FunctionReport {
     let init: Vec<f64> = runs.iter().map(|r| round(r.init_ms, 2)).collect();
     let first: Vec<f64> = runs.iter().map(|r| round(r.first_event_ms, 2)).collect();
+    let second: Vec<f64> = runs.iter().map(|r| round(r.second_event_ms, 2)).collect();
     let rss: Vec<f64> = runs
         .iter()
         .map(|r| r.peak_rss_kib as f64 / 1024.0)
@@ -651,9 +740,11 @@ fn summarise(name: &'static str, size: u64, runs: &[Run], failed: usize) -> Func
         init_ms_runs: init,
         first_event_ms_median: median(&first).unwrap_or(0.0),
         first_event_ms_runs: first,
+        second_event_ms_median: median(&second).unwrap_or(0.0),
+        second_event_ms_runs: second,
         peak_rss_mib_median: round(median(&rss).unwrap_or(0.0), 2),
         peak_rss_mib_max: round(rss.iter().copied().fold(0.0, f64::max), 2),
-        first_event_outcome: outcome,
+        outcome,
         failed_runs: failed,
     }
 }
@@ -694,12 +785,34 @@ mod tests {
     }
 
     #[test]
-    fn every_function_gets_a_real_first_event() {
-        for f in FUNCTIONS {
-            let event = first_event(f, 0).expect("an event");
-            assert!(event.is_object(), "{f}");
+    fn only_the_variables_of_cargo_run_are_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION",
+            "OUT_DIR",
+        ] {
+            assert!(is_run_variable(name), "{name}");
         }
-        let sqs = first_event("sync-worker", 0).expect("an SQS event");
-        assert_eq!(sqs["Records"].as_array().map(Vec::len), Some(3));
+        for name in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "PATH",
+        ] {
+            assert!(!is_run_variable(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_function_gets_two_real_events() {
+        for f in FUNCTIONS {
+            let [a, b] = events(f, 0).expect("events");
+            assert!(a.is_object() && b.is_object(), "{f}");
+            assert_ne!(a, b, "{f}: distinct events");
+        }
+        let [first, second] = events("sync-worker", 0).expect("SQS events");
+        assert_eq!(first["Records"].as_array().map(Vec::len), Some(3));
+        assert_eq!(second["Records"].as_array().map(Vec::len), Some(2));
     }
 }

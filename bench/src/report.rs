@@ -348,9 +348,10 @@ pub fn render(r: &Report) -> String {
                     f.name.to_string(),
                     format!("{:.1}", f.init_ms_median),
                     format!("{:.1}", f.first_event_ms_median),
+                    format!("{:.1}", f.second_event_ms_median),
                     format!("{:.1} / {:.1}", f.peak_rss_mib_median, f.peak_rss_mib_max),
                     format!("{:.2}", f.binary_mib),
-                    f.first_event_outcome.clone(),
+                    f.outcome.clone(),
                 ]
             })
             .collect();
@@ -360,12 +361,13 @@ pub fn render(r: &Report) -> String {
                 "",
                 "init ms",
                 "first event ms",
+                "second event ms",
                 "peak RSS MiB (median / max)",
                 "binary MiB",
-                "first answer",
+                "answers",
             ],
             &rows,
-            &[5],
+            &[6],
         );
         out.push('\n');
     }

@@ -17,7 +17,7 @@ use chrono::{TimeDelta, Utc};
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{Queue, ReceivedMessage};
-use relay_shared::sandbox::Sandbox;
+use relay_shared::sandbox::{Sandbox, SandboxOptions};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{Clock, LimiterKey, RateLimiter, SystemClock};
 use relay_shared::vendors::Vendor;
@@ -62,8 +62,9 @@ pub struct Round {
 pub struct Report {
     pub contacts: usize,
     pub vendors: Vec<&'static str>,
-    /// New contacts: Hood looks the profile up and creates it (and its custom property the
-    /// first time); Channel.io upserts; Chatwoot searches and creates.
+    /// New contacts: Hood looks the profile up (by e-mail, then phone) and creates it, and
+    /// lists the account's custom properties once per process; Channel.io upserts;
+    /// Chatwoot searches and creates.
     pub new_contact: Round,
     /// The same contacts again with a changed name.
     pub update: Round,
@@ -72,6 +73,15 @@ pub struct Report {
     /// Requests the sandbox vendors found breaking a documented rule (must be 0).
     pub vendor_rule_violations: usize,
     pub dead_letters: usize,
+}
+
+/// A vendor account in use for a while: Hood already has the custom properties the
+/// built-in mappings define (the first sync ever would create them, once).
+pub fn established_account() -> SandboxOptions {
+    SandboxOptions {
+        hood_properties: vec!["company_name".into(), "plan".into(), "utm_source".into()],
+        ..SandboxOptions::default()
+    }
 }
 
 struct Rig {
@@ -96,7 +106,7 @@ impl Rig {
         let dead_letters = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
         let app = webhooks::app(Arc::new(store.clone()), queue.clone(), clock.clone());
 
-        let sandbox = Sandbox::start()
+        let sandbox = Sandbox::start_with(established_account())
             .await
             .context("starting the sandbox vendors")?;
         let configs = VendorConfigs {
