@@ -139,9 +139,11 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
         }
     );
 
+    let mut durations = std::collections::BTreeMap::new();
     let mut ingest = None;
     let mut sync = None;
     if cli.runs(Part::Ingest) {
+        let part = Instant::now();
         eprintln!(
             "ingest: {} warm-up + 2 × {} events, {} in flight …",
             cli.warmup, cli.events, cli.concurrency
@@ -167,9 +169,11 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
                 .await
                 .context("sync bench")?,
         );
+        durations.insert("ingest", stats::round(part.elapsed().as_secs_f64(), 1));
     }
     let mut limiter = None;
     if cli.runs(Part::Limiter) {
+        let part = Instant::now();
         eprintln!(
             "limiter: {} workers for {} s …",
             cli.limiter_workers, cli.limiter_seconds
@@ -185,9 +189,11 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             .await
             .context("limiter bench")?,
         );
+        durations.insert("limiter", stats::round(part.elapsed().as_secs_f64(), 1));
     }
     let mut coldstart = None;
     if cli.runs(Part::Coldstart) {
+        let part = Instant::now();
         eprintln!("cold start: {} runs of each Lambda binary …", cli.runs);
         coldstart = Some(
             coldstart::run(
@@ -201,6 +207,7 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
             .await
             .context("cold-start bench")?,
         );
+        durations.insert("coldstart", stats::round(part.elapsed().as_secs_f64(), 1));
     }
     let dynamodb = if local.owned() {
         "DynamoDB Local (in memory, started by the bench)".to_string()
@@ -212,6 +219,7 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
     let mut report = report::Report {
         started_at,
         duration_s: stats::round(started.elapsed().as_secs_f64(), 1),
+        part_durations_s: durations,
         machine: report::Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             load_average_start: load_start,

@@ -12,6 +12,9 @@ use crate::{coldstart, ingest, limiter, sync};
 pub struct Report {
     pub started_at: String,
     pub duration_s: f64,
+    /// Seconds per part (`coldstart` includes the release build of the Lambda binaries
+    /// when it was not current).
+    pub part_durations_s: std::collections::BTreeMap<&'static str, f64>,
     pub machine: Machine,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingest: Option<ingest::Report>,
@@ -191,9 +194,15 @@ pub fn render(r: &Report) -> String {
     let m = &r.machine;
     let _ = writeln!(
         out,
-        "profile-relay benchmarks — {} · commit {} · {} CPUs · load {} → {} · {:.0} s\n",
+        "profile-relay benchmarks — {} · commit {} · {} CPUs · load {} → {} · {:.0} s",
         r.started_at, m.git_commit, m.cpus, m.load_average_start, m.load_average_end, r.duration_s
     );
+    let parts: Vec<String> = r
+        .part_durations_s
+        .iter()
+        .map(|(part, s)| format!("{part} {s:.0} s"))
+        .collect();
+    let _ = writeln!(out, "time per part: {}\n", parts.join(", "));
     if let Some(i) = &r.ingest {
         let _ = writeln!(
             out,
