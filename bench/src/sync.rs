@@ -1,0 +1,326 @@
+//! What one synced event costs in DynamoDB requests, end to end: ingest (claim, complete)
+//! plus, per vendor message, the worker's link lease, one limiter reservation per vendor
+//! call, and the commit. The worker is the production one (production rate-limit
+//! schedules, `MAX_SLOT_WAIT`), its vendors the strict sandbox (`relay_shared::sandbox`),
+//! which records every request and checks it against the vendor docs.
+//!
+//! Messages are processed one at a time so each count belongs to one message and no
+//! contention inflates it (the limiter bench measures contention). Three rounds: new
+//! contacts, an update of each, and a redelivery of an already applied message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{TimeDelta, Utc};
+use relay_shared::delivery::DeliveryMessage;
+use relay_shared::queue::memory::MemoryQueue;
+use relay_shared::queue::{Queue, ReceivedMessage};
+use relay_shared::sandbox::{Sandbox, SandboxOptions};
+use relay_shared::store::dynamo::DynamoStore;
+use relay_shared::store::{Clock, LimiterKey, RateLimiter, SystemClock};
+use relay_shared::vendors::Vendor;
+use relay_shared::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
+use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
+use relay_tests::webhooks;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use crate::dynamo::{self, Counter, ItemKind};
+use crate::ingest::{SOURCE, Signer};
+use crate::stats::round;
+
+/// Per vendor message, averaged over the round.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VendorCost {
+    pub messages: usize,
+    /// DynamoDB requests on the link item (lease, commit, abandon).
+    pub link_calls: f64,
+    /// DynamoDB requests on the limiter item (one per reservation, two when stale).
+    pub limiter_calls: f64,
+    /// All DynamoDB requests of the message.
+    pub ddb_calls: f64,
+    /// HTTP requests the vendor received.
+    pub vendor_calls: f64,
+    /// Outcome counts as the worker counted them (`synced`, `duplicate`, ...).
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// One round: DynamoDB requests at ingest per event, and per vendor at the worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub events: usize,
+    pub ingest_ddb_calls_per_event: f64,
+    pub per_vendor: BTreeMap<&'static str, VendorCost>,
+    /// Ingest + every vendor's worker calls: what one event costs in all.
+    pub ddb_calls_per_event_in_all: f64,
+}
+
+/// The sync part of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub contacts: usize,
+    pub vendors: Vec<&'static str>,
+    /// New contacts: Hood looks the profile up (by e-mail, then phone) and creates it, and
+    /// lists the account's custom properties once per process; Channel.io upserts;
+    /// Chatwoot searches and creates.
+    pub new_contact: Round,
+    /// The same contacts again with a changed name.
+    pub update: Round,
+    /// A message already applied, received again (SQS at-least-once): per vendor.
+    pub redelivery: BTreeMap<&'static str, VendorCost>,
+    /// Requests the sandbox vendors found breaking a documented rule (must be 0).
+    pub vendor_rule_violations: usize,
+    pub dead_letters: usize,
+}
+
+/// A vendor account in use for a while: Hood already has the custom properties the
+/// built-in mappings define (the first sync ever would create them, once).
+pub fn established_account() -> SandboxOptions {
+    SandboxOptions {
+        hood_properties: vec!["company_name".into(), "plan".into(), "utm_source".into()],
+        ..SandboxOptions::default()
+    }
+}
+
+struct Rig {
+    app: axum::Router,
+    queue: Arc<MemoryQueue>,
+    dead_letters: Arc<MemoryQueue>,
+    worker: Worker,
+    metrics: Arc<Metrics>,
+    sandbox: Sandbox,
+    counter: Counter,
+    signer: Signer,
+}
+
+impl Rig {
+    async fn start(endpoint: &str) -> anyhow::Result<Rig> {
+        let counter = Counter::default();
+        let client = dynamo::client(endpoint, &counter);
+        let table = dynamo::fresh_table(&client, "sync").await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = DynamoStore::new(client, table, clock.clone());
+        let queue = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
+        let dead_letters = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
+        let app = webhooks::app(Arc::new(store.clone()), queue.clone(), clock.clone());
+
+        let sandbox = Sandbox::start_with(established_account())
+            .await
+            .context("starting the sandbox vendors")?;
+        let configs = VendorConfigs {
+            hood: Some(sandbox.hood_config()),
+            channelio: Some(sandbox.channelio_config()),
+            omnivibe: None,
+            chatwoot: Some(sandbox.chatwoot_config()),
+        };
+        let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
+        for vendor in configs.vendors() {
+            let key = LimiterKey::new(vendor, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+            limiters.insert(
+                vendor,
+                Arc::new(store.limiter(&key, default_limits(vendor))),
+            );
+        }
+        let targets = build_targets(&configs, &gate(&limiters, clock.clone()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
+        let worker = Worker::new(
+            webhooks::mappings(),
+            Arc::new(store),
+            targets,
+            limiters,
+            queue.clone(),
+            dead_letters.clone(),
+            clock,
+            RetryPolicy::default(),
+            metrics.clone(),
+        );
+        Ok(Rig {
+            app,
+            queue,
+            dead_letters,
+            worker,
+            metrics,
+            sandbox,
+            counter,
+            signer: Signer::new(&webhooks::mappings(), SOURCE)?,
+        })
+    }
+
+    /// Posts the deliveries one by one; answers DynamoDB requests per event.
+    async fn ingest(&self, deliveries: &[(String, String)]) -> anyhow::Result<f64> {
+        let before = self.counter.snapshot();
+        let service = relay_shared::lambda::webhook_service(self.app.clone());
+        for (id, body) in deliveries {
+            let request = self.signer.request(SOURCE, id, body)?;
+            let Ok(response) = service.clone().oneshot(request).await;
+            if response.status().as_u16() != 202 {
+                bail!("ingest answered {}", response.status());
+            }
+        }
+        let calls = self.counter.snapshot().since(&before).total();
+        Ok(calls as f64 / deliveries.len().max(1) as f64)
+    }
+
+    /// Processes one message with the worker; what it cost.
+    async fn process(
+        &self,
+        message: &ReceivedMessage,
+        settle: bool,
+    ) -> anyhow::Result<(Vendor, Sample)> {
+        let vendor = DeliveryMessage::from_body(&message.body)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .vendor;
+        let deadline = Utc::now() + TimeDelta::seconds(60);
+        let calls_before = self.counter.snapshot();
+        let requests_before = self.sandbox.requests_of(vendor).len();
+        let outcomes_before = self.metrics.snapshot();
+        if settle {
+            self.worker.handle(message, deadline, true).await;
+        } else {
+            self.worker.process(message, deadline).await;
+        }
+        let calls = self.counter.snapshot().since(&calls_before);
+        let outcomes = self
+            .metrics
+            .snapshot()
+            .into_iter()
+            .filter_map(|((v, c), n)| {
+                let was = outcomes_before.get(&(v, c)).copied().unwrap_or(0);
+                (v == vendor && n > was).then(|| (c.name().to_string(), n - was))
+            })
+            .collect();
+        Ok((
+            vendor,
+            Sample {
+                link: calls.of_kind(ItemKind::Link),
+                limiter: calls.of_kind(ItemKind::Limiter),
+                total: calls.total(),
+                vendor_calls: (self.sandbox.requests_of(vendor).len() - requests_before) as u64,
+                outcomes,
+            },
+        ))
+    }
+
+    /// Works the queue empty, one message at a time; keeps one processed message per
+    /// vendor for the redelivery round.
+    async fn drain(
+        &self,
+        kept: &mut HashMap<Vendor, ReceivedMessage>,
+    ) -> anyhow::Result<BTreeMap<&'static str, VendorCost>> {
+        let mut samples: BTreeMap<&'static str, Vec<Sample>> = BTreeMap::new();
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(300);
+        while !self.queue.is_empty() {
+            if tokio::time::Instant::now() > give_up {
+                bail!("the worker did not empty the queue within 5 minutes");
+            }
+            let batch = self
+                .queue
+                .receive(1, Duration::from_millis(200))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for message in batch {
+                let (vendor, sample) = self.process(&message, true).await?;
+                kept.entry(vendor).or_insert(message);
+                samples.entry(vendor.as_str()).or_default().push(sample);
+            }
+        }
+        Ok(samples
+            .into_iter()
+            .map(|(v, s)| (v, VendorCost::average(&s)))
+            .collect())
+    }
+}
+
+/// What one message cost.
+struct Sample {
+    link: u64,
+    limiter: u64,
+    total: u64,
+    vendor_calls: u64,
+    outcomes: BTreeMap<String, u64>,
+}
+
+impl VendorCost {
+    fn average(samples: &[Sample]) -> VendorCost {
+        let n = samples.len().max(1) as f64;
+        let mean = |f: fn(&Sample) -> u64| round(samples.iter().map(f).sum::<u64>() as f64 / n, 3);
+        let mut outcomes = BTreeMap::new();
+        for s in samples {
+            for (k, v) in &s.outcomes {
+                *outcomes.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        VendorCost {
+            messages: samples.len(),
+            link_calls: mean(|s| s.link),
+            limiter_calls: mean(|s| s.limiter),
+            ddb_calls: mean(|s| s.total),
+            vendor_calls: mean(|s| s.vendor_calls),
+            outcomes,
+        }
+    }
+}
+
+fn round_report(
+    events: usize,
+    ingest: f64,
+    per_vendor: BTreeMap<&'static str, VendorCost>,
+) -> Round {
+    let worker: f64 = per_vendor.values().map(|c| c.ddb_calls).sum();
+    Round {
+        events,
+        ingest_ddb_calls_per_event: round(ingest, 3),
+        per_vendor,
+        ddb_calls_per_event_in_all: round(ingest + worker, 3),
+    }
+}
+
+/// Runs the three rounds for `contacts` contacts.
+pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
+    let rig = Rig::start(endpoint).await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut kept = HashMap::new();
+
+    let created = crate::ingest::deliveries(&format!("{run_id}c"), 0, contacts);
+    let ingest_new = rig.ingest(&created).await?;
+    let new_contact = round_report(contacts, ingest_new, rig.drain(&mut kept).await?);
+
+    // The same contacts, renamed a little later (newer `occurred_at`).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let at = Utc::now();
+    let updated: Vec<(String, String)> = (0..contacts)
+        .map(|i| {
+            (
+                format!("msg_{run_id}u_{i}"),
+                crate::ingest::contact_event(i, &format!("Renamed User {i}"), at),
+            )
+        })
+        .collect();
+    let ingest_update = rig.ingest(&updated).await?;
+    let mut ignored = HashMap::new();
+    let update = round_report(contacts, ingest_update, rig.drain(&mut ignored).await?);
+
+    let mut redelivery = BTreeMap::new();
+    let mut kept: Vec<_> = kept.into_iter().collect();
+    kept.sort_by_key(|(v, _)| v.as_str());
+    for (vendor, message) in kept {
+        let (_, sample) = rig.process(&message, false).await?;
+        redelivery.insert(vendor.as_str(), VendorCost::average(&[sample]));
+    }
+
+    let vendors = ["hood", "channelio", "chatwoot"].to_vec();
+    let report = Report {
+        contacts,
+        vendors,
+        new_contact,
+        update,
+        redelivery,
+        vendor_rule_violations: rig.sandbox.violation_count(),
+        dead_letters: rig.dead_letters.len(),
+    };
+    rig.sandbox.shutdown().await;
+    Ok(report)
+}
