@@ -114,13 +114,13 @@ fn hood_new_signup_defines_properties_then_looks_up_then_creates() {
     assert_eq!(
         shape(&plan.requests()),
         [
-            s("POST", "/v1/hood/profile-properties"),
-            s("POST", "/v1/hood/profile-properties"),
             s("GET", "/v1/hood/profiles?email=eq:ann.lee%40example.com"),
             s(
                 "GET",
                 "/v1/hood/profiles?mobile_phone_number=eq:%2B14155552671"
             ),
+            s("POST", "/v1/hood/profile-properties"),
+            s("POST", "/v1/hood/profile-properties"),
             s("POST", "/v1/hood/profiles"),
             s("PATCH", "/v1/hood/profiles/{id}"),
         ]

@@ -173,30 +173,32 @@ fn patch_body(values: &[(&str, Value)]) -> PatchProfile {
 }
 
 impl HoodPlan {
-    /// The requests in order, for a profile that is not found (`{id}` stands for the id the
-    /// create answers with). Lookups by e-mail then phone come first when the id is unknown.
+    /// The requests in the order the sync sends them, for a profile that is not found
+    /// (`{id}` stands for the id the create answers with).
     pub fn requests(&self) -> Vec<PlannedRequest> {
-        let mut out: Vec<PlannedRequest> = self
-            .properties
-            .iter()
-            .map(|p| PlannedRequest {
-                method: http::Method::POST,
-                path: "/v1/hood/profile-properties".into(),
-                body: body_json(p),
-            })
-            .collect();
+        let properties = self.properties.iter().map(|p| PlannedRequest {
+            method: http::Method::POST,
+            path: "/v1/hood/profile-properties".into(),
+            body: body_json(p),
+        });
+        let mut out = Vec::new();
         match &self.profile {
-            HoodProfileOp::Patch { profile_id, body } => out.push(PlannedRequest {
-                method: http::Method::PATCH,
-                path: format!("/v1/hood/profiles/{}", encode_path_segment(profile_id)),
-                body: body_json(body),
-            }),
+            HoodProfileOp::Patch { profile_id, body } => {
+                out.extend(properties);
+                out.push(PlannedRequest {
+                    method: http::Method::PATCH,
+                    path: format!("/v1/hood/profiles/{}", encode_path_segment(profile_id)),
+                    body: body_json(body),
+                });
+            }
             HoodProfileOp::Resolve {
                 lookup,
                 create,
                 after_create,
                 ..
             } => {
+                // As the sync sends them: look the profile up, define missing properties,
+                // create, then PATCH what the create page does not document.
                 for (field, value) in [
                     ("email", &lookup.email),
                     ("mobile_phone_number", &lookup.mobile_phone_number),
@@ -209,6 +211,7 @@ impl HoodPlan {
                         });
                     }
                 }
+                out.extend(properties);
                 out.push(PlannedRequest {
                     method: http::Method::POST,
                     path: "/v1/hood/profiles".into(),
