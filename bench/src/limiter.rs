@@ -25,7 +25,6 @@ use relay_shared::store::{Clock, GcraParams, LimiterKey, RateLimiter, SystemCloc
 use relay_shared::vendors::{CallGate, Vendor};
 use relay_shared::worker::LimiterGate;
 use relay_shared::worker::retry::with_jitter;
-use relay_shared::worker::setup::MAX_SLOT_WAIT;
 use serde::Serialize;
 
 use crate::dynamo::{self, Counter, ItemKind};
@@ -43,6 +42,8 @@ const MINUTE_US: i64 = 60 * SECOND_US;
 pub struct Options {
     pub workers: usize,
     pub seconds: u64,
+    /// Longest a permit may be booked ahead (the worker's `MAX_SLOT_WAIT` by default).
+    pub slot_wait: Duration,
 }
 
 /// The limiter part of the report.
@@ -183,7 +184,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
             let gate = LimiterGate::new(
                 HashMap::from([(Vendor::Hood, limiter.clone())]),
                 clock.clone(),
-                MAX_SLOT_WAIT,
+                options.slot_wait,
             );
             let (http, url, tally) = (http.clone(), url.clone(), tally.clone());
             tokio::spawn(async move {
@@ -243,7 +244,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
         seconds: options.seconds,
         emission_interval_ms: params.emission_interval.as_millis() as u64,
         burst: params.burst,
-        max_slot_wait_ms: MAX_SLOT_WAIT.as_millis() as u64,
+        max_slot_wait_ms: options.slot_wait.as_millis() as u64,
         requests: arrivals.len(),
         responses_429: refused,
         max_in_any_1s: max_in_sliding_window(&arrivals, SECOND_US),
