@@ -6,7 +6,8 @@
 //! to whole seconds and minutes; refused requests do not count). A permit the gate cannot
 //! book within `MAX_SLOT_WAIT` is retried after the wait it names plus the worker's jitter
 //! (`retry::with_jitter`), as the worker hands its message back to the queue; a 429
-//! penalises the shared schedule, as the worker does.
+//! penalises the shared schedule, as the worker does. `MAX_SLOT_WAIT` is the worker's
+//! (3 s) unless the run asks for another to explore the trade-off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
