@@ -88,6 +88,8 @@ pub struct FunctionReport {
 pub struct Report {
     pub bin_dir: String,
     pub functions: Vec<FunctionReport>,
+    /// Messages the ingest functions sent to the fake SQS (3 per event: one per vendor).
+    pub sqs_messages_received: u64,
 }
 
 // ------------------------------------------------------------------ Runtime API emulator --
@@ -707,6 +709,7 @@ pub async fn run(dynamodb: &str, options: &Options) -> anyhow::Result<Report> {
     Ok(Report {
         bin_dir: options.bin_dir.display().to_string(),
         functions,
+        sqs_messages_received: fake.sqs_messages.load(Ordering::Relaxed),
     })
 }
 

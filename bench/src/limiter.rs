@@ -6,7 +6,8 @@
 //! to whole seconds and minutes; refused requests do not count). A permit the gate cannot
 //! book within `MAX_SLOT_WAIT` is retried after the wait it names plus the worker's jitter
 //! (`retry::with_jitter`), as the worker hands its message back to the queue; a 429
-//! penalises the shared schedule, as the worker does.
+//! penalises the shared schedule, as the worker does. `MAX_SLOT_WAIT` is the worker's
+//! (3 s) unless the run asks for another to explore the trade-off.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,6 @@ use relay_shared::store::{Clock, GcraParams, LimiterKey, RateLimiter, SystemCloc
 use relay_shared::vendors::{CallGate, Vendor};
 use relay_shared::worker::LimiterGate;
 use relay_shared::worker::retry::with_jitter;
-use relay_shared::worker::setup::MAX_SLOT_WAIT;
 use serde::Serialize;
 
 use crate::dynamo::{self, Counter, ItemKind};
@@ -43,6 +43,8 @@ const MINUTE_US: i64 = 60 * SECOND_US;
 pub struct Options {
     pub workers: usize,
     pub seconds: u64,
+    /// Longest a permit may be booked ahead (the worker's `MAX_SLOT_WAIT` by default).
+    pub slot_wait: Duration,
 }
 
 /// The limiter part of the report.
@@ -183,7 +185,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
             let gate = LimiterGate::new(
                 HashMap::from([(Vendor::Hood, limiter.clone())]),
                 clock.clone(),
-                MAX_SLOT_WAIT,
+                options.slot_wait,
             );
             let (http, url, tally) = (http.clone(), url.clone(), tally.clone());
             tokio::spawn(async move {
@@ -243,7 +245,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
         seconds: options.seconds,
         emission_interval_ms: params.emission_interval.as_millis() as u64,
         burst: params.burst,
-        max_slot_wait_ms: MAX_SLOT_WAIT.as_millis() as u64,
+        max_slot_wait_ms: options.slot_wait.as_millis() as u64,
         requests: arrivals.len(),
         responses_429: refused,
         max_in_any_1s: max_in_sliding_window(&arrivals, SECOND_US),

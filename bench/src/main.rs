@@ -67,6 +67,10 @@ struct Cli {
     /// Concurrent limiter workers (each its own limiter handle, as separate instances).
     #[arg(long, default_value_t = 32)]
     limiter_workers: usize,
+    /// Longest a limiter worker books a permit ahead, in ms (default: the worker's
+    /// `MAX_SLOT_WAIT`); to explore how it trades DynamoDB writes against waiting.
+    #[arg(long)]
+    limiter_slot_wait_ms: Option<u64>,
     /// Starts of each Lambda binary.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -184,6 +188,10 @@ async fn run(cli: &Cli) -> anyhow::Result<report::Report> {
                 limiter::Options {
                     workers: cli.limiter_workers,
                     seconds: cli.limiter_seconds,
+                    slot_wait: cli.limiter_slot_wait_ms.map_or(
+                        relay_shared::worker::setup::MAX_SLOT_WAIT,
+                        std::time::Duration::from_millis,
+                    ),
                 },
             )
             .await
