@@ -367,7 +367,7 @@ fn sqs_event(
     let source = mappings.source("standard").context("standard source")?;
     let payload: Value = serde_json::from_str(&crate::ingest::contact_event(contact, name, at))?;
     let changes = source
-        .extract_with_raw(
+        .extract(
             &payload,
             &EventDefaults {
                 event_id: format!("msg_cold_{tag}"),
@@ -376,7 +376,7 @@ fn sqs_event(
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut records = Vec::new();
-    for (change, _) in changes {
+    for change in changes {
         for vendor in source
             .vendors
             .iter()

@@ -340,9 +340,9 @@ mod tests {
                 event_id: format!("e{i}"),
                 received_at: Utc::now(),
             };
-            let changes = source.extract_with_raw(&payload, &defaults).expect("maps");
+            let changes = source.extract(&payload, &defaults).expect("maps");
             assert_eq!(changes.len(), 1);
-            let contact = &changes[0].0.contact;
+            let contact = &changes[0].contact;
             assert_eq!(
                 contact.email.as_ref().map(|e| e.as_str().to_string()),
                 Some(format!("user{i}@example.com"))

@@ -95,6 +95,7 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
     ));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
     let (ingest, disabled) = Ingest::new(mappings, &secrets, store, queue, clock)?;
+    let ingest = ingest.with_metrics(Arc::new(crate::ingress::IngestMetrics::emf()));
     if function == IngestFunction::Webhooks {
         for source in disabled {
             tracing::warn!(

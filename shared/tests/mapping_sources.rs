@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, TimeZone, Utc};
-use relay_shared::mapping::{EventDefaults, ExtractError, Mappings};
+use relay_shared::mapping::{
+    EventDefaults, EventOutcome, FieldWarning, MappedChange, MappedEvent, Mappings,
+};
 use relay_shared::model::{ChangeKind, ContactChange};
 use relay_shared::samples::sample;
 use serde_json::{Value, json};
@@ -237,20 +239,201 @@ fn a_form_without_email_or_phone_is_unidentifiable_and_says_which_fields_were_tr
     );
 }
 
+fn map(source: &str, body: &Value) -> Vec<MappedEvent> {
+    mappings()
+        .source(source)
+        .unwrap()
+        .map(body, &defaults())
+        .unwrap()
+}
+
+fn change(event: &MappedEvent) -> &MappedChange {
+    match &event.outcome {
+        EventOutcome::Change(mapped) => mapped,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
 #[test]
-fn an_invalid_address_names_the_field_but_not_the_value() {
+fn an_invalid_address_costs_only_the_address_and_the_warning_names_the_field_not_the_value() {
     let mut body: Value = serde_json::from_str(sample("webflow").unwrap().body).unwrap();
     body["payload"]["data"]["Email"] = json!("cy(at)example.net");
-    let err = mappings()
+    let events = map("webflow", &body);
+    let mapped = change(&events[0]);
+    assert_eq!(
+        mapped.warnings,
+        [FieldWarning {
+            field: "email".into(),
+            code: "email_invalid"
+        }]
+    );
+    let contact = &mapped.change.contact;
+    assert_eq!(contact.email, None);
+    assert_eq!(contact.phone.as_ref().unwrap().as_str(), "+13125550187");
+    assert_eq!(contact.full_name.as_deref(), Some("Cy Diaz"));
+    assert_eq!(contact.key.as_str(), "phone:+13125550187");
+    assert!(!format!("{events:?}").contains("cy(at)"));
+}
+
+#[test]
+fn an_invalid_phone_costs_only_the_phone() {
+    let mut body: Value = serde_json::from_str(sample("webflow").unwrap().body).unwrap();
+    body["payload"]["data"]["Phone"] = json!("555-01");
+    let events = map("webflow", &body);
+    let mapped = change(&events[0]);
+    assert_eq!(
+        mapped.warnings,
+        [FieldWarning {
+            field: "phone".into(),
+            code: "phone_invalid"
+        }]
+    );
+    assert_eq!(mapped.change.contact.phone, None);
+    assert_eq!(
+        mapped.change.contact.email.as_ref().unwrap().as_str(),
+        "cy@example.net"
+    );
+    assert!(mapped.occurred_at_given);
+}
+
+#[test]
+fn unreadable_tags_cost_only_themselves() {
+    let mut body: Value = serde_json::from_str(sample("standard").unwrap().body).unwrap();
+    body["data"]["tags"] = json!(["vip", {"name": "x"}, "$$$", "beta tester"]);
+    let events = map("standard", &body);
+    let mapped = change(&events[0]);
+    assert_eq!(
+        mapped.warnings,
+        [FieldWarning {
+            field: "tags".into(),
+            code: "tags_invalid"
+        }]
+    );
+    assert_eq!(
+        mapped.change.contact.tags,
+        Some(vec!["vip".to_string(), "beta_tester".to_string()])
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_costs_only_its_field() {
+    let mut body: Value = serde_json::from_str(sample("standard").unwrap().body).unwrap();
+    body["data"]["name"] = json!({"first": "Ann"});
+    body["data"]["consent"]["email"] = json!("maybe");
+    body["data"]["properties"]["plan"] = json!({"tier": "pro"});
+    let events = map("standard", &body);
+    let mapped = change(&events[0]);
+    let mut codes: Vec<_> = mapped
+        .warnings
+        .iter()
+        .map(|w| (w.field.as_str(), w.code))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            ("consent_email", "consent_email_invalid"),
+            ("custom.plan", "custom_invalid"),
+            ("full_name", "full_name_invalid"),
+        ]
+    );
+    let contact = &mapped.change.contact;
+    assert!(contact.email.is_some() && contact.phone.is_some());
+    assert_eq!(
+        (contact.full_name.as_ref(), contact.consent.email),
+        (None, None)
+    );
+    assert!(!contact.custom.contains_key("plan"));
+}
+
+#[test]
+fn a_hubspot_batch_judges_each_event_alone() {
+    let body = json!([
+        {"eventId": 11, "subscriptionType": "contact.propertyChange", "objectId": 901, "occurredAt": 1763647200000_i64, "attemptNumber": 0, "propertyName": "phone", "propertyValue": "call me"},
+        {"eventId": 12, "subscriptionType": "deal.creation", "objectId": 77, "occurredAt": 1763647200000_i64, "attemptNumber": 0},
+        {"eventId": 13, "subscriptionType": "contact.propertyChange", "objectId": 902, "occurredAt": 1763647200000_i64, "attemptNumber": 0, "propertyName": "email", "propertyValue": "Eve+News@Example.COM"},
+        {"eventId": {"nested": true}, "subscriptionType": "contact.creation", "objectId": 903, "occurredAt": 1763647200000_i64, "attemptNumber": 0}
+    ]);
+    let events = map("hubspot", &body);
+    assert_eq!(events.len(), 4);
+    // A bad phone costs the phone: the change still carries its HubSpot key.
+    let first = change(&events[0]);
+    assert_eq!(first.change.contact.key.as_str(), "hubspot:901");
+    assert_eq!(first.warnings[0].code, "phone_invalid");
+    assert!(
+        matches!(&events[1].outcome, EventOutcome::Ignored { kind } if kind == "deal.creation")
+    );
+    assert_eq!(events[1].event_id, "12");
+    assert_eq!(
+        change(&events[2])
+            .change
+            .contact
+            .email
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "eve+news@example.com"
+    );
+    assert!(matches!(&events[3].outcome, EventOutcome::Refused(e) if e.code() == "field_invalid"));
+    assert_eq!(events[3].event_id, "msg_2fX9-3");
+}
+
+#[test]
+fn a_change_with_no_usable_identifier_is_refused_alone() {
+    let mut body: Value = serde_json::from_str(sample("webflow").unwrap().body).unwrap();
+    body["payload"]["data"]["Email"] = json!("cy(at)example.net");
+    body["payload"]["data"]["Phone"] = json!("n/a");
+    let events = map("webflow", &body);
+    assert!(
+        matches!(&events[0].outcome, EventOutcome::Refused(e) if e.code() == "contact_unidentifiable"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_source_may_read_national_numbers_in_its_own_region() {
+    let text = mappings_text().replace(
+        "[sources.webflow]\n",
+        "[sources.webflow]\nphone_region = \"DE\"\n",
+    );
+    let m = Mappings::from_toml("test.toml", &text).unwrap();
+    let mut body: Value = serde_json::from_str(sample("webflow").unwrap().body).unwrap();
+    body["payload"]["data"]["Phone"] = json!("(030) 1234567");
+    let changes = m
         .source("webflow")
         .unwrap()
         .extract(&body, &defaults())
-        .unwrap_err();
+        .unwrap();
+    assert_eq!(
+        changes[0].contact.phone.as_ref().unwrap().as_str(),
+        "+49301234567"
+    );
+    // Other sources keep the file's default region.
+    body["payload"]["data"]["Phone"] = json!("(312) 555-0187");
+    let us = mappings()
+        .source("webflow")
+        .unwrap()
+        .extract(&body, &defaults())
+        .unwrap();
+    assert_eq!(
+        us[0].contact.phone.as_ref().unwrap().as_str(),
+        "+13125550187"
+    );
+
+    let bad = mappings_text().replace(
+        "[sources.webflow]\n",
+        "[sources.webflow]\nphone_region = \"Germany\"\n",
+    );
+    let err = Mappings::from_toml("test.toml", &bad).unwrap_err();
     assert!(
-        matches!(&err, ExtractError::Field { field, .. } if field == "email"),
+        err.to_string()
+            .contains("source \"webflow\", field \"phone_region\""),
         "{err}"
     );
-    assert!(!err.to_string().contains("cy(at)"), "{err}");
+}
+
+fn mappings_text() -> String {
+    relay_shared::mapping::BUILTIN_MAPPINGS.to_string()
 }
 
 #[test]

@@ -55,7 +55,7 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
         Accepted {
             accepted: 1,
             duplicates: 0,
-            conflicts: 0
+            ..Accepted::default()
         }
     );
     let staff = invoke(event("app-staff")).await.unwrap();
@@ -66,7 +66,7 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
         Accepted {
             accepted: 0,
             duplicates: 1,
-            conflicts: 0
+            ..Accepted::default()
         }
     );
 

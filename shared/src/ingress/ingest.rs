@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
@@ -16,12 +16,17 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::IngestError;
+use super::metrics::IngestMetrics;
 use super::signature::{InboundRequest, SecretError, Verifier};
 use crate::delivery::DeliveryMessage;
-use crate::mapping::{EventDefaults, Mappings, Route, SourceMapping};
-use crate::model::ContactChange;
+use crate::mapping::{
+    EventDefaults, EventOutcome, ExtractError, MappedChange, MappedEvent, Mappings, Route,
+    SourceMapping,
+};
 use crate::queue::{OutboundMessage, Queue};
-use crate::store::{Claim, ClaimOutcome, Clock, IdempotencyKey, IdempotencyStore, PayloadHash};
+use crate::store::{
+    Claim, ClaimOutcome, Clock, IdempotencyKey, IdempotencyStore, PayloadHash, StoreError,
+};
 
 /// Largest body accepted (256 KiB, SQS's message limit and far above any real webhook).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -32,21 +37,53 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Signing secrets per source name; several per source while rotating (current first).
 pub type SourceSecrets = HashMap<String, Vec<SecretString>>;
 
-/// What a delivery amounted to; serialised as the 202 body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// What a delivery amounted to; serialised as the 202 body. Lists and counts that are
+/// empty are left out, so a plain delivery reads `{"accepted": 1, "duplicates": 0}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Accepted {
     /// Events claimed and enqueued now.
     pub accepted: usize,
     /// Events already processed earlier (not enqueued again).
     pub duplicates: usize,
-    /// Events whose id was used before with a different payload (not enqueued).
+    /// Events whose id was used before with a different meaning (not enqueued).
     #[serde(skip_serializing_if = "is_zero")]
     pub conflicts: usize,
+    /// Events of kinds the source does not map (nothing to do).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ignored: usize,
+    /// Fields left out of accepted events because their values did not normalise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<EventWarning>,
+    /// Events that cannot be synced (no usable identifier, unreadable event id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedEvent>,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
+
+/// One field dropped from one event: `{"event": "<id>", "field": "phone", "code": "phone_invalid"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventWarning {
+    pub event: String,
+    pub field: String,
+    pub code: &'static str,
+}
+
+/// One event of a delivery that was refused, with its stable code and a message naming
+/// fields and expressions (never values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedEvent {
+    pub event: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// How long a duplicate arriving while the first copy is still being enqueued waits for
+/// it before being answered `409 event_in_progress`: enqueueing takes milliseconds, and
+/// senders count a 4xx as a failed delivery.
+pub const DUPLICATE_WAIT: Duration = Duration::from_secs(1);
 
 /// A webhook request as received, with the route it came in on.
 #[derive(Clone, Copy)]
@@ -74,6 +111,7 @@ pub struct Ingest {
     store: Arc<dyn IdempotencyStore>,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl Ingest {
@@ -111,13 +149,25 @@ impl Ingest {
                 store,
                 queue,
                 clock,
+                metrics: Arc::new(IngestMetrics::in_memory()),
             },
             disabled,
         ))
     }
 
+    /// Counts into `metrics` (EMF in Lambda) instead of the default in-memory counters.
+    pub fn with_metrics(mut self, metrics: Arc<IngestMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn mappings(&self) -> &Mappings {
         &self.mappings
+    }
+
+    /// The ingest counters (accepted, duplicates, ignored, refused, fields dropped).
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
     }
 
     /// Accepts one webhook delivery.
@@ -159,7 +209,7 @@ impl Ingest {
                 .unwrap_or_else(|| PayloadHash::of(body).to_hex()),
             received_at: now,
         };
-        let events = source.extract_with_raw(&payload, &defaults)?;
+        let events = source.map(&payload, &defaults)?;
         self.claim_and_enqueue(source, events, self.lease_until(now, delivery.deadline))
             .await
     }
@@ -186,7 +236,7 @@ impl Ingest {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| PayloadHash::of(event.to_string().as_bytes()).to_hex());
-        let events = source.extract_with_raw(
+        let events = source.map(
             event,
             &EventDefaults {
                 event_id: fallback_id,
@@ -206,44 +256,83 @@ impl Ingest {
     async fn claim_and_enqueue(
         &self,
         source: &SourceMapping,
-        events: Vec<(ContactChange, Value)>,
+        events: Vec<MappedEvent>,
         lease_until: DateTime<Utc>,
     ) -> Result<Accepted, IngestError> {
-        let attempts = join_all(events.iter().map(|(change, raw)| async move {
-            let key = IdempotencyKey::inbound(&change.event.source, &change.event.event_id)?;
-            let hash = PayloadHash::of(&serde_json::to_vec(raw).unwrap_or_default());
-            self.store.claim(&key, &hash, lease_until).await
-        }))
-        .await;
-
         let mut outcome = Accepted::default();
-        let mut claimed: Vec<(Claim, &ContactChange)> = Vec::new();
-        let mut busy_until: Option<DateTime<Utc>> = None;
-        let mut store_failed = false;
-        for (attempt, (change, _)) in attempts.into_iter().zip(&events) {
-            match attempt {
-                Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, change)),
-                Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
-                Ok(ClaimOutcome::InProgress { until }) => busy_until = busy_until.max(Some(until)),
-                Ok(ClaimOutcome::PayloadMismatch) => {
-                    tracing::warn!(source = %source.name, event_id = %change.event.event_id, "event id reused with a different payload");
-                    outcome.conflicts += 1;
+        let mut changes: Vec<MappedChange> = Vec::new();
+        let mut first_refusal: Option<ExtractError> = None;
+        for event in events {
+            match event.outcome {
+                EventOutcome::Change(mapped) => changes.push(mapped),
+                EventOutcome::Ignored { kind } => {
+                    tracing::info!(source = %source.name, event_id = %event.event_id, %kind, "event kind not mapped; ignored");
+                    outcome.ignored += 1;
                 }
-                Err(error) => {
-                    tracing::error!(source = %source.name, %error, "idempotency claim failed");
-                    store_failed = true;
+                EventOutcome::Refused(error) => {
+                    tracing::warn!(source = %source.name, event_id = %event.event_id, code = error.code(), %error, "event refused");
+                    outcome.refused.push(RefusedEvent {
+                        event: event.event_id,
+                        code: error.code(),
+                        message: error.to_string(),
+                    });
+                    first_refusal.get_or_insert(error);
                 }
             }
         }
-        if store_failed {
-            self.release_all(claimed.iter().map(|(c, _)| c)).await;
-            return Err(IngestError::Unavailable {
-                what: "idempotency store",
-            });
+
+        // Claim every change; a change still being enqueued by another request is waited
+        // for (bounded), so its duplicate can be answered 2xx.
+        let mut pending: Vec<usize> = (0..changes.len()).collect();
+        let mut claimed: Vec<(Claim, &MappedChange)> = Vec::new();
+        let mut busy_until: Option<DateTime<Utc>>;
+        let wait_until = Instant::now() + DUPLICATE_WAIT;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let attempts = join_all(
+                pending
+                    .iter()
+                    .map(|&i| self.claim(&changes[i], lease_until)),
+            )
+            .await;
+            let mut store_failed = false;
+            let mut still_busy = Vec::new();
+            busy_until = None;
+            for (attempt, &i) in attempts.into_iter().zip(&pending) {
+                let mapped = &changes[i];
+                match attempt {
+                    Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, mapped)),
+                    Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
+                    Ok(ClaimOutcome::InProgress { until }) => {
+                        busy_until = busy_until.max(Some(until));
+                        still_busy.push(i);
+                    }
+                    Ok(ClaimOutcome::PayloadMismatch) => {
+                        tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, "event id reused with a different payload");
+                        outcome.conflicts += 1;
+                    }
+                    Err(error) => {
+                        tracing::error!(source = %source.name, %error, "idempotency claim failed");
+                        store_failed = true;
+                    }
+                }
+            }
+            if store_failed {
+                self.release_all(claimed.iter().map(|(c, _)| c)).await;
+                return Err(IngestError::Unavailable {
+                    what: "idempotency store",
+                });
+            }
+            pending = still_busy;
+            if pending.is_empty() || Instant::now() + pause > wait_until {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(400));
         }
 
         let failed = self.enqueue(source, &claimed).await;
-        let settle = claimed.iter().enumerate().map(|(i, (claim, change))| {
+        let settle = claimed.iter().enumerate().map(|(i, (claim, mapped))| {
             let enqueued = !failed.contains(&i);
             async move {
                 let result = if enqueued {
@@ -253,7 +342,7 @@ impl Ingest {
                 };
                 if let Err(error) = result {
                     // The lease expires on its own; a retry after it is deduplicated by the worker.
-                    tracing::warn!(event_id = %change.event.event_id, %error, enqueued, "could not settle the claim");
+                    tracing::warn!(event_id = %mapped.change.event.event_id, %error, enqueued, "could not settle the claim");
                 }
             }
         });
@@ -262,17 +351,51 @@ impl Ingest {
             return Err(IngestError::Unavailable { what: "queue" });
         }
         outcome.accepted = claimed.len();
-        if let Some(until) = busy_until {
+        for (_, mapped) in &claimed {
+            for warning in &mapped.warnings {
+                // The field and why, never the value.
+                tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, field = %warning.field, code = warning.code, "field dropped: its value did not normalise");
+                outcome.warnings.push(EventWarning {
+                    event: mapped.change.event.event_id.clone(),
+                    field: warning.field.clone(),
+                    code: warning.code,
+                });
+            }
+        }
+        self.metrics.record(&source.name, &outcome);
+        if let Some(until) = busy_until.filter(|_| !pending.is_empty()) {
             let secs = (until - self.clock.now()).num_seconds().clamp(1, 60);
             return Err(IngestError::InProgress {
                 retry_after_secs: u64::try_from(secs).unwrap_or(1),
             });
         }
-        if outcome.conflicts > 0 && outcome.accepted == 0 && outcome.duplicates == 0 {
-            return Err(IngestError::EventIdReused);
+        let usable = outcome.accepted + outcome.duplicates + outcome.ignored;
+        if usable == 0 {
+            if outcome.conflicts > 0 {
+                return Err(IngestError::EventIdReused);
+            }
+            if let Some(error) = first_refusal {
+                return Err(IngestError::Unmappable(error));
+            }
         }
-        tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, conflicts = outcome.conflicts, "delivery accepted");
+        tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, conflicts = outcome.conflicts, ignored = outcome.ignored, refused = outcome.refused.len(), warnings = outcome.warnings.len(), "delivery accepted");
         Ok(outcome)
+    }
+
+    /// One claim for a change, keyed by the sender's event id and fingerprinted by what the
+    /// event means — the mapped change without delivery metadata — so a sender's retry
+    /// (HubSpot's `attemptNumber` + 1, Pipedrive's `meta.attempt`, a new signature or
+    /// timestamp) is recognised as the same event.
+    async fn claim(
+        &self,
+        mapped: &MappedChange,
+        lease_until: DateTime<Utc>,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let event = &mapped.change.event;
+        let key = IdempotencyKey::inbound(&event.source, &event.event_id)?;
+        self.store
+            .claim(&key, &meaning_hash(mapped), lease_until)
+            .await
     }
 
     /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
@@ -280,12 +403,12 @@ impl Ingest {
     async fn enqueue(
         &self,
         source: &SourceMapping,
-        claimed: &[(Claim, &ContactChange)],
+        claimed: &[(Claim, &MappedChange)],
     ) -> BTreeSet<usize> {
         let mut messages = Vec::with_capacity(claimed.len() * source.vendors.len());
-        for (i, (_, change)) in claimed.iter().enumerate() {
+        for (i, (_, mapped)) in claimed.iter().enumerate() {
             for vendor in &source.vendors {
-                let body = DeliveryMessage::new(*vendor, (*change).clone()).to_body();
+                let body = DeliveryMessage::new(*vendor, mapped.change.clone()).to_body();
                 messages.push(OutboundMessage::new(format!("e{i}-{vendor}"), body));
             }
         }
@@ -315,6 +438,19 @@ impl Ingest {
             }
         }
     }
+}
+
+/// The fingerprint of what an event means: its kind, when it happened (when the payload
+/// says) and the contact as mapped. Delivery metadata — attempt counters, signatures,
+/// timestamps of sending, the time of receipt — is not part of it.
+fn meaning_hash(mapped: &MappedChange) -> PayloadHash {
+    let change = &mapped.change;
+    let meaning = serde_json::json!({
+        "kind": change.event.kind,
+        "occurred_at": mapped.occurred_at_given.then(|| change.event.occurred_at.timestamp_millis()),
+        "contact": change.contact,
+    });
+    PayloadHash::of(meaning.to_string().as_bytes())
 }
 
 /// JSON bodies only: `application/json` or `application/<x>+json`, any parameters. A missing

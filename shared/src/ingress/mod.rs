@@ -3,9 +3,13 @@
 
 pub mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod router;
 pub mod signature;
 
 pub use error::{ErrorBody, IngestError};
-pub use ingest::{Accepted, Ingest, MAX_BODY_BYTES, SourceSecrets, WebhookDelivery};
+pub use ingest::{
+    Accepted, EventWarning, Ingest, MAX_BODY_BYTES, RefusedEvent, SourceSecrets, WebhookDelivery,
+};
+pub use metrics::IngestMetrics;
 pub use router::{Deadline, RouterConfig, router};

@@ -81,6 +81,10 @@ pub struct SourceSection {
     pub kind_from: Option<String>,
     #[serde(default)]
     pub kinds: BTreeMap<String, String>,
+    /// Region for this source's phone numbers written without a country code (overrides
+    /// `[settings] default_phone_region`), e.g. `"DE"` for a German form.
+    #[serde(default)]
+    pub phone_region: Option<String>,
     /// Namespace of contact keys from `fields.key` (default: the source name).
     #[serde(default)]
     pub key_namespace: Option<String>,

@@ -18,7 +18,9 @@ use std::path::Path;
 pub use canonical::CanonicalField;
 pub use error::{ExtractError, LoadError, MappingError};
 pub use file::Route;
-pub use source::{EventDefaults, SourceMapping};
+pub use source::{
+    EventDefaults, EventOutcome, FieldWarning, MappedChange, MappedEvent, SourceMapping,
+};
 pub use vendor::{ChannelMapping, FieldMap, HoodMapping, VendorMappings};
 
 use crate::model::{ChangeKind, PhoneRegion};
@@ -201,6 +203,14 @@ impl Compiler<'_> {
             ),
             _ => {}
         }
+        let phone_region = match s.phone_region.as_deref().map(PhoneRegion::parse) {
+            None => region,
+            Some(Ok(own)) => own,
+            Some(Err(e)) => {
+                self.err(at("phone_region"), e.to_string());
+                region
+            }
+        };
         let mut vendors = Vec::new();
         if s.vendors.is_empty() {
             self.err(at("vendors"), "list at least one vendor to sync into");
@@ -294,7 +304,7 @@ impl Compiler<'_> {
             kind: kind?,
             key_namespace: s.key_namespace.unwrap_or_else(|| name.to_string()),
             fields,
-            phone_region: region,
+            phone_region,
         })
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::canonical::{CanonicalField, ValueKind};
 use super::error::ExtractError;
 use super::file::Route;
-use crate::model::tags::normalise_tags;
+use crate::model::tags::{normalise_tag, normalise_tags};
 use crate::model::{
     ChangeKind, Contact, ContactChange, ContactKey, Email, PhoneE164, PhoneRegion, SyncEvent,
 };
@@ -89,26 +89,15 @@ pub struct EventDefaults {
 }
 
 impl SourceMapping {
-    /// Maps one payload into its contact changes (one, or one per event of a batch).
-    pub fn extract(
+    /// Maps one payload into its events (one, or one per item of a batch), each judged on
+    /// its own: a change to sync (with the fields that were dropped), an event of a kind
+    /// this source does not map, or an event that cannot be synced at all. Only a payload
+    /// that is not the shape the source expects (`each` finds no list) fails as a whole.
+    pub fn map(
         &self,
         payload: &Value,
         defaults: &EventDefaults,
-    ) -> Result<Vec<ContactChange>, ExtractError> {
-        Ok(self
-            .extract_with_raw(payload, defaults)?
-            .into_iter()
-            .map(|(change, _)| change)
-            .collect())
-    }
-
-    /// Like [`Self::extract`], with each change's own part of the payload (the whole payload,
-    /// or one item of a batch): what idempotency hashes, so a retried batch item matches.
-    pub fn extract_with_raw(
-        &self,
-        payload: &Value,
-        defaults: &EventDefaults,
-    ) -> Result<Vec<(ContactChange, Value)>, ExtractError> {
+    ) -> Result<Vec<MappedEvent>, ExtractError> {
         let root: Rcvar = Arc::new(
             Variable::try_from(payload)
                 .map_err(|e| self.field_error("<payload>", "<payload>", e.to_string()))?,
@@ -124,7 +113,7 @@ impl SourceMapping {
             }
         };
         let batch = self.each.is_some();
-        events
+        Ok(events
             .iter()
             .enumerate()
             .map(|(i, event)| {
@@ -133,64 +122,103 @@ impl SourceMapping {
                 } else {
                     defaults.event_id.clone()
                 };
-                let change = self.extract_one(event, fallback_id, defaults.received_at)?;
-                let raw = if batch {
-                    serde_json::to_value(&**event)
-                        .map_err(|e| self.field_error("each", "<item>", e.to_string()))?
-                } else {
-                    payload.clone()
-                };
-                Ok((change, raw))
+                self.map_one(event, fallback_id, defaults.received_at)
+            })
+            .collect())
+    }
+
+    /// Maps one payload into its contact changes, strictly: any event that is refused or
+    /// of an unmapped kind is an error, and dropped fields are not reported. For tools and
+    /// tests that want all or nothing (`relay plan`); ingest uses [`Self::map`].
+    pub fn extract(
+        &self,
+        payload: &Value,
+        defaults: &EventDefaults,
+    ) -> Result<Vec<ContactChange>, ExtractError> {
+        self.map(payload, defaults)?
+            .into_iter()
+            .map(|event| match event.outcome {
+                EventOutcome::Change(mapped) => Ok(mapped.change),
+                EventOutcome::Ignored { kind } => Err(self.unknown_kind(kind)),
+                EventOutcome::Refused(error) => Err(error),
             })
             .collect()
     }
 
-    fn extract_one(
+    fn map_one(
         &self,
         event: &Rcvar,
         fallback_id: String,
         received_at: DateTime<Utc>,
-    ) -> Result<ContactChange, ExtractError> {
+    ) -> MappedEvent {
         let event_id = match &self.event_id {
-            Some(expr) => self
-                .text_at("event_id", expr, event)?
-                .unwrap_or(fallback_id),
+            Some(expr) => match self.text_at("event_id", expr, event) {
+                Ok(found) => found.unwrap_or(fallback_id),
+                Err(error) => {
+                    return MappedEvent {
+                        event_id: fallback_id,
+                        outcome: EventOutcome::Refused(error),
+                    };
+                }
+            },
             None => fallback_id,
         };
-        let occurred_at = match &self.occurred_at {
-            Some(expr) => self.time_at(expr, event)?.unwrap_or(received_at),
-            None => received_at,
-        };
+        let outcome = self.outcome(event, &event_id, received_at);
+        MappedEvent { event_id, outcome }
+    }
+
+    fn outcome(&self, event: &Rcvar, event_id: &str, received_at: DateTime<Utc>) -> EventOutcome {
         let kind = match &self.kind {
             KindRule::Fixed(kind) => *kind,
             KindRule::From { expr, kinds } => {
-                let value = self.text_at("kind", expr, event)?.unwrap_or_default();
-                *kinds.get(&value).ok_or_else(|| ExtractError::UnknownKind {
-                    source_name: self.name.clone(),
-                    value: value.clone(),
-                    known: kinds.keys().cloned().collect::<Vec<_>>().join(", "),
-                })?
+                // A kind that cannot be read is a kind this source does not map.
+                let value = self
+                    .text_at("kind", expr, event)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                match kinds.get(&value) {
+                    Some(kind) => *kind,
+                    None => return EventOutcome::Ignored { kind: value },
+                }
             }
+        };
+        let mut warnings = Vec::new();
+        let (occurred_at, occurred_at_given) = match &self.occurred_at {
+            Some(expr) => match self.time_at(expr, event) {
+                Ok(Some(at)) => (at, true),
+                Ok(None) => (received_at, false),
+                Err(_) => {
+                    warnings.push(FieldWarning::new("occurred_at", "occurred_at_invalid"));
+                    (received_at, false)
+                }
+            },
+            None => (received_at, false),
         };
 
         let mut fields = Fields::default();
         for (field, expr) in &self.fields {
-            let found = self.value_at(field, expr, event)?;
-            if let Some(value) = found {
-                self.set_field(&mut fields, field, expr, value)?;
+            let result = self
+                .value_at(field, expr, event)
+                .and_then(|found| match found {
+                    Some(value) => self.set_field(&mut fields, field, expr, value),
+                    None => Ok(()),
+                });
+            if result.is_err() {
+                warnings.push(FieldWarning::new(field.to_string(), warning_code(field)));
             }
         }
 
-        let key = match (&fields.key, &fields.email, &fields.phone) {
-            (Some(external), _, _) => {
-                ContactKey::external(&self.key_namespace, external).map_err(|e| {
-                    self.field_error("key", self.expr_text(&CanonicalField::Key), e.to_string())
-                })?
-            }
+        let external = fields
+            .key
+            .as_deref()
+            .and_then(|id| ContactKey::external(&self.key_namespace, id).ok());
+        let key = match (external, &fields.email, &fields.phone) {
+            (Some(key), _, _) => key,
             (None, Some(email), _) => ContactKey::from_email(email),
             (None, None, Some(phone)) => ContactKey::from_phone(phone),
             (None, None, None) => {
-                return Err(ExtractError::NoIdentity {
+                return EventOutcome::Refused(ExtractError::NoIdentity {
                     source_name: self.name.clone(),
                     tried: self.identity_fields(),
                 });
@@ -206,14 +234,18 @@ impl SourceMapping {
         contact.consent.email = fields.consent_email;
         contact.consent.texting = fields.consent_texting;
         contact.custom = fields.custom;
-        Ok(ContactChange {
-            event: SyncEvent {
-                source: self.name.clone(),
-                event_id,
-                occurred_at,
-                kind,
+        EventOutcome::Change(MappedChange {
+            change: ContactChange {
+                event: SyncEvent {
+                    source: self.name.clone(),
+                    event_id: event_id.to_string(),
+                    occurred_at,
+                    kind,
+                },
+                contact,
             },
-            contact,
+            warnings,
+            occurred_at_given,
         })
     }
 
@@ -248,9 +280,14 @@ impl SourceMapping {
                 }
             }
             ValueKind::List => {
-                let list = as_list(&value).map_err(err)?;
+                // Each item costs only itself: the readable ones are kept, and an item that
+                // is not text (or a tag that is nothing once cleaned) makes a warning.
+                let (list, mut bad) = as_list(&value);
                 match field {
-                    CanonicalField::Tags => fields.tags = Some(normalise_tags(list)),
+                    CanonicalField::Tags => {
+                        bad |= list.iter().any(|t| normalise_tag(t).is_none());
+                        fields.tags = Some(normalise_tags(list));
+                    }
                     CanonicalField::Lists => {
                         let mut seen = std::collections::HashSet::new();
                         fields.lists = Some(
@@ -260,6 +297,9 @@ impl SourceMapping {
                         );
                     }
                     _ => {}
+                }
+                if bad {
+                    return Err(err("list item: expected text".into()));
                 }
             }
             ValueKind::Bool => {
@@ -346,12 +386,16 @@ impl SourceMapping {
         }
     }
 
-    fn expr_text(&self, field: &CanonicalField) -> &str {
-        self.fields
-            .iter()
-            .find(|(f, _)| f == field)
-            .map(|(_, e)| e.text())
-            .unwrap_or("")
+    fn unknown_kind(&self, value: String) -> ExtractError {
+        let known = match &self.kind {
+            KindRule::From { kinds, .. } => kinds.keys().cloned().collect::<Vec<_>>().join(", "),
+            KindRule::Fixed(_) => String::new(),
+        };
+        ExtractError::UnknownKind {
+            source_name: self.name.clone(),
+            value,
+            known,
+        }
     }
 
     fn identity_fields(&self) -> String {
@@ -367,6 +411,75 @@ impl SourceMapping {
     pub fn field_names(&self) -> Vec<String> {
         self.fields.iter().map(|(f, _)| f.to_string()).collect()
     }
+}
+
+/// A field left out of a change because its value did not normalise. Names the field and
+/// why, never the value (it is personal data).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldWarning {
+    /// The canonical field (`phone`, `email`, `tags`, `custom.plan`, ...).
+    pub field: String,
+    /// Stable code: `phone_invalid`, `email_invalid`, `tags_invalid`, ...
+    pub code: &'static str,
+}
+
+impl FieldWarning {
+    fn new(field: impl Into<String>, code: &'static str) -> Self {
+        FieldWarning {
+            field: field.into(),
+            code,
+        }
+    }
+}
+
+/// The warning code of a field whose value could not be used.
+fn warning_code(field: &CanonicalField) -> &'static str {
+    match field {
+        CanonicalField::Key => "key_invalid",
+        CanonicalField::Email => "email_invalid",
+        CanonicalField::Phone => "phone_invalid",
+        CanonicalField::FullName => "full_name_invalid",
+        CanonicalField::Organization => "organization_invalid",
+        CanonicalField::Tags => "tags_invalid",
+        CanonicalField::Lists => "lists_invalid",
+        CanonicalField::ConsentEmail => "consent_email_invalid",
+        CanonicalField::ConsentTexting => "consent_texting_invalid",
+        CanonicalField::Custom(_) => "custom_invalid",
+    }
+}
+
+/// One event of a delivery, as mapped.
+#[derive(Debug, Clone)]
+pub struct MappedEvent {
+    /// The sender's event id (or the fallback: delivery id, `-<index>` within a batch).
+    pub event_id: String,
+    pub outcome: EventOutcome,
+}
+
+/// What became of one event.
+#[derive(Debug, Clone)]
+pub enum EventOutcome {
+    /// A contact change to sync.
+    Change(MappedChange),
+    /// An event of a kind this source does not map (HubSpot sends every subscription type
+    /// of an app to one URL): nothing to do, and not an error.
+    Ignored {
+        /// The kind as the sender wrote it (not personal data: a subscription type).
+        kind: String,
+    },
+    /// An event that cannot be synced: no usable identifier, or an unreadable event id.
+    Refused(ExtractError),
+}
+
+/// A change with what was left out of it.
+#[derive(Debug, Clone)]
+pub struct MappedChange {
+    pub change: ContactChange,
+    /// Fields dropped because their values did not normalise; the rest still syncs.
+    pub warnings: Vec<FieldWarning>,
+    /// Whether `occurred_at` came from the payload (else it is the time of receipt, which
+    /// differs between a sender's retries).
+    pub occurred_at_given: bool,
 }
 
 #[derive(Default)]
@@ -397,15 +510,22 @@ fn as_text(value: &Value) -> Result<Option<String>, String> {
     }
 }
 
-fn as_list(value: &Value) -> Result<Vec<String>, String> {
-    match value {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|item| as_text(item).transpose())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|p| format!("list item: {p}")),
-        other => Ok(as_text(other)?.into_iter().collect()),
+/// The text items of a list (or of a single value), and whether any item was unreadable.
+fn as_list(value: &Value) -> (Vec<String>, bool) {
+    let items: &[Value] = match value {
+        Value::Array(items) => items,
+        other => std::slice::from_ref(other),
+    };
+    let mut bad = false;
+    let mut out = Vec::new();
+    for item in items {
+        match as_text(item) {
+            Ok(Some(text)) => out.push(text),
+            Ok(None) => {}
+            Err(_) => bad = true,
+        }
     }
+    (out, bad)
 }
 
 fn as_bool(value: &Value) -> Result<Option<bool>, String> {
@@ -472,12 +592,15 @@ mod tests {
     }
 
     #[test]
-    fn lists_take_strings_and_numbers() {
+    fn lists_take_strings_and_numbers_and_say_when_an_item_was_unreadable() {
         assert_eq!(
             as_list(&json!(["a", 2, null])),
-            Ok(vec!["a".into(), "2".into()])
+            (vec!["a".into(), "2".into()], false)
         );
-        assert_eq!(as_list(&json!("solo")), Ok(vec!["solo".into()]));
-        assert!(as_list(&json!([{"x": 1}])).is_err());
+        assert_eq!(as_list(&json!("solo")), (vec!["solo".into()], false));
+        assert_eq!(
+            as_list(&json!(["a", {"x": 1}, true, "b"])),
+            (vec!["a".into(), "b".into()], true)
+        );
     }
 }

@@ -120,6 +120,11 @@ impl ClaimRecord {
         if self.expires_at.timestamp() <= now.timestamp() {
             return None;
         }
+        // A released key was given back with nothing enqueued: whatever the new request
+        // carries, taking it cannot duplicate or contradict anything.
+        if self.state == ClaimState::Released {
+            return None;
+        }
         if self.payload_hash != *payload_hash {
             return Some(ClaimOutcome::PayloadMismatch);
         }
@@ -239,12 +244,10 @@ mod tests {
         );
         assert_eq!(done.blocks(&b, now), Some(ClaimOutcome::PayloadMismatch));
 
+        // Released: nothing was enqueued, so any payload may take the key.
         let released = record(ClaimState::Released);
         assert_eq!(released.blocks(&a, now), None);
-        assert_eq!(
-            released.blocks(&b, now),
-            Some(ClaimOutcome::PayloadMismatch)
-        );
+        assert_eq!(released.blocks(&b, now), None);
 
         // Past `expires_at` the record counts as absent, whatever the payload.
         let expired_at = from_epoch_ms(1_000_000_000);

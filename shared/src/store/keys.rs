@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use super::StoreError;
 use crate::vendors::Vendor;
 
-/// DynamoDB's partition key limit is 2048 bytes; ids are capped well below it.
-const MAX_ID_BYTES: usize = 1024;
+/// Longest sender event id kept as it is in a claim key (DynamoDB's partition key limit is
+/// 2048 bytes); longer ones are hashed. Real ids (UUIDs, `msg_…`, numbers) are far shorter.
+pub const MAX_VERBATIM_ID_BYTES: usize = 256;
 
 /// Key of an inbound event claim (the state machine of [`super::IdempotencyStore`]).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -22,13 +23,21 @@ pub struct IdempotencyKey {
 
 impl IdempotencyKey {
     /// `evt#<source>#<sender event id>`: one event from one sender, e.g. a Typeform
-    /// `event_id`. `source` is our own lowercase name for the sender (`[a-z0-9_-]`).
+    /// `event_id`. `source` is our own name for the sender (`[A-Za-z0-9_-]`, as the mapping
+    /// file allows). The sender controls the id, so any id is accepted: one longer than
+    /// [`MAX_VERBATIM_ID_BYTES`] (or empty) is kept as `sha256:<hex>` of itself — equality
+    /// is all a claim needs — instead of failing the store's key size limit.
     pub fn inbound(source: &str, sender_event_id: &str) -> Result<Self, StoreError> {
-        check_name(source, "source must be 1-64 of [a-z0-9_-]")?;
-        check_id(sender_event_id, "sender event id must be 1-1024 bytes")?;
-        Ok(Self {
-            pk: format!("evt#{source}#{sender_event_id}"),
-        })
+        check_name(source, "source must be 1-64 of [A-Za-z0-9_-]")?;
+        let pk = if sender_event_id.is_empty() || sender_event_id.len() > MAX_VERBATIM_ID_BYTES {
+            format!(
+                "evt#{source}#sha256:{}",
+                hex::encode(Sha256::digest(sender_event_id.as_bytes()))
+            )
+        } else {
+            format!("evt#{source}#{sender_event_id}")
+        };
+        Ok(Self { pk })
     }
 
     /// The partition key string.
@@ -137,7 +146,7 @@ pub struct LimiterKey {
 impl LimiterKey {
     /// The limiter of `account` (our name for the vendor account, `[a-z0-9_-]`) at `vendor`.
     pub fn new(vendor: Vendor, account: &str) -> Result<Self, StoreError> {
-        check_name(account, "account must be 1-64 of [a-z0-9_-]")?;
+        check_name(account, "account must be 1-64 of [A-Za-z0-9_-]")?;
         Ok(Self {
             pk: format!("lim#{vendor}#{account}"),
         })
@@ -154,7 +163,7 @@ fn check_name(name: &str, why: &'static str) -> Result<(), StoreError> {
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -162,17 +171,31 @@ fn check_name(name: &str, why: &'static str) -> Result<(), StoreError> {
     }
 }
 
-fn check_id(id: &str, why: &'static str) -> Result<(), StoreError> {
-    if id.is_empty() || id.len() > MAX_ID_BYTES {
-        Err(StoreError::InvalidKey(why))
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_sender_event_id_makes_a_key_of_bounded_size() {
+        let long = "x".repeat(5_000);
+        let key = IdempotencyKey::inbound("standard", &long).unwrap();
+        assert!(key.as_str().starts_with("evt#standard#sha256:"));
+        assert_eq!(key.as_str().len(), "evt#standard#sha256:".len() + 64);
+        assert_ne!(
+            key,
+            IdempotencyKey::inbound("standard", &"x".repeat(5_001)).unwrap()
+        );
+        let exact = "y".repeat(MAX_VERBATIM_ID_BYTES);
+        assert_eq!(
+            IdempotencyKey::inbound("standard", &exact)
+                .unwrap()
+                .as_str(),
+            format!("evt#standard#{exact}")
+        );
+        assert!(IdempotencyKey::inbound("standard", "").is_ok());
+        assert!(IdempotencyKey::inbound("Type-Form_2", "e").is_ok());
+        assert!(IdempotencyKey::inbound("type#form", "e").is_err());
+    }
 
     #[test]
     fn keys_have_the_documented_shape() {
@@ -216,15 +239,6 @@ mod tests {
             IdempotencyKey::inbound("Type#form", "1"),
             Err(StoreError::InvalidKey(_))
         ));
-        assert!(matches!(
-            IdempotencyKey::inbound("typeform", ""),
-            Err(StoreError::InvalidKey(_))
-        ));
-        assert!(matches!(
-            IdempotencyKey::inbound("typeform", &"x".repeat(1025)),
-            Err(StoreError::InvalidKey(_))
-        ));
-        assert!(IdempotencyKey::inbound("typeform", &"x".repeat(1024)).is_ok());
         assert!(matches!(
             LimiterKey::new(Vendor::Hood, "a b"),
             Err(StoreError::InvalidKey(_))

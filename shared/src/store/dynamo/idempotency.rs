@@ -14,10 +14,10 @@ use crate::store::{
     Claim, ClaimOutcome, ClaimRecord, IdempotencyKey, IdempotencyStore, PayloadHash, StoreError,
 };
 
-/// `ClaimRecord::blocks` as a condition: the key is absent or expired, or it holds the same
-/// payload and is released or its lease has ended.
-const CLAIMABLE: &str = "attribute_not_exists(#pk) OR #exp <= :now_s \
-    OR (#hash = :hash AND (#state = :released OR (#state = :in_progress AND #lease <= :now_ms)))";
+/// `ClaimRecord::blocks` as a condition: the key is absent, expired or released, or it holds
+/// the same payload and its lease has ended.
+const CLAIMABLE: &str = "attribute_not_exists(#pk) OR #exp <= :now_s OR #state = :released \
+    OR (#hash = :hash AND #state = :in_progress AND #lease <= :now_ms)";
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
