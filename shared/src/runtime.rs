@@ -94,6 +94,8 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         clock.clone(),
     ));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
+    // The phone metadata loads once here, not during the first request.
+    crate::model::phone::warm_up();
     let (ingest, disabled) = Ingest::new(mappings, &secrets, store, queue, clock)?;
     let ingest = ingest.with_metrics(Arc::new(crate::ingress::IngestMetrics::emf()));
     if function == IngestFunction::Webhooks {

@@ -34,8 +34,9 @@ pub fn init(format: LogFormat) {
 /// Like [`init`], with another default level (e.g. `warn` for commands whose output is a
 /// report).
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = quiet_libraries(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+    );
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
         LogFormat::Json => builder
@@ -48,4 +49,27 @@ pub fn init_with_default(format: LogFormat, default_filter: &str) {
     };
     // Already initialised (tests, or a binary calling twice): keep the first subscriber.
     let _ = result;
+}
+
+/// Libraries whose debug and trace records quote personal data are silenced whatever
+/// `RUST_LOG` asks for: `rlibphonenumber` logs the digits of the numbers it parses.
+fn quiet_libraries(filter: EnvFilter) -> EnvFilter {
+    match "rlibphonenumber=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phone_library_stays_silent_even_at_trace() {
+        let filter = quiet_libraries(EnvFilter::new("trace"));
+        assert!(
+            filter.to_string().contains("rlibphonenumber=off"),
+            "{filter}"
+        );
+    }
 }

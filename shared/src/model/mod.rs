@@ -6,6 +6,7 @@
 pub mod contact;
 pub mod email;
 pub mod event;
+pub mod limits;
 pub mod phone;
 pub mod redact;
 pub mod tags;
@@ -27,4 +28,17 @@ pub enum ModelError {
     UnknownRegion(String),
     #[error("a contact key must not be empty")]
     EmptyContactKey,
+}
+
+impl ModelError {
+    /// A stable code for warnings and metrics (never the value): `phone_invalid`,
+    /// `email_invalid`, `phone_region_unknown`, `key_invalid`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ModelError::InvalidEmail(_) => "email_invalid",
+            ModelError::InvalidPhone(_) => PhoneE164::INVALID_CODE,
+            ModelError::UnknownRegion(_) => "phone_region_unknown",
+            ModelError::EmptyContactKey => "key_invalid",
+        }
+    }
 }

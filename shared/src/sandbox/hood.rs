@@ -322,10 +322,16 @@ async fn unknown_method() -> Response {
     ))
 }
 
-/// Country of an E.164 number, as Hood derives it.
+/// Country of an E.164 number, as Hood derives it (none for non-geographic numbers such as
+/// `+800`).
 fn country_of(phone: &str) -> Option<String> {
-    let number = phonenumber::parse(None, phone).ok()?;
-    number.country().id().map(|id| id.as_ref().to_owned())
+    use rlibphonenumber::PHONE_NUMBER_UTIL;
+    use rlibphonenumber::enums::Region;
+    let number = PHONE_NUMBER_UTIL.parse(phone, None).ok()?;
+    PHONE_NUMBER_UTIL
+        .get_region_for_number(&number)
+        .filter(|r| *r != Region::World)
+        .map(|r| r.to_string())
 }
 
 /// `POST /v1/hood/profiles`.
@@ -746,6 +752,9 @@ mod tests {
     fn country_comes_from_the_number() {
         assert_eq!(country_of("+14155552671").as_deref(), Some("US"));
         assert_eq!(country_of("+442079460958").as_deref(), Some("GB"));
+        assert_eq!(country_of("+16135550123").as_deref(), Some("CA"));
+        assert_eq!(country_of("+4915123456789").as_deref(), Some("DE"));
+        assert_eq!(country_of("+80012345678"), None);
         assert_eq!(country_of("not a number"), None);
     }
 
