@@ -172,13 +172,32 @@ fn hood_sends_only_what_changed_and_nothing_when_nothing_did() {
         HoodProfileOp::Skip(SkipReason::NothingChanged)
     );
     assert!(again.plan.requests().is_empty());
+    assert!(again.applied.is_empty(), "the same change confirms nothing");
 
+    // A later submission renames the contact (a rename at the very same version would be
+    // a tie, decided by fingerprint).
     let mut renamed = typeform();
+    renamed.event.occurred_at += chrono::TimeDelta::minutes(1);
     renamed.contact.full_name = Some("Ann Lee-Park".into());
     let partial = plan_hood(&renamed, &state, hood, &BTreeSet::new()).unwrap();
     assert_eq!(
         partial.plan.requests()[0].body,
         Some(json!({"full_name": "Ann Lee-Park"}))
+    );
+    // The name is sent; the four unchanged fields are recorded at the newer version too.
+    assert_eq!(
+        partial
+            .applied
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        [
+            "custom_properties.company_name",
+            "custom_properties.utm_source",
+            "email",
+            "full_name",
+            "mobile_phone_number"
+        ]
     );
 }
 

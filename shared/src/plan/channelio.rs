@@ -19,7 +19,7 @@ use serde_json::Map;
 
 use super::{
     PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
-    encode_path_segment, fingerprints, nothing_to_send,
+    encode_path_segment,
 };
 use crate::mapping::ChannelMapping;
 use crate::mapping::vendor::canonical_value;
@@ -79,7 +79,7 @@ pub fn plan_channelio(
         }
     }
     if body.is_empty() {
-        return Ok(Planned::skip(ChannelPlan::Skip(nothing_to_send(&changed))));
+        return Ok(Planned::nothing_to_send(&changed, ChannelPlan::Skip));
     }
     let member_id = mapping
         .member_id
@@ -95,10 +95,7 @@ pub fn plan_channelio(
         },
         (None, None) => return Err(PlanError::ChannelNeedsUserIdentity),
     };
-    Ok(Planned {
-        plan,
-        applied: fingerprints(&changed.values),
-    })
+    Ok(Planned::sending(plan, &changed))
 }
 
 impl ChannelPlan {

@@ -25,7 +25,7 @@ use serde_json::Map;
 
 use super::{
     PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
-    encode_query_value, fingerprints, nothing_to_send,
+    encode_query_value,
 };
 use crate::mapping::FieldMap;
 use crate::model::{ChangeKind, ContactChange};
@@ -68,7 +68,7 @@ pub fn plan_chatwoot(
         }
     }
     if body.is_empty() {
-        return Ok(Planned::skip(ChatwootPlan::Skip(nothing_to_send(&changed))));
+        return Ok(Planned::nothing_to_send(&changed, ChatwootPlan::Skip));
     }
     let known_id = state
         .vendor_id
@@ -92,10 +92,7 @@ pub fn plan_chatwoot(
             ChatwootPlan::Resolve { queries, body }
         }
     };
-    Ok(Planned {
-        plan,
-        applied: fingerprints(&changed.values),
-    })
+    Ok(Planned::sending(plan, &changed))
 }
 
 impl ChatwootPlan {

@@ -63,7 +63,7 @@ use serde_json::Value;
 
 use super::{
     Changed, PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
-    encode_path_segment, encode_query_value, fingerprints, nothing_to_send,
+    encode_path_segment, encode_query_value,
 };
 use crate::mapping::HoodMapping;
 use crate::model::{ChangeKind, ContactChange};
@@ -76,14 +76,12 @@ pub fn plan_hood(
     mapping: &HoodMapping,
     known_properties: &BTreeSet<String>,
 ) -> Result<Planned<HoodPlan>, PlanError> {
-    let skip = |reason| {
-        Planned::skip(HoodPlan {
-            properties: Vec::new(),
-            profile: HoodProfileOp::Skip(reason),
-        })
+    let skip = |reason| HoodPlan {
+        properties: Vec::new(),
+        profile: HoodProfileOp::Skip(reason),
     };
     if change.event.kind == ChangeKind::Deleted {
-        return Ok(skip(SkipReason::DeletionNotSupported));
+        return Ok(Planned::skip(skip(SkipReason::DeletionNotSupported)));
     }
     let changed: Changed<'_> = changed(
         mapping.fields.project(&change.contact),
@@ -92,7 +90,7 @@ pub fn plan_hood(
     );
     let patch = patch_body(&changed.values);
     if patch.is_empty() {
-        return Ok(skip(nothing_to_send(&changed)));
+        return Ok(Planned::nothing_to_send(&changed, skip));
     }
     let properties = patch
         .custom_properties
@@ -133,13 +131,13 @@ pub fn plan_hood(
             }
         }
     };
-    Ok(Planned {
-        plan: HoodPlan {
+    Ok(Planned::sending(
+        HoodPlan {
             properties,
             profile,
         },
-        applied: fingerprints(&changed.values),
-    })
+        &changed,
+    ))
 }
 
 /// The PATCH body holding every changed field.

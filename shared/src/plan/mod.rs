@@ -27,9 +27,10 @@ pub struct VendorState {
     /// contact id), once known.
     pub vendor_id: Option<String>,
     /// Per vendor field, the fingerprint of the value last applied and the version of the
-    /// change that set it: a field is sent only when its value differs and the change is
-    /// not older than the one applied (an older change arriving late never overwrites a
-    /// newer value), so re-sent events and unchanged fields cost no request.
+    /// newest change that set it (the rule is on this module's `changed`): a field is sent
+    /// only when the change is newer than the one applied and its value differs, so an
+    /// older change arriving late never overwrites a newer value, and re-sent events and
+    /// unchanged fields cost no request.
     pub applied: BTreeMap<String, AppliedField>,
 }
 
@@ -42,28 +43,84 @@ pub fn fingerprint(value: &Value) -> String {
 
 /// The vendor fields a change sets, minus those already applied or newer at the vendor.
 pub(crate) struct Changed<'a> {
+    /// Fields to send.
     pub values: Vec<(&'a str, Value)>,
+    /// Fingerprints of the fields left out because they hold the value already applied,
+    /// set by an older change: this change is now the newest that set them, and the link
+    /// must say so even when nothing is sent, or a change older than this one but newer
+    /// than the applied one would overwrite the value.
+    pub confirmed: BTreeMap<String, String>,
     /// Fields left out because a newer change set them.
     pub stale: usize,
     /// Fields left out because they hold the value already applied.
     pub unchanged: usize,
 }
 
+impl Changed<'_> {
+    /// The fields this change is now the newest to have set, as [`Planned::applied`]
+    /// records them: those sent and those confirmed.
+    pub fn applied(&self) -> BTreeMap<String, String> {
+        let mut applied = fingerprints(&self.values);
+        applied.extend(self.confirmed.clone());
+        applied
+    }
+
+    /// The skip reason when this change sends nothing.
+    pub fn skip_reason(&self) -> SkipReason {
+        if self.stale > 0 {
+            SkipReason::OlderThanApplied
+        } else if self.unchanged > 0 {
+            SkipReason::NothingChanged
+        } else {
+            SkipReason::NoMappedFields
+        }
+    }
+}
+
+/// Newest value wins, per vendor field. A change of `version` whose value for a field has
+/// fingerprint `f` is ranked by `(version, f)` against the applied field's
+/// `(version, fingerprint)`:
+///
+/// - lower: a newer change set the field (or, at an equal version, one with a greater
+///   fingerprint): left out (`stale`);
+/// - equal: the same change again, or an equal one: nothing to do (`unchanged`);
+/// - higher with the applied value: nothing to send, but the field is `confirmed`: the
+///   link records this (newer) version, so a change between the two that arrives late
+///   still loses;
+/// - higher with another value, or never applied: sent.
+///
+/// Ties (equal versions, different values) go to the greater fingerprint: an arbitrary
+/// but fixed order, so the vendor ends with the same value whatever order the changes
+/// arrive in and however often each is redelivered. Channel.io's `profileOnce.*` fields
+/// follow the same rule, but the vendor sets them only where empty: it keeps the first
+/// value it received, and a later one sent this way changes nothing there.
 pub(crate) fn changed<'a>(
     projected: Vec<(&'a str, Value)>,
     state: &VendorState,
     version: i64,
 ) -> Changed<'a> {
+    use std::cmp::Ordering;
     let mut out = Changed {
         values: Vec::new(),
+        confirmed: BTreeMap::new(),
         stale: 0,
         unchanged: 0,
     };
     for (target, value) in projected {
-        match state.applied.get(target) {
-            Some(applied) if applied.version > version => out.stale += 1,
-            Some(applied) if applied.fingerprint == fingerprint(&value) => out.unchanged += 1,
-            _ => out.values.push((target, value)),
+        let fp = fingerprint(&value);
+        let Some(applied) = state.applied.get(target) else {
+            out.values.push((target, value));
+            continue;
+        };
+        let rank = (version, fp.as_str());
+        match rank.cmp(&(applied.version, applied.fingerprint.as_str())) {
+            Ordering::Less => out.stale += 1,
+            Ordering::Equal => out.unchanged += 1,
+            Ordering::Greater if fp == applied.fingerprint => {
+                out.unchanged += 1;
+                out.confirmed.insert(target.to_string(), fp);
+            }
+            Ordering::Greater => out.values.push((target, value)),
         }
     }
     out
@@ -106,15 +163,34 @@ pub fn applied_at(
         .collect()
 }
 
-/// A plan with the fingerprints of the fields it sends: stored in the contact's link once
-/// the vendor accepted the request, so the next change sends only what differs.
+/// The link's applied fields after a change of `version` was delivered, sent or skipped:
+/// `stored` (what the plan was made from) with every field of `applied` (the plan's
+/// [`Planned::applied`]: the fields sent and those confirmed) set to that change's
+/// fingerprint and version. The worker commits exactly this, so the rule is tested here.
+pub fn record_applied(
+    stored: &BTreeMap<String, AppliedField>,
+    applied: &BTreeMap<String, String>,
+    version: i64,
+) -> BTreeMap<String, AppliedField> {
+    let mut next = stored.clone();
+    next.extend(applied_at(applied, version));
+    next
+}
+
+/// A plan with the fingerprints of the fields the change is now the newest to have set:
+/// stored in the contact's link (with [`record_applied`]) once the vendor accepted the
+/// request, or when the plan is a skip, so the next change sends only what differs and an
+/// older one never overwrites.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned<P> {
     pub plan: P,
+    /// The fields sent, and those holding the applied value that this newer change
+    /// confirms (see this module's `changed`); empty for a deletion.
     pub applied: BTreeMap<String, String>,
 }
 
 impl<P> Planned<P> {
+    /// A skip that records nothing (a deletion).
     pub(crate) fn skip(plan: P) -> Self {
         Planned {
             plan,
@@ -122,31 +198,29 @@ impl<P> Planned<P> {
         }
     }
 
-    /// The fields sent, as the link records them for a change of `version`.
-    pub fn applied_at(&self, version: i64) -> BTreeMap<String, AppliedField> {
-        self.applied
-            .iter()
-            .map(|(t, fp)| {
-                (
-                    t.clone(),
-                    AppliedField {
-                        fingerprint: fp.clone(),
-                        version,
-                    },
-                )
-            })
-            .collect()
+    /// A skip because `changed` has nothing to send; the fields it confirms are recorded.
+    pub(crate) fn nothing_to_send(
+        changed: &Changed<'_>,
+        plan: impl FnOnce(SkipReason) -> P,
+    ) -> Self {
+        Planned {
+            plan: plan(changed.skip_reason()),
+            applied: changed.confirmed.clone(),
+        }
     }
-}
 
-/// The skip reason when a change sends nothing.
-pub(crate) fn nothing_to_send(changed: &Changed<'_>) -> SkipReason {
-    if changed.stale > 0 {
-        SkipReason::OlderThanApplied
-    } else if changed.unchanged > 0 {
-        SkipReason::NothingChanged
-    } else {
-        SkipReason::NoMappedFields
+    /// A plan sending `changed`.
+    pub(crate) fn sending(plan: P, changed: &Changed<'_>) -> Self {
+        Planned {
+            plan,
+            applied: changed.applied(),
+        }
+    }
+
+    /// [`Self::applied`] as the link records them for a change of `version`, starting from
+    /// an empty link (else see [`record_applied`]).
+    pub fn applied_at(&self, version: i64) -> BTreeMap<String, AppliedField> {
+        applied_at(&self.applied, version)
     }
 }
 
@@ -248,4 +322,100 @@ pub enum PlanError {
     /// Chatwoot needs something to search or create by.
     #[error("chatwoot: no e-mail, phone number or identifier to find or create the contact by")]
     ChatwootNeedsIdentity,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn state(value: &Value, version: i64) -> VendorState {
+        VendorState {
+            vendor_id: None,
+            applied: BTreeMap::from([(
+                "name".to_string(),
+                AppliedField {
+                    fingerprint: fingerprint(value),
+                    version,
+                },
+            )]),
+        }
+    }
+
+    /// (sent, confirmed, stale, unchanged) for a change of `version` setting `value`.
+    fn classify(stored: &VendorState, value: &Value, version: i64) -> (bool, bool, usize, usize) {
+        let c = changed(vec![("name", value.clone())], stored, version);
+        (
+            !c.values.is_empty(),
+            c.confirmed.contains_key("name"),
+            c.stale,
+            c.unchanged,
+        )
+    }
+
+    #[test]
+    fn a_field_is_ranked_by_version_then_fingerprint() {
+        let (ann, anne) = (json!("Ann"), json!("Anne"));
+        let stored = state(&ann, 5);
+        assert_eq!(
+            classify(&stored, &anne, 6),
+            (true, false, 0, 0),
+            "newer, other value"
+        );
+        assert_eq!(
+            classify(&stored, &ann, 6),
+            (false, true, 0, 1),
+            "newer, same value"
+        );
+        assert_eq!(
+            classify(&stored, &ann, 5),
+            (false, false, 0, 1),
+            "the same change"
+        );
+        assert_eq!(classify(&stored, &anne, 4), (false, false, 1, 0), "older");
+        assert_eq!(
+            classify(&stored, &ann, 4),
+            (false, false, 1, 0),
+            "older, same value"
+        );
+        // A tie goes to the greater fingerprint, whichever was applied first.
+        let (low, high) = if fingerprint(&ann) < fingerprint(&anne) {
+            (ann, anne)
+        } else {
+            (anne, ann)
+        };
+        assert_eq!(classify(&state(&low, 5), &high, 5), (true, false, 0, 0));
+        assert_eq!(classify(&state(&high, 5), &low, 5), (false, false, 1, 0));
+    }
+
+    #[test]
+    fn recording_sets_the_fields_given_and_keeps_the_others() {
+        let stored = BTreeMap::from([
+            (
+                "name".to_string(),
+                AppliedField {
+                    fingerprint: "a".into(),
+                    version: 1,
+                },
+            ),
+            (
+                "email".to_string(),
+                AppliedField {
+                    fingerprint: "b".into(),
+                    version: 2,
+                },
+            ),
+        ]);
+        let next = record_applied(&stored, &BTreeMap::from([("name".into(), "a".into())]), 3);
+        assert_eq!(
+            next["name"],
+            AppliedField {
+                fingerprint: "a".into(),
+                version: 3
+            }
+        );
+        assert_eq!(next["email"], stored["email"]);
+        assert_eq!(next.len(), 2);
+    }
 }

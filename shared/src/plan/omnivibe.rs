@@ -13,10 +13,7 @@ pub enum OmnivibePlan {
     Skip(SkipReason),
 }
 
-use super::{
-    PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed, fingerprints,
-    nothing_to_send,
-};
+use super::{PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed};
 use crate::mapping::FieldMap;
 use crate::model::{ChangeKind, ContactChange};
 use crate::vendors::omnivibe::wire::AgentProfile;
@@ -51,12 +48,12 @@ pub fn plan_omnivibe(
         }
     }
     if profile.is_empty() {
-        return Ok(Planned::skip(OmnivibePlan::Skip(nothing_to_send(&changed))));
+        return Ok(Planned::nothing_to_send(&changed, OmnivibePlan::Skip));
     }
-    Ok(Planned {
-        plan: OmnivibePlan::Update(UpdateProfile { profile }),
-        applied: fingerprints(&changed.values),
-    })
+    Ok(Planned::sending(
+        OmnivibePlan::Update(UpdateProfile { profile }),
+        &changed,
+    ))
 }
 
 impl OmnivibePlan {

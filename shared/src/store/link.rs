@@ -10,9 +10,11 @@
 //! by the lease token so an expired holder cannot overwrite its successor.
 //!
 //! Staleness is per field: each applied field keeps the version (`occurred_at`, epoch ms)
-//! of the change that set it, and planning sends a field only when the change is not older
-//! than what is stored — an older change that arrives late never overwrites a newer value,
-//! yet its other fields still apply.
+//! of the newest change that set it or confirmed it (a newer change carrying the same value
+//! sends nothing but records its version), and planning sends a field only when the change
+//! ranks above what is stored (version, then the value's fingerprint for ties; see
+//! `plan::changed`) — an older change that arrives late never overwrites a newer value, yet
+//! its other fields still apply.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +33,7 @@ pub const RECENT_LIMIT: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedField {
     pub fingerprint: String,
-    /// `occurred_at` of the change, epoch milliseconds.
+    /// `occurred_at` of the newest change that set or confirmed the value, epoch ms.
     pub version: i64,
 }
 

@@ -349,12 +349,17 @@ impl Worker {
         };
         match result {
             Ok(delivered) => {
+                // Committed on a skip too: a skip may confirm fields at this newer version.
+                // From `state`, what the plan was made from (empty after a re-resolve).
                 let mut next = Link {
                     vendor_id: delivered.vendor_id.clone().or(state.vendor_id),
+                    fields: crate::plan::record_applied(
+                        &state.applied,
+                        &delivered.applied,
+                        version,
+                    ),
                     ..link
                 };
-                next.fields
-                    .extend(crate::plan::applied_at(&delivered.applied, version));
                 next.remember(delivery);
                 if let Err(error) = self.links.commit(&lease, &next).await {
                     // The vendor has the change; only our record of it was lost (the lease

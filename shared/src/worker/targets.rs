@@ -17,7 +17,9 @@ use crate::vendors::{SyncError, Vendor, VendorSync};
 pub struct Delivered {
     /// The vendor's id of the record, when known.
     pub vendor_id: Option<String>,
-    /// Fingerprints of the fields sent, to remember in the link.
+    /// Fingerprints of the fields this change is now the newest to have set (those sent,
+    /// and on a skip too those already holding its value), to record in the link with
+    /// [`crate::plan::record_applied`].
     pub applied: BTreeMap<String, String>,
     /// HTTP calls made.
     pub calls: u32,
@@ -135,7 +137,7 @@ async fn run<P: Send + Sync>(
     if let Some(reason) = skip_reason(&planned.plan) {
         return Ok(Delivered {
             vendor_id: state.vendor_id.clone(),
-            applied: BTreeMap::new(),
+            applied: planned.applied,
             calls: 0,
             skipped: Some(reason),
         });
@@ -147,4 +149,59 @@ async fn run<P: Send + Sync>(
         calls: outcome.calls,
         skipped: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{ChangeKind, Contact, ContactKey, SyncEvent};
+    use crate::plan::{AppliedField, fingerprint};
+    use crate::vendors::FakeVendor;
+
+    #[tokio::test]
+    async fn a_skip_reports_the_fields_a_newer_change_confirms() {
+        let mappings = Mappings::builtin().unwrap();
+        let omnivibe = Arc::new(FakeVendor::<OmnivibePlan>::new(Vendor::Omnivibe));
+        let targets = Targets {
+            omnivibe: Some(omnivibe.clone()),
+            ..Targets::default()
+        };
+        let mut contact = Contact::new(ContactKey::external("staff", "7").unwrap());
+        contact.full_name = Some("Hana Kim".into());
+        let change = ContactChange {
+            event: SyncEvent {
+                source: "app-staff".into(),
+                event_id: "e3".into(),
+                occurred_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 3, 0).unwrap(),
+                kind: ChangeKind::Updated,
+            },
+            contact,
+        };
+        let applied_by_older = AppliedField {
+            fingerprint: fingerprint(&json!("Hana Kim")),
+            version: change.event.occurred_at.timestamp_millis() - 120_000,
+        };
+        let state = VendorState {
+            vendor_id: None,
+            applied: BTreeMap::from([("name".to_string(), applied_by_older.clone())]),
+        };
+        let delivered = targets
+            .deliver(&mappings, Vendor::Omnivibe, &change, &state)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivered.skipped, Some(SkipReason::NothingChanged));
+        assert_eq!(delivered.calls, 0);
+        assert!(omnivibe.plans().is_empty(), "nothing reached the vendor");
+        assert_eq!(
+            delivered.applied,
+            BTreeMap::from([("name".to_string(), applied_by_older.fingerprint)]),
+            "the skip reports the name as confirmed by this newer change"
+        );
+    }
 }
