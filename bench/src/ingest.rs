@@ -67,6 +67,26 @@ pub struct Report {
     pub duplicate: Phase,
     /// Messages the first deliveries put on the queue (one per event and vendor).
     pub messages_enqueued: usize,
+    /// A flood of refused requests on one core.
+    pub flood: Flood,
+}
+
+/// A flood of requests that fail the signature check, sent one after another on a
+/// single-threaded runtime (one core): how many are refused per second, and what they cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flood {
+    /// Requests per kind.
+    pub requests: usize,
+    /// Signed with a wrong secret: refused per second on one core.
+    pub wrong_signature_per_s: f64,
+    /// No signature headers at all: refused per second on one core.
+    pub unsigned_per_s: f64,
+    /// DynamoDB requests the whole flood caused (the goal is 0).
+    pub ddb_calls: u64,
+    /// Messages the flood put on the queue (the goal is 0).
+    pub messages_enqueued: usize,
+    /// HTTP status → responses.
+    pub statuses: BTreeMap<u16, usize>,
 }
 
 /// Signs Standard Webhooks deliveries as a sender would, and wraps them as API Gateway
@@ -275,6 +295,84 @@ pub fn contact_event(i: usize, name: &str, at: DateTime<Utc>) -> String {
     .to_string()
 }
 
+impl Rig {
+    /// Sends `requests` one at a time on a runtime of its own, on one thread.
+    fn flood_phase(
+        &self,
+        requests: Vec<lambda_http::Request>,
+    ) -> anyhow::Result<(f64, BTreeMap<u16, usize>)> {
+        let service = relay_shared::lambda::webhook_service(self.app.clone());
+        let n = requests.len();
+        let worker = std::thread::spawn(
+            move || -> anyhow::Result<(Duration, BTreeMap<u16, usize>)> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("a single-threaded runtime")?;
+                runtime.block_on(async move {
+                    let mut statuses = BTreeMap::new();
+                    let started = Instant::now();
+                    for request in requests {
+                        let Ok(response) = service.clone().oneshot(request).await;
+                        *statuses.entry(response.status().as_u16()).or_insert(0) += 1;
+                    }
+                    Ok((started.elapsed(), statuses))
+                })
+            },
+        );
+        let (wall, statuses) = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
+        Ok((round(n as f64 / wall.as_secs_f64().max(1e-9), 0), statuses))
+    }
+
+    async fn flood(&self, requests: usize) -> anyhow::Result<Flood> {
+        let queued_before = self.queue.len();
+        let before = self.counter.snapshot();
+        let wrong = Signer {
+            verifier: Verifier::new(
+                &webhooks::mappings()
+                    .source(SOURCE)
+                    .and_then(|s| s.signature.clone())
+                    .context("standard source")?,
+                &[secrecy::SecretString::from(
+                    "whsec_QmFkU2VjcmV0Tm90VGhlUmVhbE9uZQ==",
+                )],
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
+        let bodies = deliveries("flood", 0, requests);
+        let mut signed_wrong = Vec::with_capacity(requests);
+        let mut unsigned = Vec::with_capacity(requests);
+        for (id, body) in &bodies {
+            signed_wrong.push(wrong.request(SOURCE, id, body)?);
+            let event = webhooks::apigw_event(
+                SOURCE,
+                webhooks::route_segment(SOURCE),
+                &http::HeaderMap::new(),
+                body,
+            );
+            unsigned.push(
+                lambda_http::request::from_str(&event.to_string())
+                    .context("building the Lambda request")?,
+            );
+        }
+        let (wrong_signature_per_s, mut statuses) = self.flood_phase(signed_wrong)?;
+        let (unsigned_per_s, more) = self.flood_phase(unsigned)?;
+        for (status, n) in more {
+            *statuses.entry(status).or_insert(0) += n;
+        }
+        Ok(Flood {
+            requests,
+            wrong_signature_per_s,
+            unsigned_per_s,
+            ddb_calls: self.counter.snapshot().since(&before).total(),
+            messages_enqueued: self.queue.len() - queued_before,
+            statuses,
+        })
+    }
+}
+
 /// Runs warm-up, first deliveries and duplicates.
 pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
     let rig = Rig::start(endpoint).await?;
@@ -297,6 +395,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
     let duplicate = rig
         .phase(&measured, options.concurrency, Expect::Duplicate)
         .await?;
+    let flood = rig.flood(options.events.max(1) * 5).await?;
     if first.unexpected > 0 || duplicate.unexpected > 0 {
         bail!(
             "ingest answered unexpectedly: {} first deliveries and {} duplicates (statuses {:?} / {:?})",
@@ -313,6 +412,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
         first_delivery: first,
         duplicate,
         messages_enqueued,
+        flood,
     })
 }
 

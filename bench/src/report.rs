@@ -74,6 +74,18 @@ pub fn goals(report: &Report) -> Vec<Goal> {
             format!("{}", i.duplicate.ddb_calls_per_event),
             i.duplicate.ddb_calls_per_event <= 1.0,
         ));
+        goals.push(Goal::judged(
+            "flood: DynamoDB calls and messages for refused requests",
+            "0",
+            format!("{} / {}", i.flood.ddb_calls, i.flood.messages_enqueued),
+            i.flood.ddb_calls == 0 && i.flood.messages_enqueued == 0,
+        ));
+        goals.push(Goal {
+            name: "flood: wrong signatures refused per second, one core".into(),
+            goal: "reported".into(),
+            measured: format!("{:.0}", i.flood.wrong_signature_per_s),
+            met: None,
+        });
     }
     if let Some(s) = &report.sync {
         for (label, round) in [("new contact", &s.new_contact), ("update", &s.update)] {
@@ -237,6 +249,17 @@ pub fn render(r: &Report) -> String {
             ],
             &rows,
             &[5],
+        );
+        let f = &i.flood;
+        let _ = writeln!(
+            out,
+            "  flood of refused requests, one core, {} per kind: wrong signature {:.0}/s, unsigned {:.0}/s; DynamoDB calls {}, messages enqueued {}, statuses {:?}",
+            f.requests,
+            f.wrong_signature_per_s,
+            f.unsigned_per_s,
+            f.ddb_calls,
+            f.messages_enqueued,
+            f.statuses
         );
         out.push('\n');
     }

@@ -35,12 +35,18 @@ pub enum IngestError {
     Signature(#[from] SignatureError),
     #[error("{0}")]
     Unmappable(#[from] ExtractError),
+    #[error("the event, as mapped, is larger than the {limit} bytes a queue message may hold")]
+    EventTooLarge { limit: usize },
     #[error("this event id was already used with a different payload")]
     EventIdReused,
     #[error("the same event is being processed by another request; retry shortly")]
     InProgress { retry_after_secs: u64 },
     #[error("the {what} is unavailable; nothing was accepted, retry later")]
     Unavailable { what: &'static str },
+    /// A fault of the relay's own (a malformed item in its table): nothing was accepted,
+    /// and a retry will meet the same fault until an operator fixes it.
+    #[error("the {what} failed; nothing was accepted")]
+    Internal { what: &'static str },
 }
 
 impl IngestError {
@@ -49,13 +55,19 @@ impl IngestError {
             IngestError::UnknownSource { .. }
             | IngestError::SourceNotConfigured { .. }
             | IngestError::UnknownDetailType { .. } => StatusCode::NOT_FOUND,
-            IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::PayloadTooLarge { .. } | IngestError::EventTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngestError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::InvalidJson { .. } => StatusCode::BAD_REQUEST,
             IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Unmappable(ExtractError::TooManyEvents { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             IngestError::Unmappable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::EventIdReused | IngestError::InProgress { .. } => StatusCode::CONFLICT,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -66,6 +78,7 @@ impl IngestError {
             IngestError::SourceNotConfigured { .. } => "source_not_configured",
             IngestError::UnknownDetailType { .. } => "unknown_detail_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
+            IngestError::EventTooLarge { .. } => "event_too_large",
             IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             IngestError::InvalidJson { .. } => "invalid_json",
             IngestError::Signature(e) => e.code(),
@@ -73,6 +86,7 @@ impl IngestError {
             IngestError::EventIdReused => "event_id_reused",
             IngestError::InProgress { .. } => "event_in_progress",
             IngestError::Unavailable { .. } => "temporarily_unavailable",
+            IngestError::Internal { .. } => "internal_error",
         }
     }
 

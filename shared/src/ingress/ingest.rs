@@ -20,8 +20,7 @@ use super::metrics::IngestMetrics;
 use super::signature::{InboundRequest, SecretError, Verifier};
 use crate::delivery::DeliveryMessage;
 use crate::mapping::{
-    EventDefaults, EventOutcome, ExtractError, MappedChange, MappedEvent, Mappings, Route,
-    SourceMapping,
+    EventDefaults, EventOutcome, MappedChange, MappedEvent, Mappings, Route, SourceMapping,
 };
 use crate::queue::{OutboundMessage, Queue};
 use crate::store::{
@@ -261,9 +260,25 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let mut outcome = Accepted::default();
         let mut changes: Vec<MappedChange> = Vec::new();
-        let mut first_refusal: Option<ExtractError> = None;
+        let mut first_refusal: Option<IngestError> = None;
         for event in events {
             match event.outcome {
+                EventOutcome::Change(mapped)
+                    if message_bytes(source, &mapped) > MAX_MESSAGE_BYTES =>
+                {
+                    // Only a mapping that copies large values into several fields gets
+                    // here; refused now, it would fail at the queue on every retry.
+                    let error = IngestError::EventTooLarge {
+                        limit: MAX_MESSAGE_BYTES,
+                    };
+                    tracing::warn!(source = %source.name, event_id = %event.event_id, code = error.code(), "event refused");
+                    outcome.refused.push(RefusedEvent {
+                        event: event.event_id,
+                        code: error.code(),
+                        message: error.to_string(),
+                    });
+                    first_refusal.get_or_insert(error);
+                }
                 EventOutcome::Change(mapped) => changes.push(mapped),
                 EventOutcome::Ignored { kind } => {
                     tracing::info!(source = %source.name, event_id = %event.event_id, %kind, "event kind not mapped; ignored");
@@ -276,7 +291,7 @@ impl Ingest {
                         code: error.code(),
                         message: error.to_string(),
                     });
-                    first_refusal.get_or_insert(error);
+                    first_refusal.get_or_insert(IngestError::Unmappable(error));
                 }
             }
         }
@@ -295,7 +310,7 @@ impl Ingest {
                     .map(|&i| self.claim(&changes[i], lease_until)),
             )
             .await;
-            let mut store_failed = false;
+            let mut store_failed: Option<IngestError> = None;
             let mut still_busy = Vec::new();
             busy_until = None;
             for (attempt, &i) in attempts.into_iter().zip(&pending) {
@@ -312,16 +327,24 @@ impl Ingest {
                         outcome.conflicts += 1;
                     }
                     Err(error) => {
-                        tracing::error!(source = %source.name, %error, "idempotency claim failed");
-                        store_failed = true;
+                        tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "idempotency claim failed");
+                        // Only a store that is genuinely unavailable is worth the sender's
+                        // retry; anything else is our fault and stays so on every retry.
+                        store_failed = Some(if error.is_retryable() {
+                            IngestError::Unavailable {
+                                what: "idempotency store",
+                            }
+                        } else {
+                            IngestError::Internal {
+                                what: "idempotency store",
+                            }
+                        });
                     }
                 }
             }
-            if store_failed {
+            if let Some(error) = store_failed {
                 self.release_all(claimed.iter().map(|(c, _)| c)).await;
-                return Err(IngestError::Unavailable {
-                    what: "idempotency store",
-                });
+                return Err(error);
             }
             pending = still_busy;
             if pending.is_empty() || Instant::now() + pause > wait_until {
@@ -375,7 +398,7 @@ impl Ingest {
                 return Err(IngestError::EventIdReused);
             }
             if let Some(error) = first_refusal {
-                return Err(IngestError::Unmappable(error));
+                return Err(error);
             }
         }
         tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, conflicts = outcome.conflicts, ignored = outcome.ignored, refused = outcome.refused.len(), warnings = outcome.warnings.len(), "delivery accepted");
@@ -438,6 +461,21 @@ impl Ingest {
             }
         }
     }
+}
+
+/// Largest queue message body an event may make: SQS's 256 KiB, less room for the
+/// message attributes.
+pub const MAX_MESSAGE_BYTES: usize = crate::queue::MAX_BATCH_BYTES - 1024;
+
+/// The size of the largest message `mapped` makes (one per vendor; they differ only in the
+/// vendor's name).
+fn message_bytes(source: &SourceMapping, mapped: &MappedChange) -> usize {
+    source.vendors.first().map_or(0, |v| {
+        DeliveryMessage::new(*v, mapped.change.clone())
+            .to_body()
+            .len()
+            + 16
+    })
 }
 
 /// The fingerprint of what an event means: its kind, when it happened (when the payload

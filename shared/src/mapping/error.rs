@@ -48,6 +48,15 @@ pub enum ExtractError {
         source_name: String,
         expression: String,
     },
+    /// A batch holds more events than one delivery may carry.
+    #[error(
+        "source \"{source_name}\": the delivery holds {count} events; at most {limit} are accepted at once"
+    )]
+    TooManyEvents {
+        source_name: String,
+        count: usize,
+        limit: usize,
+    },
     /// A field's value has the wrong type or does not normalise.
     #[error("source \"{source_name}\", field \"{field}\" ({expression}): {problem}")]
     Field {
@@ -75,6 +84,7 @@ impl ExtractError {
     pub fn code(&self) -> &'static str {
         match self {
             ExtractError::NotAnEventList { .. } => "payload_not_event_list",
+            ExtractError::TooManyEvents { .. } => "batch_too_large",
             ExtractError::Field { .. } => "field_invalid",
             ExtractError::NoIdentity { .. } => "contact_unidentifiable",
             ExtractError::UnknownKind { .. } => "event_kind_unmapped",

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::canonical::{CanonicalField, ValueKind};
 use super::error::ExtractError;
 use super::file::Route;
+use crate::model::limits;
 use crate::model::tags::{normalise_tag, normalise_tags};
 use crate::model::{
     ChangeKind, Contact, ContactChange, ContactKey, Email, PhoneE164, PhoneRegion, SyncEvent,
@@ -107,6 +108,13 @@ impl SourceMapping {
             Some(each) => {
                 let found = each.search(&root).map_err(|_| self.not_a_list(each))?;
                 match found.as_array() {
+                    Some(items) if items.len() > limits::MAX_EVENTS_PER_DELIVERY => {
+                        return Err(ExtractError::TooManyEvents {
+                            source_name: self.name.clone(),
+                            count: items.len(),
+                            limit: limits::MAX_EVENTS_PER_DELIVERY,
+                        });
+                    }
                     Some(items) => items.clone(),
                     None => return Err(self.not_a_list(each)),
                 }
@@ -202,10 +210,12 @@ impl SourceMapping {
                 .value_at(field, expr, event)
                 .and_then(|found| match found {
                     Some(value) => self.set_field(&mut fields, field, expr, value),
-                    None => Ok(()),
+                    None => Ok(None),
                 });
-            if result.is_err() {
-                warnings.push(FieldWarning::new(field.to_string(), warning_code(field)));
+            match result {
+                Ok(None) => {}
+                Ok(Some(cut)) => warnings.push(FieldWarning::new(field.to_string(), cut)),
+                Err(_) => warnings.push(FieldWarning::new(field.to_string(), warning_code(field))),
             }
         }
 
@@ -249,22 +259,31 @@ impl SourceMapping {
         })
     }
 
+    /// Sets one field from its value. `Ok(Some(code))`: set, but shortened to the limits
+    /// in [`crate::model::limits`] (the code says so); `Err`: the value is unusable and the
+    /// field is left out.
     fn set_field(
         &self,
         fields: &mut Fields,
         field: &CanonicalField,
         expr: &Compiled,
         value: Value,
-    ) -> Result<(), ExtractError> {
+    ) -> Result<Option<&'static str>, ExtractError> {
         let name = field.to_string();
         let err = |problem: String| self.field_error(&name, expr.text(), problem);
+        let mut cut = None;
         match field.kind() {
             ValueKind::Text | ValueKind::Email | ValueKind::Phone => {
                 let Some(text) = as_text(&value).map_err(err)? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 match field {
-                    CanonicalField::Key => fields.key = Some(text),
+                    CanonicalField::Key => {
+                        if text.chars().count() > limits::MAX_KEY_CHARS {
+                            return Err(err("longer than a contact id can be".into()));
+                        }
+                        fields.key = Some(text)
+                    }
                     CanonicalField::Email => {
                         fields.email = Some(Email::parse(&text).map_err(|e| err(e.to_string()))?)
                     }
@@ -274,27 +293,43 @@ impl SourceMapping {
                                 .map_err(|e| err(e.to_string()))?,
                         )
                     }
-                    CanonicalField::FullName => fields.full_name = Some(text),
-                    CanonicalField::Organization => fields.organization = Some(text),
+                    CanonicalField::FullName => {
+                        let (text, was_cut) = limits::cut(text, limits::MAX_NAME_CHARS);
+                        cut = was_cut.then_some("full_name_truncated");
+                        fields.full_name = Some(text)
+                    }
+                    CanonicalField::Organization => {
+                        let (text, was_cut) = limits::cut(text, limits::MAX_ORGANIZATION_CHARS);
+                        cut = was_cut.then_some("organization_truncated");
+                        fields.organization = Some(text)
+                    }
                     _ => {}
                 }
             }
             ValueKind::List => {
                 // Each item costs only itself: the readable ones are kept, and an item that
-                // is not text (or a tag that is nothing once cleaned) makes a warning.
+                // is not text (or a tag that is nothing once cleaned, or too long) makes a
+                // warning.
                 let (list, mut bad) = as_list(&value);
                 match field {
                     CanonicalField::Tags => {
-                        bad |= list.iter().any(|t| normalise_tag(t).is_none());
-                        fields.tags = Some(normalise_tags(list));
+                        let usable = |t: &String| {
+                            t.chars().count() <= limits::MAX_TAG_CHARS && normalise_tag(t).is_some()
+                        };
+                        bad |= !list.iter().all(usable);
+                        fields.tags = Some(normalise_tags(list.into_iter().filter(usable)));
                     }
                     CanonicalField::Lists => {
                         let mut seen = std::collections::HashSet::new();
-                        fields.lists = Some(
-                            list.into_iter()
-                                .filter(|l| seen.insert(l.clone()))
-                                .collect(),
-                        );
+                        let mut lists: Vec<String> = list
+                            .into_iter()
+                            .filter(|l| seen.insert(l.clone()))
+                            .collect();
+                        if lists.len() > limits::MAX_LIST_ITEMS {
+                            lists.truncate(limits::MAX_LIST_ITEMS);
+                            cut = Some("lists_truncated");
+                        }
+                        fields.lists = Some(lists);
                     }
                     _ => {}
                 }
@@ -304,7 +339,7 @@ impl SourceMapping {
             }
             ValueKind::Bool => {
                 let Some(flag) = as_bool(&value).map_err(err)? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 match field {
                     CanonicalField::ConsentEmail => fields.consent_email = Some(flag),
@@ -314,14 +349,14 @@ impl SourceMapping {
             }
             ValueKind::Any => {
                 if let CanonicalField::Custom(name) = field {
-                    if let Value::Object(_) = value {
-                        return Err(err("expected a value or a list, got an object".into()));
-                    }
+                    let (value, was_cut) = limits::cut_custom(value)
+                        .ok_or_else(|| err("expected a value or a list of values".into()))?;
+                    cut = was_cut.then_some("custom_truncated");
                     fields.custom.insert(name.clone(), value);
                 }
             }
         }
-        Ok(())
+        Ok(cut)
     }
 
     /// Evaluates `expr`; `None` for null, missing, or a blank string.
