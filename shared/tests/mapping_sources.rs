@@ -379,6 +379,29 @@ fn a_hubspot_batch_judges_each_event_alone() {
 }
 
 #[test]
+fn pipedrive_events_of_other_entities_are_ignored_not_mapped_as_people() {
+    let mut deal: Value = serde_json::from_str(sample("pipedrive").unwrap().body).unwrap();
+    deal["meta"]["entity"] = json!("deal");
+    deal["meta"]["entity_id"] = json!("5501");
+    deal["data"] = json!({"id": 5501, "title": "Acme renewal", "value": 12000, "currency": "EUR", "person_id": 42, "org_id": 7, "status": "open"});
+    let events = map("pipedrive", &deal);
+    assert!(
+        matches!(&events[0].outcome, EventOutcome::Ignored { kind } if kind == "deal.change"),
+        "{events:?}"
+    );
+    // The person event itself still maps.
+    let person: Value = serde_json::from_str(sample("pipedrive").unwrap().body).unwrap();
+    assert_eq!(
+        change(&map("pipedrive", &person)[0])
+            .change
+            .contact
+            .key
+            .as_str(),
+        "pipedrive:42"
+    );
+}
+
+#[test]
 fn a_change_with_no_usable_identifier_is_refused_alone() {
     let mut body: Value = serde_json::from_str(sample("webflow").unwrap().body).unwrap();
     body["payload"]["data"]["Email"] = json!("cy(at)example.net");
