@@ -31,9 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use relay_sandbox::Sandbox;
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::mapping::EventDefaults;
-use relay_shared::sandbox::Sandbox;
 use relay_shared::vendors::Vendor;
 use relay_tests::webhooks;
 use secrecy::ExposeSecret;
@@ -349,7 +349,7 @@ fn event(function: &str, n: usize) -> anyhow::Result<Value> {
 }
 
 fn sample(source: &str) -> anyhow::Result<&'static str> {
-    relay_shared::samples::sample(source)
+    relay_sandbox::samples::sample(source)
         .map(|s| s.body)
         .with_context(|| format!("no built-in sample for {source}"))
 }

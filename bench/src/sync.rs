@@ -1,7 +1,7 @@
 //! What one synced event costs in DynamoDB requests, end to end: ingest (claim, complete)
 //! plus, per vendor message, the worker's link lease, one limiter reservation per vendor
 //! call, and the commit. The worker is the production one (production rate-limit
-//! schedules, `MAX_SLOT_WAIT`), its vendors the strict sandbox (`relay_shared::sandbox`),
+//! schedules, `MAX_SLOT_WAIT`), its vendors the strict sandbox (`relay_sandbox`),
 //! which records every request and checks it against the vendor docs.
 //!
 //! Messages are processed one at a time so each count belongs to one message and no
@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::{TimeDelta, Utc};
+use relay_sandbox::{Sandbox, SandboxOptions};
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{Queue, ReceivedMessage};
-use relay_shared::sandbox::{Sandbox, SandboxOptions};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{Clock, LimiterKey, RateLimiter, SystemClock};
 use relay_shared::vendors::Vendor;

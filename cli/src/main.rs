@@ -21,11 +21,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
+use relay_sandbox::samples;
 use relay_shared::mapping::{EventDefaults, Mappings};
 use relay_shared::plan::{
     PlannedRequest, VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
 };
-use relay_shared::samples;
 use relay_shared::vendors::Vendor;
 
 /// profile-relay on one machine.
@@ -102,10 +102,7 @@ enum Command {
 }
 
 fn load_mappings(path: Option<&PathBuf>) -> Result<Mappings, relay_shared::mapping::LoadError> {
-    match path {
-        Some(p) => Mappings::load(p),
-        None => Mappings::builtin(),
-    }
+    relay_shared::assembly::load_mappings(path.map(PathBuf::as_path))
 }
 
 fn main() -> ExitCode {
@@ -307,7 +304,7 @@ async fn demo() -> anyhow::Result<()> {
     println!(
         "relay demo: sandbox vendors, a local relay, every built-in source (each sent 4 times)…"
     );
-    let report = relay_shared::local::demo::run().await?;
+    let report = relay_local::demo::run().await?;
     println!();
     println!(
         "{:<12} {:<22} {:>8} {:>10}",
@@ -389,8 +386,8 @@ async fn demo() -> anyhow::Result<()> {
 }
 
 async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = relay_shared::local::LocalConfig::load(path)?;
-    let relay = relay_shared::local::LocalRelay::start(config).await?;
+    let config = relay_local::LocalConfig::load(path)?;
+    let relay = relay_local::LocalRelay::start(config).await?;
     println!("relay listening on http://{}", relay.addr());
     println!(
         "  POST /hooks/forms/{{source}}, POST /hooks/crm/{{source}}, POST /events (EventBridge events), GET /health"
@@ -420,7 +417,7 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {
     use relay_shared::ingress::signature::Verifier;
 
-    let config = relay_shared::local::LocalConfig::load(path)?;
+    let config = relay_local::LocalConfig::load(path)?;
     let mappings = load_mappings(config.mappings.as_ref()).map_err(|e| anyhow!("{e}"))?;
     let mut problems = Vec::new();
     for (name, section) in &config.sources {

@@ -1,23 +1,23 @@
-//! profile-relay's library: everything the Lambda functions and the local `relay` CLI share.
+//! profile-relay's production library: the adapters and handlers the Lambda functions run.
 //!
-//! Dependencies point inward: `ingress`, `queue`, `vendors` and `store` do I/O; `model`,
-//! `mapping` and `plan` are pure, so the rules that decide *what* is sent can be tested
-//! without any server.
+//! `ingress` (signature schemes, the ingest use case, the HTTP routes), `vendors` (one HTTP
+//! client and sync per vendor), `store` (claims, links, limiter: DynamoDB and in-memory),
+//! `queue` (SQS and in-memory), `worker` (the delivery loop), `lambda`/`runtime`/`secrets`
+//! (the Lambda shells and start-up) — all built on the pure core, `relay-core`, whose
+//! `model`, `mapping` and `plan` are re-exported here. No mock vendors, samples, demo or
+//! local-serve code: those live in `relay-sandbox` and `relay-local`.
 
+pub mod assembly;
 pub mod delivery;
 pub mod ingress;
 pub mod lambda;
-pub mod local;
-pub mod mapping;
-pub mod model;
-pub mod plan;
 pub mod queue;
 pub mod replay;
 pub mod runtime;
-pub mod samples;
-pub mod sandbox;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod vendors;
 pub mod worker;
+
+pub use relay_core::{mapping, model, plan};

@@ -10,7 +10,7 @@ use aws_config::BehaviorVersion;
 
 use crate::ingress::ingest::SetupError;
 use crate::ingress::{Ingest, SourceSecrets};
-use crate::mapping::{LoadError, Mappings};
+use crate::mapping::{LoadError, Mappings, Route};
 use crate::queue::sqs::SqsQueue;
 use crate::secrets::{SecretsError, parse_source_secrets, read_parameter, source_secrets_from_env};
 use crate::store::SystemClock;
@@ -55,12 +55,15 @@ fn optional(name: &str) -> Option<String> {
 
 /// The mappings named by `RELAY_MAPPINGS`, else the built-in ones.
 pub fn mappings_from_env() -> Result<Arc<Mappings>, StartupError> {
-    let mappings = match optional(env::MAPPINGS) {
-        Some(path) => Mappings::load(&PathBuf::from(path))?,
-        None => Mappings::builtin()?,
-    };
-    Ok(Arc::new(mappings))
+    let path = optional(env::MAPPINGS).map(PathBuf::from);
+    Ok(Arc::new(crate::assembly::load_mappings(path.as_deref())?))
 }
+
+/// The routes form-signup serves (the template routes `POST /hooks/forms/{source}` to it).
+pub const FORM_SIGNUP_ROUTES: &[Route] = &[Route::Forms];
+
+/// The routes crm-change serves (the template routes `POST /hooks/crm/{source}` to it).
+pub const CRM_CHANGE_ROUTES: &[Route] = &[Route::Crm];
 
 /// Which ingest function is starting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +97,14 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         clock.clone(),
     ));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
-    // The phone metadata loads once here, not during the first request.
-    crate::model::phone::warm_up();
-    let (ingest, disabled) = Ingest::new(mappings, &secrets, store, queue, clock)?;
-    let ingest = ingest.with_metrics(Arc::new(crate::ingress::IngestMetrics::emf()));
+    let (ingest, disabled) = crate::assembly::build_ingest(
+        mappings,
+        &secrets,
+        store,
+        queue,
+        clock,
+        Arc::new(crate::ingress::IngestMetrics::emf()),
+    )?;
     if function == IngestFunction::Webhooks {
         for source in disabled {
             tracing::warn!(
@@ -113,12 +120,8 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
 /// from the SSM parameter `RELAY_VENDOR_SECRETS`, base URLs overridable with
 /// `RELAY_<VENDOR>_BASE_URL`, the shared limiters and links in the table, and the queues.
 pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupError> {
-    use std::collections::HashMap;
-
-    use crate::store::{LimiterKey, RateLimiter};
-    use crate::vendors::Vendor;
-    use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
-    use crate::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
+    use crate::worker::setup::VendorConfigs;
+    use crate::worker::{Metrics, MetricsOutput, RetryPolicy};
 
     let table = required(env::TABLE)?;
     let queue_url = required(env::QUEUE_URL)?;
@@ -138,29 +141,22 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
 
     let clock: Arc<dyn crate::store::Clock> = Arc::new(SystemClock);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
-    let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
-    for vendor in configs.vendors() {
-        let key =
-            LimiterKey::new(vendor, "default").map_err(|e| StartupError::Invalid(e.to_string()))?;
-        limiters.insert(
-            vendor,
-            Arc::new(store.limiter(&key, default_limits(vendor))),
-        );
-    }
-    let targets = build_targets(&configs, &gate(&limiters, clock.clone()))
-        .map_err(|e| StartupError::Invalid(e.to_string()))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    Ok(Arc::new(Worker::new(
+    let worker = crate::assembly::build_worker(crate::assembly::WorkerParts {
         mappings,
-        Arc::new(store),
-        targets,
-        limiters,
-        Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
-        Arc::new(SqsQueue::new(sqs, dlq_url)),
+        vendors: &configs,
+        links: Arc::new(store.clone()),
+        limiter_store: &store,
+        limiter_account: "default",
+        limits: crate::assembly::DEFAULT_LIMITS,
+        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+        dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
         clock,
-        RetryPolicy::default(),
-        Arc::new(Metrics::new(MetricsOutput::Emf)),
-    )))
+        policy: RetryPolicy::default(),
+        metrics: Arc::new(Metrics::new(MetricsOutput::Emf)),
+    })
+    .map_err(|e| StartupError::Invalid(e.to_string()))?;
+    Ok(Arc::new(worker))
 }
 
 /// `RELAY_HOOD_BASE_URL`, `RELAY_CHANNELIO_BASE_URL`, `RELAY_OMNIVIBE_BASE_URL` (also used for

@@ -14,6 +14,7 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod support;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -34,10 +35,10 @@ use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{ReceiptHandle, ReceivedMessage};
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{Clock, SystemClock};
-use relay_shared::vendors::fake::FakeVendor;
 use relay_shared::vendors::{SyncOutcome, Vendor};
 use relay_shared::worker::{Disposition, Metrics, MetricsOutput, RetryPolicy, Targets, Worker};
 use serde_json::{Value, json};
+use support::fake_vendor::FakeVendor;
 
 const VENDORS: [Vendor; 4] = [
     Vendor::Hood,
@@ -669,5 +670,64 @@ proptest! {
     #[test]
     fn omnivibe_ends_with_the_newest_value_of_every_field((specs, arrival) in history()) {
         newest_value_wins(Sim::new(Vendor::Omnivibe), &specs, &arrival)?;
+    }
+}
+
+/// The worker's targets report a skip's confirmed fields (moved here from a unit test when
+/// the in-memory fake vendor left the production crate).
+mod targets {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+    use relay_shared::mapping::Mappings;
+    use relay_shared::model::{ChangeKind, Contact, ContactChange, ContactKey, SyncEvent};
+    use relay_shared::plan::{AppliedField, OmnivibePlan, SkipReason, VendorState, fingerprint};
+    use relay_shared::vendors::Vendor;
+    use relay_shared::worker::Targets;
+    use serde_json::json;
+
+    use crate::support::fake_vendor::FakeVendor;
+
+    #[tokio::test]
+    async fn a_skip_reports_the_fields_a_newer_change_confirms() {
+        let mappings = Mappings::builtin().unwrap();
+        let omnivibe = Arc::new(FakeVendor::<OmnivibePlan>::new(Vendor::Omnivibe));
+        let targets = Targets {
+            omnivibe: Some(omnivibe.clone()),
+            ..Targets::default()
+        };
+        let mut contact = Contact::new(ContactKey::external("staff", "7").unwrap());
+        contact.full_name = Some("Hana Kim".into());
+        let change = ContactChange {
+            event: SyncEvent {
+                source: "app-staff".into(),
+                event_id: "e3".into(),
+                occurred_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 3, 0).unwrap(),
+                kind: ChangeKind::Updated,
+            },
+            contact,
+        };
+        let applied_by_older = AppliedField {
+            fingerprint: fingerprint(&json!("Hana Kim")),
+            version: change.event.occurred_at.timestamp_millis() - 120_000,
+        };
+        let state = VendorState {
+            vendor_id: None,
+            applied: BTreeMap::from([("name".to_string(), applied_by_older.clone())]),
+        };
+        let delivered = targets
+            .deliver(&mappings, Vendor::Omnivibe, &change, &state)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivered.skipped, Some(SkipReason::NothingChanged));
+        assert_eq!(delivered.calls, 0);
+        assert!(omnivibe.plans().is_empty(), "nothing reached the vendor");
+        assert_eq!(
+            delivered.applied,
+            BTreeMap::from([("name".to_string(), applied_by_older.fingerprint)]),
+            "the skip reports the name as confirmed by this newer change"
+        );
     }
 }

@@ -1,18 +1,18 @@
 //! Ingest and worker together on one DynamoDB Local table, with an in-process queue and
 //! the stateful vendors: what the reliability tests drive.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use http::StatusCode;
+use relay_shared::assembly::{WorkerParts, build_worker};
 use relay_shared::queue::Queue;
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::store::dynamo::DynamoStore;
-use relay_shared::store::{Clock, GcraParams, LimiterKey, RateLimiter, SystemClock};
-use relay_shared::vendors::{ChannelConfig, ChatwootConfig, HoodConfig, HttpSettings, Vendor};
-use relay_shared::worker::setup::{VendorConfigs, build_targets, gate};
+use relay_shared::store::{Clock, GcraParams, SystemClock};
+use relay_shared::vendors::{ChannelConfig, ChatwootConfig, HoodConfig, HttpSettings};
+use relay_shared::worker::setup::VendorConfigs;
 use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
 use secrecy::SecretString;
 use tower::ServiceExt;
@@ -86,28 +86,25 @@ impl Pipeline {
         };
         // A fast schedule: the limiter's accuracy has its own tests; here it must not be
         // what the test waits for.
-        let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
-        for vendor in configs.vendors() {
-            let key = LimiterKey::new(vendor, "test").expect("valid key");
-            limiters.insert(
-                vendor,
-                Arc::new(store.limiter(&key, GcraParams::new(Duration::from_millis(1), 200))),
-            );
-        }
-        let targets =
-            build_targets(&configs, &gate(&limiters, clock.clone())).expect("clients build");
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let worker = Arc::new(Worker::new(
-            webhooks::mappings(),
-            Arc::new(store),
-            targets,
-            limiters,
-            queue.clone(),
-            dead_letters.clone(),
-            clock,
-            test_policy(),
-            metrics.clone(),
-        ));
+        let worker = Arc::new(
+            build_worker(WorkerParts {
+                mappings: webhooks::mappings(),
+                vendors: &configs,
+                links: Arc::new(store.clone()),
+                limiter_store: &store,
+                limiter_account: "test",
+                // A fast limiter: the production schedules are exercised by the limiter
+                // tests and the storm through `relay serve`.
+                limits: |_| GcraParams::new(Duration::from_millis(1), 200),
+                queue: queue.clone(),
+                dead_letters: dead_letters.clone(),
+                clock,
+                policy: test_policy(),
+                metrics: metrics.clone(),
+            })
+            .expect("clients build"),
+        );
         Pipeline {
             table,
             queue,

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Context, LambdaEvent};
+use relay_sandbox::samples::sample;
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::ingress::{Accepted, Ingest, SourceSecrets};
 use relay_shared::lambda::handle_event;
 use relay_shared::queue::Queue;
 use relay_shared::queue::memory::MemoryQueue;
-use relay_shared::samples::sample;
 use relay_shared::store::SystemClock;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::vendors::Vendor;

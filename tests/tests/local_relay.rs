@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use http::Method;
+use relay_local::config::{ServerSection, SourceSection, WorkerSection};
+use relay_local::{LocalConfig, LocalRelay};
+use relay_sandbox::Sandbox;
+use relay_sandbox::samples::sample;
 use relay_shared::ingress::signature::{SignRequest, Verifier};
-use relay_shared::local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_shared::local::{LocalConfig, LocalRelay};
 use relay_shared::mapping::{EventDefaults, Mappings};
 use relay_shared::plan::{VendorState, plan_channelio};
-use relay_shared::samples::sample;
-use relay_shared::sandbox::Sandbox;
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::setup::VendorConfigs;
 use secrecy::SecretString;
@@ -158,7 +158,7 @@ async fn shutting_down_delivers_what_is_queued_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_clean() {
-    let report = relay_shared::local::demo::run().await.unwrap();
+    let report = relay_local::demo::run().await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.violations + report.rate_limit_violations, 0);
     assert!(report.hood_max_per_second <= 10 && report.hood_max_per_minute <= 150);

@@ -1,4 +1,4 @@
-//! The sandbox vendors (`relay_shared::sandbox`): driven by the relay's real clients and
+//! The sandbox vendors (`relay_sandbox`): driven by the relay's real clients and
 //! sync operations with the plans of the built-in samples (everything accepted, the
 //! expected state stored, the wire requests exactly the planned ones), and by raw calls
 //! that break one vendor rule each and get the vendor's documented answer.
@@ -10,13 +10,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use relay_sandbox::samples::{SAMPLES, sample};
+use relay_sandbox::{RecordedRequest, Rule, Sandbox, SandboxOptions};
 use relay_shared::mapping::{EventDefaults, Mappings};
 use relay_shared::model::ContactChange;
 use relay_shared::plan::{
     PlannedRequest, VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
 };
-use relay_shared::samples::{SAMPLES, sample};
-use relay_shared::sandbox::{RecordedRequest, Rule, Sandbox, SandboxOptions};
 use relay_shared::store::{Clock, ManualClock};
 use relay_shared::vendors::{
     ChannelClient, ChatwootClient, HoodClient, OmnivibeClient, SyncError, SyncOutcome, Vendor,

@@ -45,13 +45,15 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::StreamExt;
 use futures::future::join_all;
 use http::{HeaderMap, Method};
-use relay_shared::ingress::signature::{Encoding, SignRequest, SignatureScheme, Verifier};
-use relay_shared::local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_shared::local::demo::max_in_window;
-use relay_shared::local::{LocalConfig, LocalRelay};
+use relay_local::config::{ServerSection, SourceSection, WorkerSection};
+use relay_local::demo::max_in_window;
+use relay_local::{LocalConfig, LocalRelay};
+use relay_sandbox::Sandbox;
+use relay_shared::ingress::signature::{
+    Encoding, SignRequest, SignatureScheme, TagEncoding, Verifier,
+};
 use relay_shared::mapping::BUILTIN_MAPPINGS;
 use relay_shared::queue::Queue;
-use relay_shared::sandbox::Sandbox;
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::Counter;
 use relay_shared::worker::setup::VendorConfigs;
@@ -2014,7 +2016,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
         &mut problems,
     );
     let users = sandbox.channelio_users();
-    let user_fields = |u: &relay_shared::sandbox::ChannelUser| {
+    let user_fields = |u: &relay_sandbox::ChannelUser| {
         (
             text_of(&u.profile, "email").map(str::to_string),
             text_of(&u.profile, "mobileNumber").map(str::to_string),

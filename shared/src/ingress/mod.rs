@@ -12,4 +12,4 @@ pub use ingest::{
     Accepted, EventWarning, Ingest, MAX_BODY_BYTES, RefusedEvent, SourceSecrets, WebhookDelivery,
 };
 pub use metrics::IngestMetrics;
-pub use router::{Deadline, RouterConfig, router};
+pub use router::{Deadline, RouterConfig, router, router_for};

@@ -39,23 +39,35 @@ struct AppState {
     config: Arc<RouterConfig>,
 }
 
-/// The webhook routes.
+/// Every webhook route (`relay serve`, tests).
 pub fn router(ingest: Arc<Ingest>, config: RouterConfig) -> Router {
+    router_for(ingest, config, &[Route::Forms, Route::Crm])
+}
+
+/// The webhook routes of `routes` only: each Lambda function serves its own
+/// (form-signup `/hooks/forms/{source}`, crm-change `/hooks/crm/{source}`), as the template
+/// routes them; any other path answers 404 `not_found`.
+pub fn router_for(ingest: Arc<Ingest>, config: RouterConfig, routes: &[Route]) -> Router {
     let state = AppState {
         ingest,
         config: Arc::new(config),
     };
-    Router::new()
-        .route("/hooks/forms/{source}", post(forms))
-        .route("/hooks/crm/{source}", post(crm))
-        .route(
-            "/health",
-            get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "ok"})) }),
-        )
-        .fallback(not_found)
-        // One byte over the limit is enough to know it is too large.
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
-        .with_state(state)
+    let mut app = Router::new();
+    for route in routes {
+        app = match (route, route.path()) {
+            (Route::Forms, Some(path)) => app.route(path, post(forms)),
+            (Route::Crm, Some(path)) => app.route(path, post(crm)),
+            _ => app,
+        };
+    }
+    app.route(
+        "/health",
+        get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "ok"})) }),
+    )
+    .fallback(not_found)
+    // One byte over the limit is enough to know it is too large.
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+    .with_state(state)
 }
 
 async fn forms(

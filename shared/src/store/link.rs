@@ -23,19 +23,12 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use relay_core::plan::AppliedField;
+
 use super::{LinkKey, StoreError};
 
 /// How many recent delivery ids a link remembers.
 pub const RECENT_LIMIT: usize = 32;
-
-/// One applied vendor field: a fingerprint of the value (never the value) and the version
-/// of the change that set it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppliedField {
-    pub fingerprint: String,
-    /// `occurred_at` of the newest change that set or confirmed the value, epoch ms.
-    pub version: i64,
-}
 
 /// What we know about a contact at one vendor.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

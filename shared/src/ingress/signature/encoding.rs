@@ -3,37 +3,28 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderName;
-use serde::Deserialize;
+pub use relay_core::mapping::signature::Encoding;
 
 use super::SignatureError;
 use super::mac::TAG_LEN;
 
-/// Text encoding of a MAC tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    /// Lowercase hex when signing; either case accepted when verifying.
-    Hex,
-    /// Standard base64 alphabet with padding (RFC 4648 §4).
-    Base64,
+/// Writing and reading MAC tags in an [`Encoding`].
+pub trait TagEncoding {
+    /// Writes a tag.
+    fn encode(self, tag: &[u8]) -> String;
+    /// Reads a presented HMAC-SHA256 tag; anything that is not 32 bytes is malformed.
+    fn decode_tag(self, header: &HeaderName, text: &str) -> Result<Vec<u8>, SignatureError>;
 }
 
-impl Encoding {
-    /// Writes a tag.
-    #[must_use]
-    pub fn encode(self, tag: &[u8]) -> String {
+impl TagEncoding for Encoding {
+    fn encode(self, tag: &[u8]) -> String {
         match self {
             Self::Hex => hex::encode(tag),
             Self::Base64 => STANDARD.encode(tag),
         }
     }
 
-    /// Reads a presented HMAC-SHA256 tag; anything that is not 32 bytes is malformed.
-    pub(crate) fn decode_tag(
-        self,
-        header: &HeaderName,
-        text: &str,
-    ) -> Result<Vec<u8>, SignatureError> {
+    fn decode_tag(self, header: &HeaderName, text: &str) -> Result<Vec<u8>, SignatureError> {
         let bytes = match self {
             Self::Hex => {
                 hex::decode(text).map_err(|_| SignatureError::malformed(header, "not hex"))?

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use http::HeaderName;
 
-use super::encoding::Encoding;
+use super::encoding::{Encoding, TagEncoding};
 use super::mac::{MacKey, first_match};
 use super::{InboundRequest, SignatureError, Verified};
 

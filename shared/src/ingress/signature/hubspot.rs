@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, TimeDelta, Utc};
 use http::{HeaderName, Method};
 
-use super::encoding::Encoding;
+use super::encoding::{Encoding, TagEncoding};
 use super::mac::{MacKey, first_match};
 use super::timestamp::{self, Unit};
 use super::{InboundRequest, SignatureError, Verified};

@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use http::HeaderName;
 
-use super::encoding::{Encoding, base64_decode};
+use super::encoding::{Encoding, TagEncoding, base64_decode};
 use super::mac::{MacKey, first_match};
 use super::timestamp::{self, Unit};
 use super::{InboundRequest, SignatureError, Verified};

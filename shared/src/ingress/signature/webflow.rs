@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use http::HeaderName;
 
-use super::encoding::Encoding;
+use super::encoding::{Encoding, TagEncoding};
 use super::mac::{MacKey, first_match};
 use super::timestamp::{self, Unit};
 use super::{InboundRequest, SignatureError, Verified};

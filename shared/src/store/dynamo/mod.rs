@@ -64,8 +64,30 @@ impl DynamoStore {
     }
 }
 
-/// Creates the table (partition key `pk` of type S, on-demand billing) and enables TTL on
-/// `expires_at`; waits until it is usable. The one definition of the table, used by the
+/// The table's shape: what [`create_table`] creates and what `template.yaml` must declare
+/// (a test compares the two, so they cannot drift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDefinition {
+    /// The partition key attribute (type S); the table has no sort key.
+    pub partition_key: &'static str,
+    /// The TTL attribute (epoch seconds).
+    pub ttl_attribute: &'static str,
+    /// `PAY_PER_REQUEST` (on demand).
+    pub billing_mode: &'static str,
+    /// Global secondary indexes (none: every access is by key).
+    pub global_secondary_indexes: &'static [&'static str],
+}
+
+/// The one table.
+pub const TABLE: TableDefinition = TableDefinition {
+    partition_key: item::PK,
+    ttl_attribute: item::EXPIRES_AT,
+    billing_mode: "PAY_PER_REQUEST",
+    global_secondary_indexes: &[],
+};
+
+/// Creates the table ([`TABLE`]: partition key `pk` of type S, on-demand billing) and
+/// enables TTL on `expires_at`; waits until it is usable. The one definition of the table, used by the
 /// tests, the local CLI and the docs. An existing table is left as it is, with TTL enabled
 /// if it was not.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
@@ -74,19 +96,19 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         .table_name(name)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name(item::PK)
+                .attribute_name(TABLE.partition_key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .map_err(backend("CreateTable"))?,
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name(item::PK)
+                .attribute_name(TABLE.partition_key)
                 .key_type(KeyType::Hash)
                 .build()
                 .map_err(backend("CreateTable"))?,
         )
-        .billing_mode(BillingMode::PayPerRequest)
+        .billing_mode(BillingMode::from(TABLE.billing_mode))
         .send()
         .await;
     if let Err(err) = created {
@@ -123,7 +145,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
                     .enabled(true)
-                    .attribute_name(item::EXPIRES_AT)
+                    .attribute_name(TABLE.ttl_attribute)
                     .build()
                     .map_err(backend("UpdateTimeToLive"))?,
             )

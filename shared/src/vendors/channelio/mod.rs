@@ -3,6 +3,6 @@
 
 pub mod client;
 pub mod sync;
-pub mod wire;
+pub use relay_core::vendors::channelio::wire;
 
 pub use client::{ChannelClient, ChannelConfig, DEFAULT_BASE_URL};

@@ -3,6 +3,6 @@
 
 pub mod client;
 pub mod sync;
-pub mod wire;
+pub use relay_core::vendors::chatwoot::wire;
 
 pub use client::{ChatwootClient, ChatwootConfig, DEFAULT_BASE_URL};

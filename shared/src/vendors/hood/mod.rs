@@ -3,6 +3,6 @@
 
 pub mod client;
 pub mod sync;
-pub mod wire;
+pub use relay_core::vendors::hood::wire;
 
 pub use client::{DEFAULT_BASE_URL, HoodClient, HoodConfig, ProfileFilter};

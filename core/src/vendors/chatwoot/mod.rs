@@ -1,0 +1,4 @@
+//! Chatwoot contacts on the Omnivibe host: `wire` holds the bodies, `plan` decides the requests.
+
+pub mod plan;
+pub mod wire;

@@ -1,0 +1,4 @@
+//! Ocamba Hood: `wire` holds the bodies, `plan` decides the requests.
+
+pub mod plan;
+pub mod wire;

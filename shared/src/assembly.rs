@@ -1,0 +1,131 @@
+//! The one way the worker and the ingest service are put together, whatever runs them: the
+//! Lambda start-up (`runtime`: DynamoDB, SQS, settings from SSM), `relay serve`
+//! (`relay-local`: the embedded store and queue, settings from its config file) and the
+//! tests. Each caller picks the adapters; the wiring between them — one shared limiter per
+//! vendor account, every vendor call behind the limiter gate, the clients built once — is
+//! written here only.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::ingress::ingest::SetupError;
+use crate::ingress::{Ingest, IngestMetrics, SourceSecrets};
+use crate::mapping::{LoadError, Mappings};
+use crate::queue::Queue;
+use crate::store::dynamo::DynamoStore;
+use crate::store::memory::MemoryStore;
+use crate::store::{Clock, GcraParams, IdempotencyStore, LimiterKey, LinkStore, RateLimiter};
+use crate::vendors::{ClientBuildError, Vendor};
+use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
+use crate::worker::{Metrics, RetryPolicy, Worker};
+
+/// Reads and validates a mapping file, or the built-in mappings when there is none. (The
+/// core only parses text; reading the file is the caller's I/O.)
+pub fn load_mappings(path: Option<&Path>) -> Result<Mappings, LoadError> {
+    let Some(path) = path else {
+        return Mappings::builtin();
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        errors: vec![crate::mapping::MappingError {
+            file: name.clone(),
+            location: "file".into(),
+            problem: format!("cannot read: {e}"),
+        }],
+    })?;
+    Mappings::from_toml(&name, &text)
+}
+
+/// A store that keeps the shared rate-limit schedules (DynamoDB in AWS, memory locally).
+pub trait LimiterStore {
+    /// The limiter of one vendor account.
+    fn limiter_for(&self, key: &LimiterKey, params: GcraParams) -> Arc<dyn RateLimiter>;
+}
+
+impl LimiterStore for DynamoStore {
+    fn limiter_for(&self, key: &LimiterKey, params: GcraParams) -> Arc<dyn RateLimiter> {
+        Arc::new(self.limiter(key, params))
+    }
+}
+
+impl LimiterStore for MemoryStore {
+    fn limiter_for(&self, key: &LimiterKey, params: GcraParams) -> Arc<dyn RateLimiter> {
+        Arc::new(self.limiter(key, params))
+    }
+}
+
+/// What a worker is built from.
+pub struct WorkerParts<'a> {
+    pub mappings: Arc<Mappings>,
+    /// Connection settings of the vendors to sync into (a vendor left out is not synced).
+    pub vendors: &'a VendorConfigs,
+    pub links: Arc<dyn LinkStore>,
+    pub limiter_store: &'a dyn LimiterStore,
+    /// The account part of every limiter key: stacks (or local relays) that share a
+    /// vendor account must use the same one.
+    pub limiter_account: &'a str,
+    /// Each vendor's schedule; [`default_limits`] outside tests.
+    pub limits: fn(Vendor) -> GcraParams,
+    pub queue: Arc<dyn Queue>,
+    pub dead_letters: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a worker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AssemblyError {
+    #[error("limiter key: {0}")]
+    LimiterKey(String),
+    #[error("{0}")]
+    Client(#[from] ClientBuildError),
+}
+
+/// The production limits, for [`WorkerParts::limits`].
+pub const DEFAULT_LIMITS: fn(Vendor) -> GcraParams = default_limits;
+
+/// Builds the worker: one shared limiter per configured vendor, its clients behind the
+/// limiter gate, and the delivery loop over the given adapters.
+pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
+    let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
+    for vendor in parts.vendors.vendors() {
+        let key = LimiterKey::new(vendor, parts.limiter_account)
+            .map_err(|e| AssemblyError::LimiterKey(e.to_string()))?;
+        limiters.insert(
+            vendor,
+            parts
+                .limiter_store
+                .limiter_for(&key, (parts.limits)(vendor)),
+        );
+    }
+    let targets = build_targets(parts.vendors, &gate(&limiters, parts.clock.clone()))?;
+    Ok(Worker::new(
+        parts.mappings,
+        parts.links,
+        targets,
+        limiters,
+        parts.queue,
+        parts.dead_letters,
+        parts.clock,
+        parts.policy,
+        parts.metrics,
+    ))
+}
+
+/// Builds the ingest service; answers it with the webhook sources that have no secret (they
+/// answer 404 `source_not_configured`) for the caller to log.
+pub fn build_ingest(
+    mappings: Arc<Mappings>,
+    secrets: &SourceSecrets,
+    store: Arc<dyn IdempotencyStore>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<IngestMetrics>,
+) -> Result<(Ingest, Vec<String>), SetupError> {
+    // The phone metadata loads once here, not during the first request.
+    crate::model::phone::warm_up();
+    let (ingest, disabled) = Ingest::new(mappings, secrets, store, queue, clock)?;
+    Ok((ingest.with_metrics(metrics), disabled))
+}

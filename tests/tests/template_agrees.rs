@@ -1,0 +1,208 @@
+//! `template.yaml` and the code cannot drift: the table the template declares is the table
+//! `create_table` makes (keys, attributes, TTL, billing, indexes), and each ingest
+//! function's HTTP route in the template is the route its binary serves.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use http::{Request, StatusCode};
+use relay_shared::ingress::{RouterConfig, router_for};
+use relay_shared::mapping::Route;
+use relay_shared::queue::memory::MemoryQueue;
+use relay_shared::runtime::{CRM_CHANGE_ROUTES, FORM_SIGNUP_ROUTES};
+use relay_shared::store::SystemClock;
+use relay_shared::store::dynamo::{TABLE, create_table};
+use relay_shared::store::memory::MemoryStore;
+use relay_tests::dynamodb_local::fresh_table;
+use serde_norway::Value;
+use tower::ServiceExt;
+
+fn template() -> Value {
+    let text = include_str!("../../template.yaml");
+    serde_norway::from_str(text).unwrap()
+}
+
+fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &t["Resources"][name]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| s.iter().map(|x| format!("{x:?}")).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_template_declares_the_table_create_table_makes() {
+    let t = template();
+    let table = resource(&t, "Table");
+    assert_eq!(table["Type"].as_str(), Some("AWS::DynamoDB::Table"));
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"].as_str(), Some(TABLE.billing_mode));
+    let attributes = p["AttributeDefinitions"].as_sequence().unwrap();
+    assert_eq!(attributes.len(), 1, "only the partition key is declared");
+    assert_eq!(
+        attributes[0]["AttributeName"].as_str(),
+        Some(TABLE.partition_key)
+    );
+    assert_eq!(attributes[0]["AttributeType"].as_str(), Some("S"));
+    let keys = p["KeySchema"].as_sequence().unwrap();
+    assert_eq!(keys.len(), 1, "no sort key");
+    assert_eq!(keys[0]["AttributeName"].as_str(), Some(TABLE.partition_key));
+    assert_eq!(keys[0]["KeyType"].as_str(), Some("HASH"));
+    assert_eq!(
+        p["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some(TABLE.ttl_attribute)
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    let gsis = strings(&p["GlobalSecondaryIndexes"]);
+    assert_eq!(gsis.len(), TABLE.global_secondary_indexes.len(), "{gsis:?}");
+    assert!(p.get("LocalSecondaryIndexes").is_none());
+}
+
+#[tokio::test]
+async fn create_table_makes_the_declared_table_on_dynamodb_local() {
+    let local = fresh_table().await.unwrap();
+    // Creating it again is harmless, and this is the code path under test.
+    create_table(&local.client, &local.name).await.unwrap();
+    let described = local
+        .client
+        .describe_table()
+        .table_name(&local.name)
+        .send()
+        .await
+        .unwrap();
+    let d = described.table().unwrap();
+    let keys: Vec<_> = d
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_string(),
+                k.key_type().as_str().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [(TABLE.partition_key.to_string(), "HASH".to_string())]
+    );
+    let attributes: Vec<_> = d
+        .attribute_definitions()
+        .iter()
+        .map(|a| {
+            (
+                a.attribute_name().to_string(),
+                a.attribute_type().as_str().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attributes,
+        [(TABLE.partition_key.to_string(), "S".to_string())]
+    );
+    assert_eq!(
+        d.billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|b| b.as_str()),
+        Some(TABLE.billing_mode)
+    );
+    assert!(d.global_secondary_indexes().is_empty());
+    let ttl = local
+        .client
+        .describe_time_to_live()
+        .table_name(&local.name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|t| t.attribute_name()),
+        Some(TABLE.ttl_attribute)
+    );
+}
+
+/// The HttpApi event paths of one function in the template.
+fn template_paths(t: &Value, function: &str) -> Vec<String> {
+    let events = resource(t, function)["Properties"]["Events"]
+        .as_mapping()
+        .unwrap();
+    events
+        .values()
+        .filter(|e| e["Type"].as_str() == Some("HttpApi"))
+        .map(|e| {
+            assert_eq!(e["Properties"]["Method"].as_str(), Some("POST"));
+            e["Properties"]["Path"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn paths(routes: &[Route]) -> Vec<String> {
+    routes
+        .iter()
+        .filter_map(|r| r.path())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn each_ingest_function_serves_the_routes_the_template_gives_it() {
+    let t = template();
+    assert_eq!(
+        template_paths(&t, "FormSignupFunction"),
+        paths(FORM_SIGNUP_ROUTES)
+    );
+    assert_eq!(
+        template_paths(&t, "CrmChangeFunction"),
+        paths(CRM_CHANGE_ROUTES)
+    );
+}
+
+async fn status(app: &axum::Router, path: &str) -> StatusCode {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_function_answers_not_found_for_the_other_functions_route() {
+    let clock = Arc::new(SystemClock);
+    let (ingest, _) = relay_shared::ingress::Ingest::new(
+        relay_tests::webhooks::mappings(),
+        &relay_tests::webhooks::source_secrets(),
+        Arc::new(MemoryStore::new(clock.clone())),
+        Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
+        clock,
+    )
+    .unwrap();
+    let ingest = Arc::new(ingest);
+    let config = || RouterConfig {
+        default_scheme: "https",
+    };
+    let forms = router_for(ingest.clone(), config(), FORM_SIGNUP_ROUTES);
+    let crm = router_for(ingest, config(), CRM_CHANGE_ROUTES);
+    // Unsigned: its own route refuses the signature (401), the other route does not exist.
+    assert_eq!(
+        status(&forms, "/hooks/forms/typeform").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&forms, "/hooks/crm/hubspot").await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        status(&crm, "/hooks/crm/hubspot").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&crm, "/hooks/forms/typeform").await,
+        StatusCode::NOT_FOUND
+    );
+}
