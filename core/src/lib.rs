@@ -3,12 +3,22 @@
 //! is known of the vendor side → the exact vendor requests (`plan`, with each vendor's wire
 //! bodies and planning rules in `vendors/<vendor>/`).
 //!
-//! Nothing here does I/O: no network, no clock reads, no files but the mapping file a caller
-//! asks to load. Dependencies point one way: `vendors` (wire bodies, planning rules) and
-//! `model` ← `mapping` ← `plan`; the adapters in `relay-shared` depend on this crate, never
-//! the other way.
+//! Nothing here does I/O: no network, no clock reads, no files (callers read the mapping
+//! file and hand over its text). Dependencies point one way — `model` ← `mapping` ← `plan`
+//! ← `vendors/<vendor>` (each vendor's wire bodies and planning) — and the adapters in
+//! `relay-shared` depend on this crate, never the other way.
 
 pub mod mapping;
 pub mod model;
 pub mod plan;
 pub mod vendors;
+
+/// Every vendor's plan beside the rules they share (`plan`), for callers that want one
+/// path: `relay_core::plans::{plan_hood, HoodPlan, VendorState, ...}`.
+pub mod plans {
+    pub use crate::plan::*;
+    pub use crate::vendors::channelio::plan::{ChannelPlan, plan_channelio};
+    pub use crate::vendors::chatwoot::plan::{ChatwootPlan, plan_chatwoot};
+    pub use crate::vendors::hood::plan::{HoodLookup, HoodPlan, HoodProfileOp, plan_hood};
+    pub use crate::vendors::omnivibe::plan::{OmnivibePlan, plan_omnivibe};
+}

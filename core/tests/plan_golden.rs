@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use chrono::{TimeZone, Utc};
 use relay_core::mapping::{EventDefaults, Mappings};
 use relay_core::model::{ChangeKind, ContactChange};
-use relay_core::plan::{
+use relay_core::plans::{
     ChannelPlan, ChatwootPlan, HoodProfileOp, OmnivibePlan, PlanError, PlannedRequest, SkipReason,
     VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
 };

@@ -15,7 +15,7 @@ use relay_core::model::tags::is_valid_channel_tag;
 use relay_core::model::{
     ChangeKind, Contact, ContactChange, ContactKey, Email, PhoneE164, PhoneRegion, SyncEvent,
 };
-use relay_core::plan::{
+use relay_core::plans::{
     PlanError, PlannedRequest, VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
 };
 use relay_core::vendors::channelio::wire::MAX_TAGS;

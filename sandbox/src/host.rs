@@ -1,15 +1,14 @@
-//! The Omnivibe host: the agent profile ([`super::omnivibe`]) and the Chatwoot contacts
-//! API ([`super::chatwoot`]) live on one Chatwoot-based server, as in production. This
-//! module holds what they share: `api_access_token` auth, Chatwoot's error shapes and the
+//! The Omnivibe host: the agent profile (`omnivibe`) and the Chatwoot contacts API
+//! (`chatwoot`) live on one Chatwoot-based server, as in production (the crate root mounts
+//! both behind [`throttle`]). This module holds what they share: `api_access_token` auth, Chatwoot's error shapes and the
 //! host's default throttle (about 3000 requests per minute per client, Rack::Attack style:
 //! a plain-text 429 without rate-limit headers).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
 use secrecy::SecretString;
@@ -17,7 +16,7 @@ use serde_json::json;
 
 use super::Shared;
 use super::checks::{Refusal, credential_matches, header_text};
-use super::record::{Broke, Rule, lock, tag_route};
+use super::record::{Broke, Rule, lock};
 
 /// Requests per minute the host admits from one client.
 pub const THROTTLE_PER_MINUTE: u32 = 3000;
@@ -53,18 +52,12 @@ pub(crate) fn render(r: Refusal) -> Response {
     response
 }
 
-/// The host's routes: agent profile and contacts, behind the throttle.
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    super::omnivibe::routes()
-        .merge(super::chatwoot::routes())
-        .fallback(unknown_path)
-        .method_not_allowed_fallback(unknown_method)
-        .layer(middleware::from_fn_with_state(shared.clone(), throttle))
-        .layer(middleware::from_fn(tag_route))
-        .with_state(shared)
-}
-
-async fn throttle(State(s): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+/// The host's throttle, in front of both endpoint families.
+pub(crate) async fn throttle(
+    State(s): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let now_ms = s.clock.now().timestamp_millis();
     let admitted = lock(&s.host_limits).admit(now_ms);
     match admitted {
@@ -85,7 +78,7 @@ async fn throttle(State(s): State<Arc<Shared>>, request: Request, next: Next) ->
     }
 }
 
-async fn unknown_path() -> Response {
+pub(crate) async fn unknown_path() -> Response {
     render(Refusal::broke(
         StatusCode::NOT_FOUND,
         Rule::UnknownEndpoint,
@@ -93,7 +86,7 @@ async fn unknown_path() -> Response {
     ))
 }
 
-async fn unknown_method() -> Response {
+pub(crate) async fn unknown_method() -> Response {
     render(Refusal::broke(
         StatusCode::METHOD_NOT_ALLOWED,
         Rule::UnknownEndpoint,

@@ -186,7 +186,7 @@ fn app(shared: &Arc<Shared>) -> Router {
     Router::new()
         .nest(HOOD_PREFIX, hood::router(shared.clone()))
         .nest(CHANNELIO_PREFIX, channelio::router(shared.clone()))
-        .nest(OMNIVIBE_PREFIX, host::router(shared.clone()))
+        .nest(OMNIVIBE_PREFIX, omnivibe_host(shared.clone()))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             record::record,
@@ -388,4 +388,18 @@ impl Drop for Sandbox {
             let _ = stop.send(());
         }
     }
+}
+
+/// The Omnivibe host's routes: agent profile and contacts, behind the host's throttle.
+fn omnivibe_host(shared: Arc<Shared>) -> Router {
+    omnivibe::routes()
+        .merge(chatwoot::routes())
+        .fallback(host::unknown_path)
+        .method_not_allowed_fallback(host::unknown_method)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            host::throttle,
+        ))
+        .layer(middleware::from_fn(record::tag_route))
+        .with_state(shared)
 }

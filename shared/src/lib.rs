@@ -20,4 +20,5 @@ pub mod telemetry;
 pub mod vendors;
 pub mod worker;
 
-pub use relay_core::{mapping, model, plan};
+pub use relay_core::plans as plan;
+pub use relay_core::{mapping, model};

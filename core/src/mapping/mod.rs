@@ -23,8 +23,8 @@ pub use source::{
 };
 pub use vendor::{ChannelMapping, FieldMap, HoodMapping, VendorMappings};
 
+use crate::model::Vendor;
 use crate::model::{ChangeKind, PhoneRegion};
-use crate::vendors::Vendor;
 use source::{Compiled, KindRule};
 
 /// The mapping file shipped with profile-relay.

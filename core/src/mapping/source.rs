@@ -11,12 +11,12 @@ use serde_json::Value;
 use super::canonical::{CanonicalField, ValueKind};
 use super::error::ExtractError;
 use super::file::Route;
+use crate::model::Vendor;
 use crate::model::limits;
 use crate::model::tags::{normalise_tag, normalise_tags};
 use crate::model::{
     ChangeKind, Contact, ContactChange, ContactKey, Email, PhoneE164, PhoneRegion, SyncEvent,
 };
-use crate::vendors::Vendor;
 
 /// A JMESPath expression with its source text (for error messages).
 #[derive(Clone)]

@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use super::canonical::{CanonicalField, ValueKind, is_identifier};
 use crate::model::Contact;
-use crate::vendors::Vendor;
-use crate::vendors::hood::wire::{CreateProfileProperty, Flag};
+use crate::model::Vendor;
 
 /// Canonical field → vendor field pairs, validated.
 #[derive(Debug, Clone, Default)]
@@ -77,8 +76,20 @@ pub fn canonical_value(contact: &Contact, field: &CanonicalField) -> Option<Valu
 #[derive(Debug, Clone)]
 pub struct HoodMapping {
     pub fields: FieldMap,
-    /// By label: the body of `POST /v1/hood/profile-properties` for each mapped property.
-    pub properties: BTreeMap<String, CreateProfileProperty>,
+    /// By label: how each mapped custom property is defined when Hood lacks it (the Hood
+    /// plan turns it into the body of `POST /v1/hood/profile-properties`).
+    pub properties: BTreeMap<String, PropertyDefinition>,
+}
+
+/// A Hood custom property's definition, as the mapping file gives it (with defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyDefinition {
+    pub label: String,
+    pub example: String,
+    pub description: String,
+    pub export_alias: String,
+    /// Whether values are personal data (Hood's `pi_data`).
+    pub personal_data: bool,
 }
 
 /// Channel.io's mapping.
@@ -261,18 +272,15 @@ pub(crate) fn hood_property(
     label: &str,
     field: &CanonicalField,
     overrides: Option<&super::file::HoodPropertySection>,
-) -> CreateProfileProperty {
+) -> PropertyDefinition {
     let o = overrides.cloned().unwrap_or_default();
-    CreateProfileProperty {
+    PropertyDefinition {
         label: label.to_string(),
-        data_type: "text".into(),
         example: o.example.unwrap_or_else(|| "example".into()),
         description: o
             .description
             .unwrap_or_else(|| format!("Synced by profile-relay from `{field}`.")),
         export_alias: o.export_alias.unwrap_or_else(|| label.to_string()),
-        pi_data: Flag::from(o.personal_data.unwrap_or(false)),
-        importable: Flag::Yes,
-        exportable: Flag::Yes,
+        personal_data: o.personal_data.unwrap_or(false),
     }
 }

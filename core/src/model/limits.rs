@@ -29,7 +29,7 @@ pub const MAX_CUSTOM_ITEMS: usize = 100;
 pub const MAX_TAG_CHARS: usize = 50;
 
 /// Tags per contact: Channel.io's documented limit (the first ones are kept).
-pub const MAX_TAGS: usize = crate::vendors::channelio::wire::MAX_TAGS;
+pub const MAX_TAGS: usize = crate::model::tags::MAX_TAGS;
 
 /// Hood list ids per contact.
 pub const MAX_LIST_ITEMS: usize = 100;

@@ -10,12 +10,14 @@ pub mod limits;
 pub mod phone;
 pub mod redact;
 pub mod tags;
+pub mod vendor;
 
 pub use contact::{Consent, Contact, ContactKey};
 pub use email::Email;
 pub use event::{ChangeKind, ContactChange, SyncEvent};
 pub use phone::{PhoneE164, PhoneRegion};
 pub use tags::ChannelTags;
+pub use vendor::Vendor;
 
 /// A value that could not be normalised. Messages never contain the value itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,11 @@
 //! or a space. Forbidden characters become `_` (so `vip.2024` stays recognisable as
 //! `vip_2024`), duplicates collapse, and what exceeds the limit is reported, not silently lost.
 
-use crate::vendors::channelio::wire::{FORBIDDEN_TAG_CHARS, MAX_TAGS};
+/// Most tags a Channel.io user may carry; `tags` replaces them all.
+pub const MAX_TAGS: usize = 20;
+
+/// Characters Channel.io refuses inside a tag.
+pub const FORBIDDEN_TAG_CHARS: [char; 4] = ['.', '$', '/', ' '];
 
 /// Replaces characters Channel.io refuses (and any other whitespace) with `_`, trims, and
 /// returns `None` for a tag that is empty afterwards.

@@ -3,11 +3,6 @@
 //! the vendors impose (no empty PATCH, no create without e-mail or phone, at most 20 tags,
 //! E.164 phones, no password fields) is enforced where it can be tested exhaustively.
 
-pub use crate::vendors::channelio::plan as channelio;
-pub use crate::vendors::chatwoot::plan as chatwoot;
-pub use crate::vendors::hood::plan as hood;
-pub use crate::vendors::omnivibe::plan as omnivibe;
-
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -21,11 +16,6 @@ pub struct AppliedField {
     /// `occurred_at` of the newest change that set or confirmed the value, epoch ms.
     pub version: i64,
 }
-
-pub use channelio::{ChannelPlan, plan_channelio};
-pub use chatwoot::{ChatwootPlan, plan_chatwoot};
-pub use hood::{HoodLookup, HoodPlan, HoodProfileOp, plan_hood};
-pub use omnivibe::{OmnivibePlan, plan_omnivibe};
 
 /// What the relay knows of a contact's record at one vendor (from its stored link).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

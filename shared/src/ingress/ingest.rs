@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::error::IngestError;
 use super::metrics::IngestMetrics;
+pub use super::outcome::{Accepted, EventWarning, RefusedEvent};
 use super::signature::{InboundRequest, SecretError, Verifier};
 use crate::delivery::DeliveryMessage;
 use crate::mapping::{
@@ -35,49 +35,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// Signing secrets per source name; several per source while rotating (current first).
 pub type SourceSecrets = HashMap<String, Vec<SecretString>>;
-
-/// What a delivery amounted to; serialised as the 202 body. Lists and counts that are
-/// empty are left out, so a plain delivery reads `{"accepted": 1, "duplicates": 0}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Accepted {
-    /// Events claimed and enqueued now.
-    pub accepted: usize,
-    /// Events already processed earlier (not enqueued again).
-    pub duplicates: usize,
-    /// Events whose id was used before with a different meaning (not enqueued).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub conflicts: usize,
-    /// Events of kinds the source does not map (nothing to do).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub ignored: usize,
-    /// Fields left out of accepted events because their values did not normalise.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<EventWarning>,
-    /// Events that cannot be synced (no usable identifier, unreadable event id).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub refused: Vec<RefusedEvent>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-/// One field dropped from one event: `{"event": "<id>", "field": "phone", "code": "phone_invalid"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventWarning {
-    pub event: String,
-    pub field: String,
-    pub code: &'static str,
-}
-
-/// One event of a delivery that was refused, with its stable code and a message naming
-/// fields and expressions (never values).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RefusedEvent {
-    pub event: String,
-    pub code: &'static str,
-    pub message: String,
-}
 
 /// How long a duplicate arriving while the first copy is still being enqueued waits for
 /// it before being answered `409 event_in_progress`: enqueueing takes milliseconds, and

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-use super::ingest::Accepted;
+use super::outcome::Accepted;
 use crate::worker::metrics::NAMESPACE;
 
 /// What the counters are keyed by: (source, metric name). Refusals are counted as
@@ -130,7 +130,7 @@ fn emf_line(source: &str, values: &BTreeMap<String, u64>, timestamp_ms: i64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::ingest::{EventWarning, RefusedEvent};
+    use crate::ingress::outcome::{EventWarning, RefusedEvent};
 
     fn outcome() -> Accepted {
         Accepted {

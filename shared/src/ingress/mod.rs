@@ -4,6 +4,7 @@
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod outcome;
 pub mod router;
 pub mod signature;
 

@@ -6,12 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::redact::debug_fields;
-
-/// Most tags a Channel.io user may carry; `tags` replaces them all.
-pub const MAX_TAGS: usize = 20;
-
-/// Characters Channel.io refuses inside a tag.
-pub const FORBIDDEN_TAG_CHARS: [char; 4] = ['.', '$', '/', ' '];
+pub use crate::model::tags::{FORBIDDEN_TAG_CHARS, MAX_TAGS};
 
 /// Body of the user PATCH / upsert.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Planning for Ocamba Hood profiles and custom profile properties.
 
-use crate::vendors::hood::wire::{CreateProfile, CreateProfileProperty, PatchProfile};
+use crate::mapping::vendor::PropertyDefinition;
+use crate::vendors::hood::wire::{CreateProfile, CreateProfileProperty, Flag, PatchProfile};
 
 use crate::plan::SkipReason;
 
@@ -97,7 +98,7 @@ pub fn plan_hood(
         .iter()
         .flat_map(BTreeMap::keys)
         .filter(|label| !known_properties.contains(*label))
-        .filter_map(|label| mapping.properties.get(label).cloned())
+        .filter_map(|label| mapping.properties.get(label).map(property_body))
         .collect();
     let profile = match &state.vendor_id {
         Some(id) => HoodProfileOp::Patch {
@@ -226,5 +227,20 @@ impl HoodPlan {
             HoodProfileOp::Skip(_) => {}
         }
         out
+    }
+}
+
+/// The body of `POST /v1/hood/profile-properties` for a mapped property: values are sent
+/// as text, and every property is importable and exportable.
+fn property_body(definition: &PropertyDefinition) -> CreateProfileProperty {
+    CreateProfileProperty {
+        label: definition.label.clone(),
+        data_type: "text".into(),
+        example: definition.example.clone(),
+        description: definition.description.clone(),
+        export_alias: definition.export_alias.clone(),
+        pi_data: Flag::from(definition.personal_data),
+        importable: Flag::Yes,
+        exportable: Flag::Yes,
     }
 }

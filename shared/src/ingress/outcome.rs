@@ -1,0 +1,47 @@
+//! What one delivery amounted to: the 202 body senders see, and what the ingest metrics
+//! count.
+
+use serde::Serialize;
+
+/// What a delivery amounted to; serialised as the 202 body. Lists and counts that are
+/// empty are left out, so a plain delivery reads `{"accepted": 1, "duplicates": 0}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Accepted {
+    /// Events claimed and enqueued now.
+    pub accepted: usize,
+    /// Events already processed earlier (not enqueued again).
+    pub duplicates: usize,
+    /// Events whose id was used before with a different meaning (not enqueued).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conflicts: usize,
+    /// Events of kinds the source does not map (nothing to do).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ignored: usize,
+    /// Fields left out of accepted events because their values did not normalise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<EventWarning>,
+    /// Events that cannot be synced (no usable identifier, unreadable event id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedEvent>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One field dropped from one event: `{"event": "<id>", "field": "phone", "code": "phone_invalid"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventWarning {
+    pub event: String,
+    pub field: String,
+    pub code: &'static str,
+}
+
+/// One event of a delivery that was refused, with its stable code and a message naming
+/// fields and expressions (never values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedEvent {
+    pub event: String,
+    pub code: &'static str,
+    pub message: String,
+}
