@@ -450,3 +450,76 @@ async fn a_huge_sender_event_id_is_accepted_not_answered_503() {
         (StatusCode::ACCEPTED, &json!(1))
     );
 }
+
+#[tokio::test]
+async fn a_batch_carrying_one_event_twice_counts_the_copy_as_a_duplicate() {
+    let h = harness().await;
+    let batch = hubspot_batch(0);
+    let first = batch[1].clone();
+    let mut twice = batch.as_array().unwrap()[..3].to_vec();
+    twice.push(first.clone());
+    let (status, answer) = h
+        .send(signed(
+            "hubspot",
+            &Value::from(twice).to_string(),
+            Utc::now(),
+        ))
+        .await;
+    assert_eq!(
+        (status, &answer["accepted"], &answer["duplicates"]),
+        (StatusCode::ACCEPTED, &json!(3), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(h.drain().await.len(), 3 * 3);
+
+    // The same id with other contents in one delivery is a conflict, not a second change.
+    let mut other = first.clone();
+    other["eventId"] = json!(4200002);
+    let mut changed = other.clone();
+    changed["propertyValue"] = json!("someone.else@example.de");
+    let (status, answer) = h
+        .send(signed(
+            "hubspot",
+            &json!([other, changed]).to_string(),
+            Utc::now(),
+        ))
+        .await;
+    assert_eq!(
+        (status, &answer["accepted"], &answer["conflicts"]),
+        (StatusCode::ACCEPTED, &json!(1), &json!(1)),
+        "{answer}"
+    );
+}
+
+async fn raw(h: &Harness, method: &str, path: &str) -> (StatusCode, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{}"))
+        .unwrap();
+    let response = h.app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_wrong_method_and_a_source_name_that_is_not_utf8_get_json_errors() {
+    let h = harness().await;
+    let (status, answer) = raw(&h, "GET", "/hooks/forms/typeform").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let (status, answer) = raw(&h, "POST", "/health").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{answer}");
+    let (status, answer) = raw(&h, "POST", "/hooks/forms/%FF%FE").await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_source"))
+    );
+}

@@ -218,6 +218,7 @@ impl Ingest {
         let mut outcome = Accepted::default();
         let mut changes: Vec<MappedChange> = Vec::new();
         let mut first_refusal: Option<IngestError> = None;
+        let mut seen: HashMap<String, PayloadHash> = HashMap::new();
         for event in events {
             match event.outcome {
                 EventOutcome::Change(mapped)
@@ -236,7 +237,23 @@ impl Ingest {
                     });
                     first_refusal.get_or_insert(error);
                 }
-                EventOutcome::Change(mapped) => changes.push(mapped),
+                EventOutcome::Change(mapped) => {
+                    // A batch that carries one event twice: the second copy is a duplicate
+                    // (or, meaning something else, a conflict) of the first, decided here —
+                    // claiming it would meet our own claim in progress.
+                    let hash = meaning_hash(&mapped);
+                    match seen.get(&mapped.change.event.event_id) {
+                        Some(first) if *first == hash => outcome.duplicates += 1,
+                        Some(_) => {
+                            tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, "one delivery carries an event id twice with different contents");
+                            outcome.conflicts += 1;
+                        }
+                        None => {
+                            seen.insert(mapped.change.event.event_id.clone(), hash);
+                            changes.push(mapped);
+                        }
+                    }
+                }
                 EventOutcome::Ignored { kind } => {
                     tracing::info!(source = %source.name, event_id = %event.event_id, %kind, "event kind not mapped; ignored");
                     outcome.ignored += 1;

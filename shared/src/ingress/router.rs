@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -65,6 +65,7 @@ pub fn router_for(ingest: Arc<Ingest>, config: RouterConfig, routes: &[Route]) -
         get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "ok"})) }),
     )
     .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
     // One byte over the limit is enough to know it is too large.
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
     .with_state(state)
@@ -72,7 +73,7 @@ pub fn router_for(ingest: Arc<Ingest>, config: RouterConfig, routes: &[Route]) -
 
 async fn forms(
     state: State<AppState>,
-    source: Path<String>,
+    source: Result<Path<String>, PathRejection>,
     request: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -81,7 +82,7 @@ async fn forms(
 
 async fn crm(
     state: State<AppState>,
-    source: Path<String>,
+    source: Result<Path<String>, PathRejection>,
     request: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -114,10 +115,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parts {
 async fn handle(
     State(state): State<AppState>,
     route: Route,
-    Path(source): Path<String>,
+    source: Result<Path<String>, PathRejection>,
     parts: Parts,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // A source segment that is not UTF-8 once decoded names no source.
+    let Ok(Path(source)) = source else {
+        return error(&IngestError::UnknownSource {
+            source_name: "<not UTF-8>".into(),
+        });
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -149,6 +156,17 @@ async fn handle(
             error(&e)
         }
     }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let body = super::error::ErrorBody {
+        code: "method_not_allowed".into(),
+        message: format!(
+            "{method} is not accepted on {} (webhooks are POST)",
+            uri.path()
+        ),
+    };
+    json(StatusCode::METHOD_NOT_ALLOWED, &body)
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
