@@ -1,7 +1,13 @@
 //! The delivery message: what ingest enqueues and the worker consumes — one contact change
 //! for one vendor. Fanning out per vendor at ingest lets each vendor wait on its own rate
 //! limit and retry on its own, without holding the others back.
+//!
+//! A message also carries its attempt state ([`RetryState`]): the worker re-sends a delivery
+//! that has to wait or retry as a new message with the state in its body, so waiting costs
+//! no SQS receive and failures are counted by the worker, not by the queue's receive count.
+//! A body without it (written by ingest, or by an older worker) is a first attempt.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ContactChange;
@@ -16,6 +22,36 @@ pub struct DeliveryMessage {
     pub v: u8,
     pub vendor: Vendor,
     pub change: ContactChange,
+    /// Its attempts so far; absent from the body while there were none.
+    #[serde(flatten)]
+    pub retry: RetryState,
+}
+
+/// What the worker remembers of a delivery's attempts, carried in the message body. Every
+/// field is optional in the body (serde-defaulted, left out while empty), so bodies written
+/// before it existed parse as first attempts, and a worker that does not know it ignores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// Transient failures so far (5xx, timeouts, store outages). Waits do not count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// When the first transient failure happened: the retry horizon counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failed_at: Option<DateTime<Utc>>,
+    /// The last failure, for the dead-letter reason (vendor errors never carry personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the delivery was first handed back, for any reason: bounds how long it may wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// Not to be tried before this instant: set when a wait is longer than SQS's longest
+    /// delay (15 min), so a message received earlier is re-sent for the rest of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_not_before: Option<DateTime<Utc>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A message body the worker cannot use; it goes to the dead-letter queue as it is.
@@ -33,6 +69,7 @@ impl DeliveryMessage {
             v: MESSAGE_VERSION,
             vendor,
             change,
+            retry: RetryState::default(),
         }
     }
 
@@ -106,5 +143,58 @@ mod tests {
         let body = message.to_body();
         assert!(sqs_accepts(&body), "{body:?}");
         assert_eq!(DeliveryMessage::from_body(&body).unwrap(), message);
+    }
+
+    fn message() -> DeliveryMessage {
+        let mut contact = Contact::new(ContactKey::external("standard", "u1").unwrap());
+        contact.full_name = Some("Ann".into());
+        DeliveryMessage::new(
+            Vendor::Channelio,
+            ContactChange {
+                event: SyncEvent {
+                    source: "standard".into(),
+                    event_id: "msg_1".into(),
+                    occurred_at: chrono::DateTime::UNIX_EPOCH,
+                    kind: ChangeKind::Updated,
+                },
+                contact,
+            },
+        )
+    }
+
+    #[test]
+    fn a_first_attempt_carries_no_retry_state_and_old_bodies_still_parse() {
+        let fresh = message();
+        let body = fresh.to_body();
+        for field in [
+            "failures",
+            "first_failed_at",
+            "last_error",
+            "waiting_since",
+            "retry_not_before",
+        ] {
+            assert!(!body.contains(field), "{field} in {body}");
+        }
+        // A body as ingest wrote it before the retry state existed.
+        let old = r#"{"v":1,"vendor":"channelio","change":{"event":{"source":"standard","event_id":"msg_1","occurred_at":"1970-01-01T00:00:00Z","kind":"updated"},"contact":{"key":"standard:u1","full_name":"Ann"}}}"#;
+        let parsed = DeliveryMessage::from_body(old).unwrap();
+        assert_eq!(parsed.retry, RetryState::default());
+        assert_eq!(parsed.change, fresh.change);
+    }
+
+    #[test]
+    fn the_retry_state_round_trips() {
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let mut m = message();
+        m.retry = RetryState {
+            failures: 3,
+            first_failed_at: Some(at),
+            last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
+            waiting_since: Some(at),
+            retry_not_before: Some(at + chrono::TimeDelta::minutes(20)),
+        };
+        let body = m.to_body();
+        assert!(body.contains(r#""failures":3"#), "{body}");
+        assert_eq!(DeliveryMessage::from_body(&body).unwrap(), m);
     }
 }

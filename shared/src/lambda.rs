@@ -13,10 +13,12 @@ use tower::util::MapRequestLayer;
 
 use crate::ingress::{Accepted, Deadline, Ingest};
 
-/// The invocation's deadline from the Lambda context (epoch milliseconds).
+/// The invocation's deadline from the Lambda context (epoch milliseconds); a context
+/// without one (0, as `Context::default()` has) has none, not one in 1970.
 fn deadline_of(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
     i64::try_from(context.deadline)
         .ok()
+        .filter(|ms| *ms > 0)
         .and_then(DateTime::from_timestamp_millis)
 }
 
@@ -102,4 +104,20 @@ pub async fn handle_sqs(
         })
         .collect();
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_without_a_deadline_has_none() {
+        assert_eq!(deadline_of(&lambda_runtime::Context::default()), None);
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = 1_764_000_000_000;
+        assert_eq!(
+            deadline_of(&context).map(|d| d.timestamp_millis()),
+            Some(1_764_000_000_000)
+        );
+    }
 }

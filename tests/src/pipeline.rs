@@ -38,14 +38,17 @@ pub struct Pipeline {
     pub vendors: StatefulVendors,
 }
 
-/// Quick retries so faults resolve within a test's time.
+/// Quick retries so faults resolve within a test's time: back-offs of at most 300 ms for a
+/// minute after the first failure; a pause of 5 s after refused credentials (longer than a
+/// call waits for its rate-limit slot, so deliveries during the pause are handed on).
 pub fn test_policy() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 25,
+        horizon: Duration::from_secs(60),
         base: Duration::from_millis(20),
         cap: Duration::from_millis(300),
         floor: Duration::from_millis(10),
-        auth_pause: Duration::from_secs(1),
+        auth_pause: Duration::from_secs(5),
+        ..RetryPolicy::default()
     }
 }
 
@@ -59,52 +62,15 @@ impl Pipeline {
         let app = webhooks::app(Arc::new(store.clone()), queue.clone(), clock.clone());
 
         let vendors = StatefulVendors::start(faults).await;
-        let http = HttpSettings {
-            timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400),
-            connect_timeout_ms: 200,
-            ..HttpSettings::default()
-        };
-        let configs = VendorConfigs {
-            hood: Some(HoodConfig {
-                base_url: vendors.hood.uri(),
-                token: SecretString::from(HOOD_TOKEN),
-                http,
-            }),
-            channelio: Some(ChannelConfig {
-                base_url: vendors.channel.uri(),
-                access_key: SecretString::from(CHANNEL_KEY),
-                access_secret: SecretString::from(CHANNEL_SECRET),
-                http,
-            }),
-            omnivibe: None,
-            chatwoot: Some(ChatwootConfig {
-                base_url: vendors.chatwoot.uri(),
-                api_access_token: SecretString::from(CHATWOOT_TOKEN),
-                account_id: CHATWOOT_ACCOUNT,
-                http,
-            }),
-        };
-        // A fast schedule: the limiter's accuracy has its own tests; here it must not be
-        // what the test waits for.
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let worker = Arc::new(
-            build_worker(WorkerParts {
-                mappings: webhooks::mappings(),
-                vendors: &configs,
-                links: Arc::new(store.clone()),
-                limiter_store: &store,
-                limiter_account: "test",
-                // A fast limiter: the production schedules are exercised by the limiter
-                // tests and the storm through `relay serve`.
-                limits: |_| GcraParams::new(Duration::from_millis(1), 200),
-                queue: queue.clone(),
-                dead_letters: dead_letters.clone(),
-                clock,
-                policy: test_policy(),
-                metrics: metrics.clone(),
-            })
-            .expect("clients build"),
-        );
+        let worker = Arc::new(worker_for(
+            &vendors,
+            &store,
+            queue.clone(),
+            dead_letters.clone(),
+            clock,
+            metrics.clone(),
+        ));
         Pipeline {
             table,
             queue,
@@ -149,6 +115,59 @@ impl Pipeline {
         }
         true
     }
+}
+
+/// The worker of a pipeline: the stateful vendors behind a fast shared limiter in `store`,
+/// the given queues (memory here, moto SQS in the tests of production queue semantics).
+pub fn worker_for(
+    vendors: &StatefulVendors,
+    store: &DynamoStore,
+    queue: Arc<dyn Queue>,
+    dead_letters: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Worker {
+    let http = HttpSettings {
+        timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400),
+        connect_timeout_ms: 200,
+        ..HttpSettings::default()
+    };
+    let configs = VendorConfigs {
+        hood: Some(HoodConfig {
+            base_url: vendors.hood.uri(),
+            token: SecretString::from(HOOD_TOKEN),
+            http,
+        }),
+        channelio: Some(ChannelConfig {
+            base_url: vendors.channel.uri(),
+            access_key: SecretString::from(CHANNEL_KEY),
+            access_secret: SecretString::from(CHANNEL_SECRET),
+            http,
+        }),
+        omnivibe: None,
+        chatwoot: Some(ChatwootConfig {
+            base_url: vendors.chatwoot.uri(),
+            api_access_token: SecretString::from(CHATWOOT_TOKEN),
+            account_id: CHATWOOT_ACCOUNT,
+            http,
+        }),
+    };
+    build_worker(WorkerParts {
+        mappings: webhooks::mappings(),
+        vendors: &configs,
+        links: Arc::new(store.clone()),
+        limiter_store: store,
+        limiter_account: "test",
+        // A fast limiter: the production schedules are exercised by the limiter tests and
+        // the storm through `relay serve`; here it must not be what the test waits for.
+        limits: |_| GcraParams::new(Duration::from_millis(1), 200),
+        queue,
+        dead_letters,
+        clock,
+        policy: test_policy(),
+        metrics,
+    })
+    .expect("clients build")
 }
 
 /// A Standard Webhooks contact envelope for contact `i`.

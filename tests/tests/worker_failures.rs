@@ -1,7 +1,7 @@
 //! What the worker does with failures that retrying cannot fix, and how it answers Lambda:
 //! permanent refusals go to the dead-letter queue with the reason (and replay after a fix),
-//! refused credentials pause the vendor without burning through the queue, and an SQS batch
-//! reports exactly the messages left in the queue.
+//! refused credentials pause the vendor on every instance without burning through the
+//! queue, and an SQS batch reports exactly the messages left in the queue.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -119,8 +119,8 @@ async fn refused_credentials_pause_the_vendor_instead_of_burning_through_the_que
     for m in &messages {
         assert_eq!(
             p.worker.handle(m, deadline, true).await,
-            Settled::Returned,
-            "kept for after the pause"
+            Settled::Removed,
+            "sent again for after the pause, this copy removed"
         );
     }
     let w = p.vendors.world();
@@ -128,12 +128,15 @@ async fn refused_credentials_pause_the_vendor_instead_of_burning_through_the_que
         w.requests, 3,
         "one refused call per vendor; the other deliveries waited without calling"
     );
-    assert_eq!(p.metrics.total(Counter::AuthFailed), 9);
+    // The pause is on each vendor's shared schedule: the refused call counts, the other
+    // deliveries find the schedule paused and wait for it.
+    assert_eq!(p.metrics.total(Counter::AuthFailed), 3);
+    assert_eq!(p.metrics.total(Counter::Deferred), 6);
     assert!(
         p.dead_letters.is_empty(),
         "credentials problems are not the messages' fault"
     );
-    assert_eq!(p.queue.len(), 9);
+    assert_eq!(p.queue.len(), 9, "every delivery waits in the queue");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,11 +177,19 @@ async fn an_sqs_batch_reports_exactly_the_messages_left_in_the_queue() {
         json!({"messageId": "m-garbage", "receiptHandle": "r-garbage", "body": "not a delivery",
                         "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}),
     );
+    // A record without a body cannot be processed: it is left to SQS.
+    records.push(
+        json!({"messageId": "m-no-body", "receiptHandle": "r-no-body",
+                        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}),
+    );
     let event = serde_json::from_value(json!({"Records": records})).unwrap();
-    let response =
-        relay_shared::lambda::handle_sqs(&p.worker, LambdaEvent::new(event, Context::default()))
-            .await
-            .unwrap();
+    // A Lambda context always carries the invocation's deadline.
+    let mut context = Context::default();
+    context.deadline =
+        u64::try_from((Utc::now() + TimeDelta::seconds(60)).timestamp_millis()).unwrap();
+    let response = relay_shared::lambda::handle_sqs(&p.worker, LambdaEvent::new(event, context))
+        .await
+        .unwrap();
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -186,9 +197,30 @@ async fn an_sqs_batch_reports_exactly_the_messages_left_in_the_queue() {
         .collect();
     assert_eq!(
         failed,
-        [busy.message_id.as_str()],
-        "synced and dead-lettered messages are done; only the busy one stays"
+        ["m-no-body"],
+        "synced, dead-lettered and re-sent messages are done; only the unprocessable one stays"
     );
+    // As the event source mapping does: delete every message not reported as failed.
+    for m in &messages {
+        p.queue.delete(&m.receipt).await.unwrap();
+    }
+    assert_eq!(
+        p.queue.len(),
+        1,
+        "the busy delivery waits as a new message (the original was reported done)"
+    );
+    let waiting = p.queue.receive(10, Duration::from_secs(3)).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let (again, before) = (
+        DeliveryMessage::from_body(&waiting[0].body).unwrap(),
+        DeliveryMessage::from_body(&busy.body).unwrap(),
+    );
+    assert_eq!(
+        (again.vendor, again.change, again.retry.failures),
+        (before.vendor, before.change, 0),
+        "the same delivery, no failure counted"
+    );
+    assert_eq!(p.metrics.total(Counter::Deferred), 1);
     let w = p.vendors.world();
     assert_eq!(
         (

@@ -152,7 +152,10 @@ async fn a_worker_dying_mid_call_leaves_the_event_to_sync_once_after_the_lease_e
         .await
         .unwrap();
     assert_eq!(batch.len(), 3, "one message per vendor");
-    let lease_deadline = Utc::now() + TimeDelta::seconds(2);
+    // A short invocation, so its leases end soon after it dies — yet long enough for its
+    // calls to start (no call starts without the client's timeout and the worker's 2 s
+    // margin left before the deadline).
+    let lease_deadline = Utc::now() + TimeDelta::seconds(4);
     let dying = tokio::spawn({
         let worker = p.worker.clone();
         async move { worker.handle_batch(&batch, lease_deadline, true).await }

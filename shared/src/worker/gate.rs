@@ -1,12 +1,19 @@
-//! The limiter in front of every vendor call: each HTTP call a sync makes books a slot on
-//! its vendor's shared GCRA schedule and waits for it, so the vendor's limit holds across
-//! all instances call by call (a Hood sync can make several calls).
+//! The gates in front of every vendor call.
+//!
+//! * [`LimiterGate`]: each HTTP call a sync makes books a slot on its vendor's shared GCRA
+//!   schedule and waits for it, so the vendor's limit holds across all instances call by
+//!   call (a Hood sync can make several calls).
+//! * [`DeadlineGate`]: no call starts that could not finish before the invocation's
+//!   deadline (see [`calls_finish_by`]): a Lambda invocation that ran out of time hands the
+//!   delivery on instead of being killed in the middle of a call.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::store::{Clock, RateLimiter, Reservation};
 use crate::vendors::Vendor;
@@ -17,6 +24,48 @@ use crate::vendors::sync::CallGate;
 /// The `op` of the error the gate answers when the next slot is too far away; the worker
 /// then defers the message without penalising the schedule (no vendor said 429).
 pub const PERMIT_OP: &str = "limiter.permit";
+
+/// The `op` of the error the gate answers when the shared schedule cannot be read (the
+/// store failed): no call may go, and the worker counts it as a transient failure.
+pub const LIMITER_DOWN_OP: &str = "limiter.unavailable";
+
+/// The `op` of the error [`DeadlineGate`] answers when a call could not finish before the
+/// invocation's deadline; the worker hands the delivery on without counting a failure.
+pub const DEADLINE_OP: &str = "worker.deadline";
+
+tokio::task_local! {
+    /// The instant every vendor call of the current delivery must have finished by.
+    static FINISH_BY: Window;
+    /// The latest instant the current call may start (its deadline less its timeout).
+    static LATEST_START: DateTime<Utc>;
+}
+
+#[derive(Clone)]
+struct Window {
+    finish_by: DateTime<Utc>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Runs `delivery` with every vendor call it makes held to finishing by `finish_by`
+/// (calls behind a [`DeadlineGate`]; outside this scope they are not held to any).
+pub async fn calls_finish_by<F: Future>(
+    finish_by: DateTime<Utc>,
+    clock: Arc<dyn Clock>,
+    delivery: F,
+) -> F::Output {
+    FINISH_BY.scope(Window { finish_by, clock }, delivery).await
+}
+
+fn deferred(vendor: Vendor, op: &'static str, retry_after: Duration) -> VendorError {
+    VendorError::RateLimited {
+        vendor,
+        op,
+        retry_after,
+        concurrency_limit: false,
+        trace_id: None,
+        rate_limit: RateLimitInfo::default(),
+    }
+}
 
 /// A [`CallGate`] over one shared limiter per vendor.
 pub struct LimiterGate {
@@ -43,17 +92,6 @@ impl LimiterGate {
     pub fn limiter(&self, vendor: Vendor) -> Option<&Arc<dyn RateLimiter>> {
         self.limiters.get(&vendor)
     }
-
-    fn deferred(&self, vendor: Vendor, retry_after: Duration) -> VendorError {
-        VendorError::RateLimited {
-            vendor,
-            op: PERMIT_OP,
-            retry_after,
-            concurrency_limit: false,
-            trace_id: None,
-            rate_limit: RateLimitInfo::default(),
-        }
-    }
 }
 
 #[async_trait]
@@ -62,7 +100,15 @@ impl CallGate for LimiterGate {
         let Some(limiter) = self.limiters.get(&vendor) else {
             return Ok(());
         };
-        match limiter.reserve(self.max_wait).await {
+        // A slot after the latest start the deadline allows is of no use: not booked.
+        let now = self.clock.now();
+        let max_wait = match LATEST_START.try_with(|t| *t) {
+            Ok(latest) => self
+                .max_wait
+                .min((latest - now).to_std().unwrap_or_default()),
+            Err(_) => self.max_wait,
+        };
+        match limiter.reserve(max_wait).await {
             Ok(Reservation::At(at)) => {
                 let wait = (at - self.clock.now()).to_std().unwrap_or_default();
                 if !wait.is_zero() {
@@ -70,16 +116,117 @@ impl CallGate for LimiterGate {
                 }
                 Ok(())
             }
-            Ok(Reservation::TooFar(at)) => {
-                Err(self.deferred(vendor, (at - self.clock.now()).to_std().unwrap_or_default()))
-            }
+            Ok(Reservation::TooFar(at)) => Err(deferred(
+                vendor,
+                PERMIT_OP,
+                (at - self.clock.now()).to_std().unwrap_or_default(),
+            )),
             Err(error) => {
                 // Without the shared schedule no call may go: fail closed, retry soon.
                 tracing::warn!(%vendor, %error, "rate limiter unavailable");
-                Err(self.deferred(vendor, Duration::from_secs(5)))
+                Err(deferred(vendor, LIMITER_DOWN_OP, Duration::from_secs(5)))
             }
         }
     }
 
     fn observe(&self, _vendor: Vendor, _rate_limit: &RateLimitInfo, _error: Option<&VendorError>) {}
+}
+
+/// Lets a call through `inner` only when it can finish before the current delivery's
+/// deadline: there must be `call_timeout` (the client's whole-request timeout) left, and
+/// the rate-limit slot it waits for must leave as much.
+pub struct DeadlineGate {
+    inner: Arc<dyn CallGate>,
+    call_timeout: Duration,
+}
+
+impl DeadlineGate {
+    pub fn new(inner: Arc<dyn CallGate>, call_timeout: Duration) -> Self {
+        DeadlineGate {
+            inner,
+            call_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl CallGate for DeadlineGate {
+    async fn acquire(&self, vendor: Vendor) -> Result<(), VendorError> {
+        let Ok(window) = FINISH_BY.try_with(Clone::clone) else {
+            return self.inner.acquire(vendor).await;
+        };
+        let latest_start =
+            window.finish_by - TimeDelta::from_std(self.call_timeout).unwrap_or(TimeDelta::MAX);
+        if window.clock.now() > latest_start {
+            return Err(deferred(vendor, DEADLINE_OP, Duration::ZERO));
+        }
+        LATEST_START
+            .scope(latest_start, self.inner.acquire(vendor))
+            .await
+    }
+
+    fn observe(&self, vendor: Vendor, rate_limit: &RateLimitInfo, error: Option<&VendorError>) {
+        self.inner.observe(vendor, rate_limit, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{GcraParams, LimiterKey, ManualClock};
+
+    fn op(result: Result<(), VendorError>) -> Option<&'static str> {
+        match result {
+            Err(VendorError::RateLimited { op, .. }) => Some(op),
+            Err(other) => panic!("{other}"),
+            Ok(()) => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_call_starts_that_could_not_finish_before_the_deadline() {
+        let clock = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH + TimeDelta::days(1)));
+        let store = MemoryStore::new(clock.clone());
+        // One call per 5 s, no burst.
+        let limiter = store.limiter(
+            &LimiterKey::new(Vendor::Hood, "t").unwrap(),
+            GcraParams::new(Duration::from_secs(5), 1),
+        );
+        let limiters = HashMap::from([(Vendor::Hood, Arc::new(limiter) as Arc<dyn RateLimiter>)]);
+        let limiter_gate: Arc<dyn CallGate> = Arc::new(LimiterGate::new(
+            limiters,
+            clock.clone(),
+            Duration::from_secs(10),
+        ));
+        let gate = DeadlineGate::new(limiter_gate, Duration::from_secs(10));
+        let now = clock.now();
+        let within = |secs: i64| {
+            calls_finish_by(
+                now + TimeDelta::seconds(secs),
+                clock.clone(),
+                gate.acquire(Vendor::Hood),
+            )
+        };
+        assert_eq!(
+            op(within(9).await),
+            Some(DEADLINE_OP),
+            "9 s left < 10 s timeout"
+        );
+        assert_eq!(op(within(12).await), None, "12 s left: the call goes");
+        // The next slot is 5 s away: 12 s left would leave 7 s for a 10 s call.
+        assert_eq!(
+            op(within(12).await),
+            Some(PERMIT_OP),
+            "the slot is too late"
+        );
+        assert_eq!(
+            op(within(16).await),
+            None,
+            "16 s left: the slot in 5 s leaves 11 s"
+        );
+        // Outside a delivery's scope only the limiter decides.
+        clock.advance(TimeDelta::seconds(10));
+        assert_eq!(op(gate.acquire(Vendor::Hood).await), None);
+    }
 }

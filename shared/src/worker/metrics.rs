@@ -16,10 +16,15 @@ pub enum Counter {
     Synced,
     /// A redelivery of something already applied.
     Duplicate,
-    /// The vendor answered 429.
+    /// The vendor answered 429: handed on to wait for its `Retry-After`.
     Throttled,
-    /// Handed back to retry later (transient failure, busy record, limiter slot far away).
+    /// A transient failure: handed on to retry after a back-off (counted against the
+    /// retry horizon).
     Retried,
+    /// Handed on to wait, nothing failed: the record is busy, the next rate-limit slot is
+    /// far away (also while a vendor is paused), the invocation's time is nearly up, or a
+    /// long wait is not over.
+    Deferred,
     /// Moved to the dead-letter queue.
     DeadLettered,
     /// The vendor refused our credentials.
@@ -27,11 +32,12 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Synced,
         Counter::Duplicate,
         Counter::Throttled,
         Counter::Retried,
+        Counter::Deferred,
         Counter::DeadLettered,
         Counter::AuthFailed,
     ];
@@ -42,6 +48,7 @@ impl Counter {
             Counter::Duplicate => "Duplicate",
             Counter::Throttled => "Throttled",
             Counter::Retried => "Retried",
+            Counter::Deferred => "Deferred",
             Counter::DeadLettered => "DeadLettered",
             Counter::AuthFailed => "AuthFailed",
         }

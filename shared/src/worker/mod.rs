@@ -5,14 +5,26 @@
 //! 1. take the lease on the contact's link at that vendor (one conditional write that also
 //!    returns what was applied before, and recognises a redelivered message);
 //! 2. plan from the link (fields already applied, or newer at the vendor, are left out);
-//! 3. make the calls, each behind a slot of the vendor's shared rate limiter;
+//! 3. make the calls, each behind a slot of the vendor's shared rate limiter, and none that
+//!    could not finish before the invocation's deadline;
 //! 4. commit the new link and release the lease in one write.
 //!
-//! Failures decide what becomes of the message: a 429 pushes the shared schedule back
-//! for every instance and retries after `Retry-After`; transient failures retry with
-//! exponential back-off and full jitter, up to a bound; permanent failures and plans the
-//! vendor would refuse go to the dead-letter queue with the reason; refused credentials
-//! pause the vendor (logged, counted) instead of burning through the queue.
+//! What becomes of a message that cannot be delivered now (see [`retry`]):
+//! * **waiting** — the record is busy, the next rate-limit slot is far away, the vendor
+//!   said 429 (the shared schedule is pushed back for every instance), the vendor refused
+//!   our credentials (the shared schedule is paused for every instance), or the invocation
+//!   is nearly out of time. No failure is counted;
+//! * **failing** — transient failures retry with capped exponential back-off and full
+//!   jitter for a time horizon from the first failure, then dead-letter with the reason;
+//! * permanent failures and plans the vendor would refuse dead-letter at once.
+//!
+//! A message handed on is **sent again** with the wait as its `DelaySeconds` and its attempt
+//! state in the body ([`RetryState`]), and this copy removed: it costs no SQS receive, so the
+//! queue's redrive (`maxReceiveCount`) never mistakes waiting for failing. It is sent first
+//! and removed after, so a crash in between leaves a duplicate, which the link lease
+//! recognises once the delivery is applied. Waits longer than SQS's 15-minute delay are
+//! chained (`retry_not_before`). Only when the send fails is the message left in the queue
+//! with its visibility changed instead.
 
 pub mod gate;
 pub mod metrics;
@@ -21,21 +33,22 @@ pub mod setup;
 pub mod targets;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 
-pub use gate::LimiterGate;
+pub use gate::{DeadlineGate, LimiterGate};
 pub use metrics::{Counter, Metrics, MetricsOutput};
 pub use retry::RetryPolicy;
 pub use targets::{Delivered, DeliveryError, Targets};
 
 use crate::delivery::DeliveryMessage;
+pub use crate::delivery::RetryState;
 use crate::mapping::Mappings;
 use crate::plan::VendorState;
-use crate::queue::{OutboundMessage, Queue, ReceivedMessage};
+use crate::queue::{MAX_DELAY, MAX_VISIBILITY, OutboundMessage, Queue, ReceivedMessage};
 use crate::store::{
     Clock, ContactKeyHash, DeliveryId, LeaseOutcome, Link, LinkKey, LinkLease, LinkStore,
     RateLimiter,
@@ -49,15 +62,50 @@ pub const MAX_LEASE: Duration = Duration::from_secs(60);
 /// usually needs a second or two, far less than its lease allows.
 pub const BUSY_RETRY: Duration = Duration::from_secs(2);
 
+/// How early a message may arrive before its `retry_not_before` and still be tried (clock
+/// differences between instances, SQS's whole seconds).
+const NOT_BEFORE_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
+
+/// Longest last error kept in a message body, in characters (bodies must stay within SQS's
+/// size limit, which ingest leaves 1 KiB of room under).
+const MAX_LAST_ERROR_CHARS: usize = 300;
+
 /// What to do with a message after processing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     /// Finished: delete it.
     Done,
-    /// Leave it in the queue, visible again after the delay.
-    RetryAfter(Duration),
+    /// Try it again after `delay` (at most SQS's 15 minutes; longer waits are chained with
+    /// `retry.retry_not_before`): sent again with `retry` as its attempt state and this
+    /// copy removed, or — when sending fails — left in the queue, visible after `delay`.
+    RetryAfter { delay: Duration, retry: RetryState },
     /// Move it to the dead-letter queue with the reason, then delete it.
     DeadLetter(String),
+}
+
+/// Why a delivery waits (nothing failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Another delivery holds the record's lease.
+    LeaseBusy,
+    /// The next slot of the vendor's shared schedule is further away than a call may wait
+    /// (also while the vendor is paused after a 429 or refused credentials).
+    RateLimitSlot,
+    /// The invocation has too little time left for the next call.
+    Deadline,
+    /// A chained wait longer than SQS's longest delay is not over yet.
+    NotYet,
+}
+
+impl Wait {
+    fn code(self) -> &'static str {
+        match self {
+            Wait::LeaseBusy => "lease_busy",
+            Wait::RateLimitSlot => "rate_limit_slot",
+            Wait::Deadline => "deadline",
+            Wait::NotYet => "not_yet",
+        }
+    }
 }
 
 /// What happened to one delivery (for the log line and the counters).
@@ -70,12 +118,16 @@ pub enum Outcome {
         reason: &'static str,
     },
     Duplicate,
-    /// The record is being written by another delivery, or the next rate-limit slot is
-    /// further away than a call may wait.
-    Deferred,
+    /// Handed on to wait; no failure counted.
+    Deferred {
+        wait: Wait,
+    },
+    /// The vendor answered 429: handed on for its `Retry-After`; no failure counted.
     Throttled,
+    /// A transient failure: handed on to retry after a back-off.
     Retried,
     DeadLettered,
+    /// The vendor refused our credentials: every instance pauses it; no failure counted.
     AuthFailed,
 }
 
@@ -85,7 +137,7 @@ impl Outcome {
             Outcome::Synced { .. } => "synced",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Duplicate => "duplicate",
-            Outcome::Deferred => "deferred",
+            Outcome::Deferred { .. } => "deferred",
             Outcome::Throttled => "throttled",
             Outcome::Retried => "retried",
             Outcome::DeadLettered => "dead_lettered",
@@ -97,7 +149,8 @@ impl Outcome {
         match self {
             Outcome::Synced { .. } | Outcome::Skipped { .. } => Counter::Synced,
             Outcome::Duplicate => Counter::Duplicate,
-            Outcome::Deferred | Outcome::Retried => Counter::Retried,
+            Outcome::Deferred { .. } => Counter::Deferred,
+            Outcome::Retried => Counter::Retried,
             Outcome::Throttled => Counter::Throttled,
             Outcome::DeadLettered => Counter::DeadLettered,
             Outcome::AuthFailed => Counter::AuthFailed,
@@ -108,10 +161,23 @@ impl Outcome {
 /// How one message was left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
-    /// Removed from the queue (done or dead-lettered).
+    /// Removed from the queue: done, dead-lettered, or sent again for later. (In Lambda the
+    /// event source deletes it, as it is not reported as failed.)
     Removed,
     /// Still in the queue, to be received again.
     Returned,
+}
+
+/// What a delivery attempt came to, before the attempt state decides the disposition.
+enum Next {
+    Done(Outcome),
+    /// Try again after this wait; nothing failed.
+    Wait(Duration, Outcome),
+    /// A chained wait is not over: send on for the rest of it, up to this instant.
+    NotYet(DateTime<Utc>),
+    /// A transient failure (its description, without personal data).
+    Failed(String),
+    DeadLetter(String),
 }
 
 /// Everything a worker needs, built once per cold start.
@@ -119,16 +185,16 @@ pub struct Worker {
     pub mappings: Arc<Mappings>,
     pub links: Arc<dyn LinkStore>,
     pub targets: Targets,
-    /// Limiters to penalise after a vendor's 429 (the same ones the call gate books from).
+    /// Limiters to penalise after a vendor's 429 or refused credentials (the same ones the
+    /// call gate books from), so every instance holds back.
     pub limiters: HashMap<Vendor, Arc<dyn RateLimiter>>,
-    /// The queue the messages came from (visibility changes; deletes outside Lambda).
+    /// The queue the messages came from: messages handed on are sent to it again (deletes
+    /// and visibility changes outside Lambda too).
     pub queue: Arc<dyn Queue>,
     pub dead_letters: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
     pub metrics: Arc<Metrics>,
-    /// Vendors whose credentials were refused, until when.
-    paused: Mutex<HashMap<Vendor, DateTime<Utc>>>,
 }
 
 impl Worker {
@@ -157,7 +223,6 @@ impl Worker {
             clock,
             policy,
             metrics,
-            paused: Mutex::default(),
         }
     }
 
@@ -191,37 +256,94 @@ impl Worker {
         deadline: DateTime<Utc>,
         delete_done: bool,
     ) -> Settled {
-        match self.process(message, deadline).await {
+        let (disposition, parsed) = self.decide(message, deadline).await;
+        match disposition {
             Disposition::Done => self.remove(message, delete_done).await,
-            Disposition::RetryAfter(delay) => {
-                if let Err(error) = self.queue.change_visibility(&message.receipt, delay).await {
-                    // The message reappears after the queue's own visibility timeout instead.
-                    tracing::warn!(message_id = %message.message_id, %error, "could not reschedule");
-                }
-                Settled::Returned
+            Disposition::RetryAfter { delay, retry } => {
+                self.hand_on(message, parsed, delay, retry, delete_done)
+                    .await
             }
             Disposition::DeadLetter(reason) => {
-                let mut entry = OutboundMessage::new("dead-letter", message.body.clone());
-                entry
-                    .attributes
-                    .insert("reason".into(), truncate(&reason, 1000));
-                entry
-                    .attributes
-                    .insert("receive_count".into(), message.receive_count.to_string());
-                entry
-                    .attributes
-                    .insert("dead_lettered_at".into(), self.clock.now().to_rfc3339());
-                match self.dead_letters.send_batch(&[entry]).await {
-                    Ok(()) => self.remove(message, delete_done).await,
-                    Err(error) => {
-                        tracing::error!(message_id = %message.message_id, %error, "could not dead-letter; retrying later");
-                        let _ = self
-                            .queue
-                            .change_visibility(&message.receipt, Duration::from_secs(30))
-                            .await;
-                        Settled::Returned
-                    }
+                self.dead_letter(message, parsed, &reason, delete_done)
+                    .await
+            }
+        }
+    }
+
+    /// Sends the delivery again for later, then removes this copy; when the send fails,
+    /// leaves this copy in the queue, visible after `delay` (its attempt state cannot
+    /// travel then, and it costs a receive).
+    async fn hand_on(
+        &self,
+        message: &ReceivedMessage,
+        parsed: Option<DeliveryMessage>,
+        delay: Duration,
+        retry: RetryState,
+        delete_done: bool,
+    ) -> Settled {
+        if let Some(parsed) = parsed {
+            let mut again =
+                OutboundMessage::new("later", DeliveryMessage { retry, ..parsed }.to_body());
+            again.delay = Some(delay.min(MAX_DELAY));
+            again.attributes = message.attributes.clone();
+            match self.queue.send_batch(&[again]).await {
+                Ok(()) => return self.remove(message, delete_done).await,
+                Err(error) => {
+                    tracing::warn!(message_id = %message.message_id, %error, "could not send the delivery again; leaving it in the queue instead");
                 }
+            }
+        }
+        if let Err(error) = self
+            .queue
+            .change_visibility(&message.receipt, delay.min(MAX_VISIBILITY))
+            .await
+        {
+            // The message reappears after the queue's own visibility timeout instead.
+            tracing::warn!(message_id = %message.message_id, %error, "could not reschedule");
+        }
+        Settled::Returned
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &ReceivedMessage,
+        parsed: Option<DeliveryMessage>,
+        reason: &str,
+        delete_done: bool,
+    ) -> Settled {
+        // The attempts are in the reason and the attributes; the body goes without them, so
+        // a replay after a fix starts afresh instead of past its horizon.
+        let earlier = parsed.as_ref().map_or(0, |p| p.retry.failures);
+        let body = match parsed {
+            Some(parsed) => DeliveryMessage {
+                retry: RetryState::default(),
+                ..parsed
+            }
+            .to_body(),
+            None => message.body.clone(),
+        };
+        let mut entry = OutboundMessage::new("dead-letter", body);
+        entry
+            .attributes
+            .insert("reason".into(), truncate(reason, 1000));
+        entry
+            .attributes
+            .insert("receive_count".into(), message.receive_count.to_string());
+        entry
+            .attributes
+            .insert("earlier_failures".into(), earlier.to_string());
+        entry
+            .attributes
+            .insert("dead_lettered_at".into(), self.clock.now().to_rfc3339());
+        match self.dead_letters.send_batch(&[entry]).await {
+            Ok(()) => self.remove(message, delete_done).await,
+            Err(error) => {
+                tracing::error!(message_id = %message.message_id, %error, "could not dead-letter; retrying later");
+                let _ = self
+                    .queue
+                    .change_visibility(&message.receipt, Duration::from_secs(30))
+                    .await;
+                Settled::Returned
             }
         }
     }
@@ -236,16 +358,33 @@ impl Worker {
     /// Decides and performs one delivery; says what to do with its message. Logs one line
     /// and counts one outcome per call.
     pub async fn process(&self, message: &ReceivedMessage, deadline: DateTime<Utc>) -> Disposition {
+        self.decide(message, deadline).await.0
+    }
+
+    /// [`Self::process`], also answering the parsed message (none when unreadable).
+    async fn decide(
+        &self,
+        message: &ReceivedMessage,
+        deadline: DateTime<Utc>,
+    ) -> (Disposition, Option<DeliveryMessage>) {
         let started = Instant::now();
         let parsed = match DeliveryMessage::from_body(&message.body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::error!(message_id = %message.message_id, %error, "unreadable message");
                 self.metrics.count_unattributed(Counter::DeadLettered);
-                return Disposition::DeadLetter(format!("unreadable message: {error}"));
+                return (
+                    Disposition::DeadLetter(format!("unreadable message: {error}")),
+                    None,
+                );
             }
         };
-        let (disposition, outcome) = self.deliver(&parsed, message.receive_count, deadline).await;
+        let now = self.clock.now();
+        let next = match parsed.retry.retry_not_before {
+            Some(at) if at - NOT_BEFORE_TOLERANCE > now => Next::NotYet(at),
+            _ => self.deliver(&parsed, deadline).await,
+        };
+        let (disposition, outcome) = self.dispose(next, &parsed.retry);
         let calls = match outcome {
             Outcome::Synced { calls } => calls,
             _ => 0,
@@ -254,45 +393,122 @@ impl Worker {
             Outcome::Skipped { reason } => *reason,
             _ => "",
         };
-        let retry_in_ms = match &disposition {
-            Disposition::RetryAfter(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            _ => 0,
+        let wait = match &outcome {
+            Outcome::Deferred { wait } => wait.code(),
+            _ => "",
+        };
+        let (retry_in_ms, failures) = match &disposition {
+            Disposition::RetryAfter { delay, retry } => (
+                retry
+                    .retry_not_before
+                    .map_or(*delay, |at| to_std(at - self.clock.now()).max(*delay)),
+                retry.failures,
+            ),
+            _ => (Duration::ZERO, parsed.retry.failures),
         };
         tracing::info!(
             event = %parsed.event_key(),
             vendor = %parsed.vendor,
             outcome = outcome.label(),
             skipped,
-            attempt = message.receive_count,
+            wait,
+            failures,
+            receive_count = message.receive_count,
             calls,
-            retry_in_ms,
-            latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            retry_in_ms = millis(retry_in_ms),
+            latency_ms = millis(started.elapsed()),
             "delivery"
         );
         self.metrics.count(parsed.vendor, outcome.counter());
-        disposition
+        (disposition, Some(parsed))
     }
 
-    async fn deliver(
-        &self,
-        message: &DeliveryMessage,
-        attempt: u32,
-        deadline: DateTime<Utc>,
-    ) -> (Disposition, Outcome) {
-        let vendor = message.vendor;
+    /// Turns what an attempt came to into the message's disposition: waits keep the
+    /// failure count, failures add one, and both are bounded by time.
+    fn dispose(&self, next: Next, before: &RetryState) -> (Disposition, Outcome) {
         let now = self.clock.now();
-        if let Some(until) = self.paused_until(vendor, now) {
-            return (
-                Disposition::RetryAfter(retry::with_jitter(to_std(until - now))),
-                Outcome::AuthFailed,
-            );
-        }
-        if !self.targets.has(vendor) || !self.mappings.vendors.has(vendor) {
+        let mut retry = before.clone();
+        retry.retry_not_before = None;
+        let (wait, outcome) = match next {
+            Next::Done(outcome) => return (Disposition::Done, outcome),
+            Next::DeadLetter(reason) => {
+                return (Disposition::DeadLetter(reason), Outcome::DeadLettered);
+            }
+            Next::NotYet(at) => {
+                retry.retry_not_before = Some(at);
+                let delay = to_std(at - now).min(MAX_DELAY);
+                let outcome = Outcome::Deferred { wait: Wait::NotYet };
+                return (Disposition::RetryAfter { delay, retry }, outcome);
+            }
+            // Jittered in whole seconds, then capped (the cap includes the jitter).
+            Next::Wait(wait, outcome) => {
+                (self.policy.capped(retry::jittered_seconds(wait)), outcome)
+            }
+            Next::Failed(error) => {
+                retry.failures = retry.failures.saturating_add(1);
+                let first = *retry.first_failed_at.get_or_insert(now);
+                if !self.policy.within_horizon(first, now) {
+                    return (
+                        Disposition::DeadLetter(format!(
+                            "gave up after {} failures in {}: {error}",
+                            retry.failures,
+                            span(now - first)
+                        )),
+                        Outcome::DeadLettered,
+                    );
+                }
+                retry.last_error = Some(truncate(&error, MAX_LAST_ERROR_CHARS));
+                (
+                    self.policy
+                        .backoff_within_horizon(retry.failures, first, now),
+                    Outcome::Retried,
+                )
+            }
+        };
+        let since = *retry.waiting_since.get_or_insert(now);
+        if now - since >= TimeDelta::from_std(self.policy.give_up_after).unwrap_or(TimeDelta::MAX) {
             return (
                 Disposition::DeadLetter(format!(
-                    "vendor `{vendor}` is not configured on this worker"
+                    "not delivered in {} ({}, {} failures{})",
+                    span(now - since),
+                    outcome.label(),
+                    retry.failures,
+                    retry
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(", last: {e}"))
+                        .unwrap_or_default()
                 )),
                 Outcome::DeadLettered,
+            );
+        }
+        let delay = if wait > MAX_DELAY {
+            retry.retry_not_before =
+                Some(now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX));
+            MAX_DELAY
+        } else {
+            wait
+        };
+        (Disposition::RetryAfter { delay, retry }, outcome)
+    }
+
+    async fn deliver(&self, message: &DeliveryMessage, deadline: DateTime<Utc>) -> Next {
+        let vendor = message.vendor;
+        let now = self.clock.now();
+        if !self.targets.has(vendor) || !self.mappings.vendors.has(vendor) {
+            return Next::DeadLetter(format!(
+                "vendor `{vendor}` is not configured on this worker"
+            ));
+        }
+        // Every call must be over this long before the deadline, to record and settle.
+        let finish_by =
+            deadline - TimeDelta::from_std(self.policy.deadline_margin).unwrap_or_default();
+        if now >= finish_by {
+            return Next::Wait(
+                Duration::from_secs(1),
+                Outcome::Deferred {
+                    wait: Wait::Deadline,
+                },
             );
         }
         let key = LinkKey::new(
@@ -303,20 +519,18 @@ impl Worker {
         let lease_until = deadline.min(now + TimeDelta::from_std(MAX_LEASE).unwrap_or_default());
         let (lease, link) = match self.links.lease(&key, &delivery, lease_until).await {
             Ok(LeaseOutcome::Leased { lease, link }) => (lease, link),
-            Ok(LeaseOutcome::AlreadyApplied) => return (Disposition::Done, Outcome::Duplicate),
+            Ok(LeaseOutcome::AlreadyApplied) => return Next::Done(Outcome::Duplicate),
             Ok(LeaseOutcome::Busy { until }) => {
-                let wait = to_std(until - now).min(BUSY_RETRY);
-                return (
-                    Disposition::RetryAfter(retry::with_jitter(wait)),
-                    Outcome::Deferred,
+                return Next::Wait(
+                    to_std(until - now).min(BUSY_RETRY),
+                    Outcome::Deferred {
+                        wait: Wait::LeaseBusy,
+                    },
                 );
             }
             Err(error) => {
                 tracing::warn!(%vendor, %error, "link store unavailable");
-                return (
-                    Disposition::RetryAfter(self.policy.backoff(attempt)),
-                    Outcome::Retried,
-                );
+                return Next::Failed(format!("link store unavailable: {error}"));
             }
         };
 
@@ -325,27 +539,30 @@ impl Worker {
             vendor_id: link.vendor_id.clone(),
             applied: link.fields.clone(),
         };
-        let mut result = self
-            .targets
-            .deliver(&self.mappings, vendor, &message.change, &state)
-            .await;
+        let mut result = gate::calls_finish_by(
+            finish_by,
+            self.clock.clone(),
+            self.targets
+                .deliver(&self.mappings, vendor, &message.change, &state),
+        )
+        .await;
         // A stored id the vendor no longer knows (record deleted there): resolve afresh once.
         if state.vendor_id.is_some() && is_not_found(&result) {
             tracing::info!(%vendor, "stored vendor id not found; resolving the record again");
             state = VendorState::default();
-            result = self
-                .targets
-                .deliver(&self.mappings, vendor, &message.change, &state)
-                .await;
+            result = gate::calls_finish_by(
+                finish_by,
+                self.clock.clone(),
+                self.targets
+                    .deliver(&self.mappings, vendor, &message.change, &state),
+            )
+            .await;
         }
         let Some(result) = result else {
             self.abandon(&lease).await;
-            return (
-                Disposition::DeadLetter(format!(
-                    "vendor `{vendor}` is not configured on this worker"
-                )),
-                Outcome::DeadLettered,
-            );
+            return Next::DeadLetter(format!(
+                "vendor `{vendor}` is not configured on this worker"
+            ));
         };
         match result {
             Ok(delivered) => {
@@ -366,22 +583,18 @@ impl Worker {
                     // expired during a slow call). A later change re-plans from the old record.
                     tracing::warn!(%vendor, %error, "applied but could not record it");
                 }
-                let outcome = match delivered.skipped {
+                Next::Done(match delivered.skipped {
                     Some(reason) => Outcome::Skipped {
                         reason: reason.code(),
                     },
                     None => Outcome::Synced {
                         calls: delivered.calls,
                     },
-                };
-                (Disposition::Done, outcome)
+                })
             }
             Err(DeliveryError::Plan(error)) => {
                 self.abandon(&lease).await;
-                (
-                    Disposition::DeadLetter(error.to_string()),
-                    Outcome::DeadLettered,
-                )
+                Next::DeadLetter(error.to_string())
             }
             Err(DeliveryError::Sync(error)) => {
                 match &error.vendor_id {
@@ -398,72 +611,70 @@ impl Worker {
                     }
                     None => self.abandon(&lease).await,
                 }
-                self.after_failure(vendor, &error.error, attempt).await
+                self.after_failure(vendor, &error.error).await
             }
         }
     }
 
-    async fn after_failure(
-        &self,
-        vendor: Vendor,
-        error: &VendorError,
-        attempt: u32,
-    ) -> (Disposition, Outcome) {
+    async fn after_failure(&self, vendor: Vendor, error: &VendorError) -> Next {
         match error.class() {
             ErrorClass::RateLimited => {
                 let wait = error.retry_after().unwrap_or(Duration::from_secs(1));
-                if let VendorError::RateLimited { op, .. } = error
-                    && *op == gate::PERMIT_OP
-                {
-                    return (
-                        Disposition::RetryAfter(retry::with_jitter(wait)),
-                        Outcome::Deferred,
-                    );
+                if let VendorError::RateLimited { op, .. } = error {
+                    match *op {
+                        gate::PERMIT_OP => {
+                            return Next::Wait(
+                                wait,
+                                Outcome::Deferred {
+                                    wait: Wait::RateLimitSlot,
+                                },
+                            );
+                        }
+                        gate::DEADLINE_OP => {
+                            return Next::Wait(
+                                Duration::from_secs(1),
+                                Outcome::Deferred {
+                                    wait: Wait::Deadline,
+                                },
+                            );
+                        }
+                        gate::LIMITER_DOWN_OP => {
+                            return Next::Failed(format!("{vendor} rate limiter unavailable"));
+                        }
+                        _ => {}
+                    }
                 }
-                tracing::warn!(%vendor, retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "vendor answered 429; holding every instance back");
-                if let Some(limiter) = self.limiters.get(&vendor)
-                    && let Err(e) = limiter.penalise(wait).await
-                {
-                    tracing::warn!(%vendor, error = %e, "could not penalise the shared schedule");
-                }
-                (
-                    Disposition::RetryAfter(retry::with_jitter(wait)),
-                    Outcome::Throttled,
-                )
+                let wait = self.policy.capped(wait);
+                tracing::warn!(%vendor, retry_after_ms = millis(wait), "vendor answered 429; holding every instance back");
+                self.pause(vendor, wait).await;
+                Next::Wait(wait, Outcome::Throttled)
             }
-            ErrorClass::Transient if self.policy.retries_left(attempt) => {
-                tracing::warn!(%vendor, %error, attempt, "transient failure; retrying with back-off");
-                (
-                    Disposition::RetryAfter(self.policy.backoff(attempt)),
-                    Outcome::Retried,
-                )
+            ErrorClass::Transient => {
+                tracing::warn!(%vendor, %error, "transient failure; retrying with back-off");
+                Next::Failed(error.to_string())
             }
-            ErrorClass::Transient => (
-                Disposition::DeadLetter(format!("gave up after {attempt} attempts: {error}")),
-                Outcome::DeadLettered,
-            ),
-            ErrorClass::Permanent => (
-                Disposition::DeadLetter(error.to_string()),
-                Outcome::DeadLettered,
-            ),
+            ErrorClass::Permanent => Next::DeadLetter(error.to_string()),
             ErrorClass::Auth => {
-                let until = self.clock.now()
-                    + TimeDelta::from_std(self.policy.auth_pause).unwrap_or_default();
-                if let Ok(mut paused) = self.paused.lock() {
-                    paused.insert(vendor, until);
-                }
-                tracing::error!(%vendor, %error, pause_s = self.policy.auth_pause.as_secs(), "vendor refused our credentials; pausing deliveries to it");
-                (
-                    Disposition::RetryAfter(self.policy.auth_pause),
-                    Outcome::AuthFailed,
-                )
+                let pause = self.policy.capped(self.policy.auth_pause);
+                tracing::error!(%vendor, %error, pause_s = pause.as_secs(), "vendor refused our credentials; pausing deliveries to it on every instance");
+                self.pause(vendor, pause).await;
+                Next::Wait(pause, Outcome::AuthFailed)
             }
         }
     }
 
-    fn paused_until(&self, vendor: Vendor, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let paused = self.paused.lock().ok()?;
-        paused.get(&vendor).copied().filter(|until| *until > now)
+    /// No call to `vendor` from any instance for `wait`: a penalty on its shared schedule.
+    async fn pause(&self, vendor: Vendor, wait: Duration) {
+        match self.limiters.get(&vendor) {
+            Some(limiter) => {
+                if let Err(error) = limiter.penalise(wait).await {
+                    tracing::warn!(%vendor, %error, "could not penalise the shared schedule");
+                }
+            }
+            None => {
+                tracing::warn!(%vendor, "no shared schedule to hold back; only this delivery waits");
+            }
+        }
     }
 
     async fn abandon(&self, lease: &LinkLease) {
@@ -481,6 +692,652 @@ fn to_std(delta: TimeDelta) -> Duration {
     delta.to_std().unwrap_or_default()
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A time span for a reason text: `42 s`, `17 min`, `6 h 3 min`.
+fn span(delta: TimeDelta) -> String {
+    let secs = delta.num_seconds().max(0);
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each kind of wait re-sends the message with the right delay and its failures
+    //! unchanged; transient failures count in the body and dead-letter only past the
+    //! horizon. Time is a manual clock; the queue records what the worker does with it.
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::{ChangeKind, Contact, ContactChange, ContactKey, SyncEvent};
+    use crate::plan::ChannelPlan;
+    use crate::queue::{QueueError, ReceiptHandle};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{GcraParams, LimiterKey, ManualClock, Reservation};
+    use crate::vendors::rate_limit::RateLimitInfo;
+    use crate::vendors::{CallGate, SyncError, SyncOutcome, TransientCause, VendorSync};
+
+    const START_MS: i64 = 1_800_000_000_000;
+
+    /// A queue that records what is done to it.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<OutboundMessage>>,
+        deleted: Mutex<Vec<String>>,
+        visibility: Mutex<Vec<(String, Duration)>>,
+        refuse_sends: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Queue for Recorder {
+        async fn send_batch(&self, messages: &[OutboundMessage]) -> Result<(), QueueError> {
+            if self.refuse_sends.load(Ordering::SeqCst) {
+                return Err(QueueError::Service {
+                    operation: "SendMessageBatch",
+                    message: "refused by the test".into(),
+                });
+            }
+            self.sent.lock().unwrap().extend_from_slice(messages);
+            Ok(())
+        }
+        async fn receive(&self, _: u16, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, receipt: &ReceiptHandle) -> Result<(), QueueError> {
+            self.deleted.lock().unwrap().push(receipt.0.clone());
+            Ok(())
+        }
+        async fn change_visibility(
+            &self,
+            receipt: &ReceiptHandle,
+            delay: Duration,
+        ) -> Result<(), QueueError> {
+            self.visibility
+                .lock()
+                .unwrap()
+                .push((receipt.0.clone(), delay));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        /// The only message sent since the last call.
+        fn take_one(&self) -> OutboundMessage {
+            let mut sent = self.sent.lock().unwrap();
+            assert_eq!(sent.len(), 1, "one message sent: {sent:?}");
+            sent.remove(0)
+        }
+    }
+
+    /// A Channel.io adapter that, like the real client, passes its gate before each call,
+    /// then answers from a script (success once the script is used up).
+    struct Channel {
+        gate: Arc<dyn CallGate>,
+        script: Mutex<VecDeque<VendorError>>,
+        calls: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl VendorSync for Channel {
+        type Plan = ChannelPlan;
+        fn vendor(&self) -> Vendor {
+            Vendor::Channelio
+        }
+        async fn sync(&self, _plan: &ChannelPlan) -> Result<SyncOutcome, SyncError> {
+            let failed = |error: VendorError, calls| SyncError {
+                error: Box::new(error),
+                calls,
+                vendor_id: None,
+                rate_limit: None,
+            };
+            self.gate
+                .acquire(Vendor::Channelio)
+                .await
+                .map_err(|e| failed(e, 0))?;
+            *self.calls.lock().unwrap() += 1;
+            match self.script.lock().unwrap().pop_front() {
+                Some(error) => Err(failed(error, 1)),
+                None => Ok(SyncOutcome {
+                    vendor_id: Some("u-1".into()),
+                    calls: 1,
+                    rate_limit: None,
+                }),
+            }
+        }
+    }
+
+    /// One instance of the worker, over a store (links and limiters) instances share.
+    struct Instance {
+        worker: Worker,
+        queue: Arc<Recorder>,
+        dead_letters: Arc<Recorder>,
+        channel: Arc<Channel>,
+        limiter: Arc<dyn RateLimiter>,
+    }
+
+    fn clock() -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(
+            DateTime::from_timestamp_millis(START_MS).unwrap(),
+        ))
+    }
+
+    fn instance(
+        store: &MemoryStore,
+        clock: &Arc<ManualClock>,
+        schedule: GcraParams,
+        policy: RetryPolicy,
+    ) -> Instance {
+        let clock: Arc<dyn Clock> = clock.clone();
+        let limiter: Arc<dyn RateLimiter> = Arc::new(store.limiter(
+            &LimiterKey::new(Vendor::Channelio, "test").unwrap(),
+            schedule,
+        ));
+        let limiters = HashMap::from([(Vendor::Channelio, limiter.clone())]);
+        // As `setup::build_targets` wires a client with a 10 s timeout.
+        let gate: Arc<dyn CallGate> = Arc::new(DeadlineGate::new(
+            Arc::new(LimiterGate::new(
+                limiters.clone(),
+                clock.clone(),
+                setup::MAX_SLOT_WAIT,
+            )),
+            Duration::from_secs(10),
+        ));
+        let channel = Arc::new(Channel {
+            gate,
+            script: Mutex::default(),
+            calls: Mutex::default(),
+        });
+        let queue = Arc::new(Recorder::default());
+        let dead_letters = Arc::new(Recorder::default());
+        let worker = Worker::new(
+            Arc::new(Mappings::builtin().unwrap()),
+            Arc::new(store.clone()),
+            Targets {
+                channelio: Some(channel.clone()),
+                ..Targets::default()
+            },
+            limiters,
+            queue.clone(),
+            dead_letters.clone(),
+            clock,
+            policy,
+            Arc::new(Metrics::new(MetricsOutput::Memory)),
+        );
+        Instance {
+            worker,
+            queue,
+            dead_letters,
+            channel,
+            limiter,
+        }
+    }
+
+    /// A fast schedule, for tests where the limiter is not what is waited for.
+    const FAST: GcraParams = GcraParams {
+        emission_interval: Duration::from_millis(1),
+        burst: 100,
+        skew_margin: Duration::ZERO,
+    };
+
+    fn delivery(contact: &str, event: &str, retry: RetryState) -> DeliveryMessage {
+        let mut c = Contact::new(ContactKey::external("standard", contact).unwrap());
+        c.full_name = Some("Ann Example".into());
+        let mut m = DeliveryMessage::new(
+            Vendor::Channelio,
+            ContactChange {
+                event: SyncEvent {
+                    source: "standard".into(),
+                    event_id: event.into(),
+                    occurred_at: DateTime::from_timestamp_millis(START_MS - 60_000).unwrap(),
+                    kind: ChangeKind::Updated,
+                },
+                contact: c,
+            },
+        );
+        m.retry = retry;
+        m
+    }
+
+    fn received(body: String, n: u32) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: format!("m{n}"),
+            receipt: ReceiptHandle(format!("r{n}")),
+            body,
+            receive_count: 1,
+            attributes: Default::default(),
+        }
+    }
+
+    fn state_of(sent: &OutboundMessage) -> RetryState {
+        DeliveryMessage::from_body(&sent.body).unwrap().retry
+    }
+
+    fn in_a_minute(clock: &ManualClock) -> DateTime<Utc> {
+        clock.now() + TimeDelta::seconds(60)
+    }
+
+    fn secs(d: Option<Duration>) -> u64 {
+        d.unwrap().as_secs()
+    }
+
+    fn earlier_failures(clock: &ManualClock) -> RetryState {
+        RetryState {
+            failures: 2,
+            first_failed_at: Some(clock.now() - TimeDelta::minutes(3)),
+            last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
+            waiting_since: Some(clock.now() - TimeDelta::minutes(3)),
+            retry_not_before: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_record_is_waited_for_by_sending_the_message_again() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        // Another delivery holds the record for 1.5 s more.
+        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        store
+            .lease(
+                &key,
+                &DeliveryId::of("other#1"),
+                clock.now() + TimeDelta::milliseconds(1_500),
+            )
+            .await
+            .unwrap();
+        let before = earlier_failures(&clock);
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 1);
+        // As in Lambda: the original is not deleted here; it is reported as done.
+        let left = i
+            .worker
+            .handle_batch(&[m], in_a_minute(&clock), false)
+            .await;
+        assert!(left.is_empty(), "reported as done: {left:?}");
+        let again = i.queue.take_one();
+        assert_eq!(
+            secs(again.delay),
+            2,
+            "the rest of the lease, in whole seconds"
+        );
+        assert_eq!(state_of(&again), before, "no failure counted");
+        assert!(i.queue.deleted.lock().unwrap().is_empty());
+        assert!(i.queue.visibility.lock().unwrap().is_empty());
+        assert_eq!(*i.channel.calls.lock().unwrap(), 0);
+        assert_eq!(i.worker.metrics.total(Counter::Deferred), 1);
+
+        // Outside Lambda the worker deletes the original itself, after sending.
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 2);
+        assert_eq!(
+            i.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        assert_eq!(state_of(&i.queue.take_one()), before);
+        assert_eq!(*i.queue.deleted.lock().unwrap(), ["r2"]);
+    }
+
+    #[tokio::test]
+    async fn a_far_rate_limit_slot_is_waited_for_without_a_failure() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        // One call per 20 s, no burst: the second delivery's slot is 20 s away, further
+        // than a call may wait for it.
+        let schedule = GcraParams::new(Duration::from_secs(20), 1);
+        let i = instance(&store, &clock, schedule, RetryPolicy::default());
+        let first = received(delivery("u1", "e1", RetryState::default()).to_body(), 1);
+        assert_eq!(
+            i.worker.process(&first, in_a_minute(&clock)).await,
+            Disposition::Done
+        );
+        let before = earlier_failures(&clock);
+        let second = received(delivery("u2", "e2", before.clone()).to_body(), 2);
+        assert_eq!(
+            i.worker.handle(&second, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        let again = i.queue.take_one();
+        assert!((20..=24).contains(&secs(again.delay)), "{:?}", again.delay);
+        assert_eq!(state_of(&again), before);
+        assert_eq!(*i.channel.calls.lock().unwrap(), 1, "only the first called");
+        assert_eq!(i.worker.metrics.total(Counter::Deferred), 1);
+    }
+
+    #[tokio::test]
+    async fn a_429_holds_every_instance_back_and_waits_for_retry_after_capped() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        let throttled = |retry_after| VendorError::RateLimited {
+            vendor: Vendor::Channelio,
+            op: "channelio.upsert_user",
+            retry_after,
+            concurrency_limit: false,
+            trace_id: None,
+            rate_limit: RateLimitInfo::default(),
+        };
+        i.channel
+            .script
+            .lock()
+            .unwrap()
+            .push_back(throttled(Duration::from_secs(30)));
+        let before = earlier_failures(&clock);
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 1);
+        assert_eq!(
+            i.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        let again = i.queue.take_one();
+        assert!((30..=36).contains(&secs(again.delay)), "{:?}", again.delay);
+        assert_eq!(state_of(&again), before, "a 429 is no failure");
+        assert_eq!(i.worker.metrics.total(Counter::Throttled), 1);
+        // The shared schedule: no permit for anyone before Retry-After.
+        let Reservation::TooFar(at) = i.limiter.reserve(Duration::from_secs(29)).await.unwrap()
+        else {
+            panic!("the schedule was penalised")
+        };
+        assert_eq!(at, clock.now() + TimeDelta::seconds(30));
+
+        // Retry-After of two hours: capped at 15 minutes, the penalty too.
+        clock.advance(TimeDelta::seconds(31));
+        i.channel
+            .script
+            .lock()
+            .unwrap()
+            .push_back(throttled(Duration::from_secs(7_200)));
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 2);
+        i.worker.handle(&m, in_a_minute(&clock), true).await;
+        let again = i.queue.take_one();
+        assert_eq!(secs(again.delay), 900);
+        assert_eq!(state_of(&again), before);
+        let Reservation::TooFar(at) = i.limiter.reserve(Duration::ZERO).await.unwrap() else {
+            panic!("penalised")
+        };
+        assert_eq!(at, clock.now() + TimeDelta::seconds(900));
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_pause_the_vendor_on_every_instance() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let a = instance(&store, &clock, FAST, RetryPolicy::default());
+        let b = instance(&store, &clock, FAST, RetryPolicy::default());
+        a.channel
+            .script
+            .lock()
+            .unwrap()
+            .push_back(VendorError::Auth {
+                vendor: Vendor::Channelio,
+                op: "channelio.upsert_user",
+                status: 401,
+                message: None,
+                trace_id: None,
+                rate_limit: RateLimitInfo::default(),
+            });
+        let before = earlier_failures(&clock);
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 1);
+        assert_eq!(
+            a.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        let again = a.queue.take_one();
+        assert!(
+            (300..=360).contains(&secs(again.delay)),
+            "{:?}",
+            again.delay
+        );
+        assert_eq!(
+            state_of(&again),
+            before,
+            "not the message's fault: no failure"
+        );
+        assert_eq!(a.worker.metrics.total(Counter::AuthFailed), 1);
+
+        // Another instance, a minute later: it makes no call and waits out the pause.
+        clock.advance(TimeDelta::seconds(60));
+        let m = received(delivery("u2", "e2", RetryState::default()).to_body(), 2);
+        assert_eq!(
+            b.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        let again = b.queue.take_one();
+        assert!(
+            (240..=288).contains(&secs(again.delay)),
+            "{:?}",
+            again.delay
+        );
+        assert_eq!(state_of(&again).failures, 0);
+        assert_eq!(
+            *b.channel.calls.lock().unwrap(),
+            0,
+            "no call during the pause"
+        );
+        assert_eq!(b.worker.metrics.total(Counter::Deferred), 1);
+    }
+
+    #[tokio::test]
+    async fn no_call_starts_that_could_not_finish_before_the_deadline() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        let before = earlier_failures(&clock);
+        // 8 s left: less than the client's 10 s timeout plus the 2 s margin.
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 1);
+        let deadline = clock.now() + TimeDelta::seconds(8);
+        assert_eq!(i.worker.handle(&m, deadline, true).await, Settled::Removed);
+        let again = i.queue.take_one();
+        assert_eq!(secs(again.delay), 1);
+        assert_eq!(
+            state_of(&again),
+            before,
+            "running out of time is no failure"
+        );
+        assert_eq!(*i.channel.calls.lock().unwrap(), 0, "no call started");
+        // 1 s left: handed on before even taking the lease.
+        let m = received(delivery("u1", "e1", before.clone()).to_body(), 2);
+        i.worker
+            .handle(&m, clock.now() + TimeDelta::seconds(1), true)
+            .await;
+        assert_eq!(state_of(&i.queue.take_one()), before);
+        // The lease was released: with time enough, the delivery goes through at once.
+        let m = received(delivery("u1", "e1", before).to_body(), 3);
+        assert_eq!(
+            i.worker
+                .process(&m, clock.now() + TimeDelta::seconds(13))
+                .await,
+            Disposition::Done
+        );
+        assert_eq!(*i.channel.calls.lock().unwrap(), 1);
+        assert_eq!(i.worker.metrics.total(Counter::Deferred), 2);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_count_in_the_body_and_dead_letter_only_past_the_horizon() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let policy = RetryPolicy {
+            horizon: Duration::from_secs(3_600),
+            ..RetryPolicy::default()
+        };
+        let i = instance(&store, &clock, FAST, policy);
+        let started = clock.now();
+        let unavailable = || VendorError::Transient {
+            vendor: Vendor::Channelio,
+            op: "channelio.upsert_user",
+            cause: TransientCause::Status(503),
+            message: None,
+            trace_id: None,
+            rate_limit: None,
+        };
+        let mut body = delivery("u1", "e1", RetryState::default()).to_body();
+        for n in 1..=6 {
+            i.channel.script.lock().unwrap().push_back(unavailable());
+            let m = received(body, n);
+            assert_eq!(
+                i.worker.handle(&m, in_a_minute(&clock), true).await,
+                Settled::Removed
+            );
+            let again = i.queue.take_one();
+            let state = state_of(&again);
+            assert_eq!(state.failures, n, "one failure more");
+            assert_eq!(state.first_failed_at, Some(started));
+            assert_eq!(
+                state.last_error.as_deref(),
+                Some("channelio channelio.upsert_user: HTTP 503 (transient)")
+            );
+            let ceiling = (policy.base * 2u32.pow(n - 1)).max(policy.floor);
+            assert!(again.delay.unwrap() <= ceiling, "{n}: {:?}", again.delay);
+            body = again.body;
+            clock.advance(TimeDelta::minutes(10));
+        }
+        assert_eq!(i.worker.metrics.total(Counter::Retried), 6);
+        assert!(i.dead_letters.sent.lock().unwrap().is_empty());
+
+        // An hour after the first failure: the next one dead-letters, with the reason.
+        i.channel.script.lock().unwrap().push_back(unavailable());
+        let m = received(body, 7);
+        assert_eq!(
+            i.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        assert!(i.queue.sent.lock().unwrap().is_empty());
+        let dead = i.dead_letters.take_one();
+        assert_eq!(
+            dead.attributes["reason"],
+            "gave up after 7 failures in 60 min: channelio channelio.upsert_user: HTTP 503 (transient)"
+        );
+        assert_eq!(dead.attributes["earlier_failures"], "6");
+        assert_eq!(
+            state_of(&dead),
+            RetryState::default(),
+            "a replay starts afresh"
+        );
+        assert_eq!(*i.queue.deleted.lock().unwrap().last().unwrap(), "r7");
+    }
+
+    #[tokio::test]
+    async fn waits_longer_than_sqs_allows_are_chained() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        // Back-offs of exactly an hour.
+        let policy = RetryPolicy {
+            base: Duration::from_secs(3_600),
+            cap: Duration::from_secs(3_600),
+            floor: Duration::from_secs(3_600),
+            horizon: Duration::from_secs(24 * 3_600),
+            ..RetryPolicy::default()
+        };
+        let i = instance(&store, &clock, FAST, policy);
+        i.channel
+            .script
+            .lock()
+            .unwrap()
+            .push_back(VendorError::Transient {
+                vendor: Vendor::Channelio,
+                op: "channelio.upsert_user",
+                cause: TransientCause::Timeout,
+                message: None,
+                trace_id: None,
+                rate_limit: None,
+            });
+        let due = clock.now() + TimeDelta::hours(1);
+        let m = received(delivery("u1", "e1", RetryState::default()).to_body(), 1);
+        i.worker.handle(&m, in_a_minute(&clock), true).await;
+        let again = i.queue.take_one();
+        assert_eq!(secs(again.delay), 900, "SQS's longest delay");
+        assert_eq!(state_of(&again).retry_not_before, Some(due));
+        assert_eq!(state_of(&again).failures, 1);
+
+        // Received after 15 min, then after 59.5 min: sent on for the rest, no call.
+        let mut body = again.body;
+        for (at_secs, rest) in [(900, 900), (3_570, 30)] {
+            clock.set(due - TimeDelta::seconds(3_600 - at_secs));
+            let m = received(body, 2);
+            i.worker.handle(&m, in_a_minute(&clock), true).await;
+            let again = i.queue.take_one();
+            assert_eq!(secs(again.delay), rest);
+            let state = state_of(&again);
+            assert_eq!((state.failures, state.retry_not_before), (1, Some(due)));
+            body = again.body;
+        }
+        assert_eq!(*i.channel.calls.lock().unwrap(), 1);
+        assert_eq!(i.worker.metrics.total(Counter::Deferred), 2);
+
+        // On time: delivered.
+        clock.set(due);
+        let m = received(body, 3);
+        assert_eq!(
+            i.worker.process(&m, in_a_minute(&clock)).await,
+            Disposition::Done
+        );
+        assert_eq!(*i.channel.calls.lock().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn when_sending_again_fails_the_message_stays_in_the_queue_for_later() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        i.queue.refuse_sends.store(true, Ordering::SeqCst);
+        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        store
+            .lease(
+                &key,
+                &DeliveryId::of("other#1"),
+                clock.now() + TimeDelta::seconds(2),
+            )
+            .await
+            .unwrap();
+        let m = received(delivery("u1", "e1", RetryState::default()).to_body(), 1);
+        let left = i
+            .worker
+            .handle_batch(&[m], in_a_minute(&clock), false)
+            .await;
+        assert_eq!(left, ["m1"], "reported as failed: SQS keeps it");
+        let visibility = i.queue.visibility.lock().unwrap().clone();
+        assert_eq!(visibility, [("r1".to_string(), Duration::from_secs(2))]);
+        assert!(i.queue.deleted.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_handed_back_for_longer_than_give_up_after_is_dead_lettered() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        store
+            .lease(
+                &key,
+                &DeliveryId::of("other#1"),
+                clock.now() + TimeDelta::seconds(30),
+            )
+            .await
+            .unwrap();
+        let retry = RetryState {
+            waiting_since: Some(clock.now() - TimeDelta::days(3)),
+            ..RetryState::default()
+        };
+        let m = received(delivery("u1", "e1", retry).to_body(), 1);
+        assert_eq!(
+            i.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        let dead = i.dead_letters.take_one();
+        assert_eq!(
+            dead.attributes["reason"],
+            "not delivered in 72 h 0 min (deferred, 0 failures)"
+        );
+    }
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::gate::DeadlineGate;
 use super::{LimiterGate, Targets};
 use crate::store::{Clock, GcraParams, RateLimiter};
 use crate::vendors::{
     CallGate, ChannelClient, ChannelConfig, ChatwootClient, ChatwootConfig, ClientBuildError,
-    HoodClient, HoodConfig, OmnivibeClient, OmnivibeConfig, Vendor,
+    HoodClient, HoodConfig, HttpSettings, OmnivibeClient, OmnivibeConfig, Vendor,
 };
 
 /// Longest one vendor call waits for its rate-limit slot before its message is handed back
@@ -61,23 +62,30 @@ pub fn default_limits(vendor: Vendor) -> GcraParams {
     }
 }
 
-/// Builds the vendor clients, every call behind `gate`.
+/// Builds the vendor clients, every call behind `gate` and held to the delivery's deadline
+/// by the client's own request timeout (see [`DeadlineGate`]).
 pub fn build_targets(
     configs: &VendorConfigs,
     gate: &Arc<dyn CallGate>,
 ) -> Result<Targets, ClientBuildError> {
+    let gated = |http: &HttpSettings| -> Arc<dyn CallGate> {
+        Arc::new(DeadlineGate::new(
+            gate.clone(),
+            Duration::from_millis(http.timeout_ms),
+        ))
+    };
     let mut targets = Targets::default();
     if let Some(c) = &configs.hood {
-        targets.hood = Some(Arc::new(HoodClient::new(c)?.with_gate(gate.clone())));
+        targets.hood = Some(Arc::new(HoodClient::new(c)?.with_gate(gated(&c.http))));
     }
     if let Some(c) = &configs.channelio {
-        targets.channelio = Some(Arc::new(ChannelClient::new(c)?.with_gate(gate.clone())));
+        targets.channelio = Some(Arc::new(ChannelClient::new(c)?.with_gate(gated(&c.http))));
     }
     if let Some(c) = &configs.omnivibe {
-        targets.omnivibe = Some(Arc::new(OmnivibeClient::new(c)?.with_gate(gate.clone())));
+        targets.omnivibe = Some(Arc::new(OmnivibeClient::new(c)?.with_gate(gated(&c.http))));
     }
     if let Some(c) = &configs.chatwoot {
-        targets.chatwoot = Some(Arc::new(ChatwootClient::new(c)?.with_gate(gate.clone())));
+        targets.chatwoot = Some(Arc::new(ChatwootClient::new(c)?.with_gate(gated(&c.http))));
     }
     Ok(targets)
 }
