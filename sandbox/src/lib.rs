@@ -308,10 +308,15 @@ impl Sandbox {
         )
     }
 
-    /// An Omnivibe client configuration pointed at the sandbox.
+    /// The staff id whose agent the sandbox's Omnivibe token belongs to (the sample
+    /// `StaffProfileUpdated` event's `staffId`).
+    pub const OMNIVIBE_STAFF_ID: &'static str = "s_7";
+
+    /// An Omnivibe client configuration pointed at the sandbox: its one agent.
     pub fn omnivibe_config(&self) -> OmnivibeConfig {
         OmnivibeConfig::new(
             self.omnivibe_url(),
+            Self::OMNIVIBE_STAFF_ID,
             self.credentials().omnivibe_token.clone(),
         )
     }

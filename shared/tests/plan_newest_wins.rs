@@ -459,7 +459,13 @@ async fn the_worker_commits_the_newer_version_of_an_unchanged_field_on_a_skip() 
     let targets = Targets {
         hood: Some(hood.clone()),
         channelio: Some(channelio.clone()),
-        omnivibe: Some(omnivibe.clone()),
+        omnivibe: BTreeMap::from([(
+            "4711".to_string(),
+            omnivibe.clone()
+                as Arc<
+                    dyn relay_shared::vendors::VendorSync<Plan = relay_shared::plan::OmnivibePlan>,
+                >,
+        )]),
         chatwoot: Some(chatwoot.clone()),
     };
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
@@ -694,7 +700,10 @@ mod targets {
         let mappings = Mappings::builtin().unwrap();
         let omnivibe = Arc::new(FakeVendor::<OmnivibePlan>::new(Vendor::Omnivibe));
         let targets = Targets {
-            omnivibe: Some(omnivibe.clone()),
+            omnivibe: BTreeMap::from([(
+                "7".to_string(),
+                omnivibe.clone() as Arc<dyn relay_shared::vendors::VendorSync<Plan = OmnivibePlan>>,
+            )]),
             ..Targets::default()
         };
         let mut contact = Contact::new(ContactKey::external("staff", "7").unwrap());

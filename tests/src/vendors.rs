@@ -51,7 +51,7 @@ pub fn channel(server: &MockServer) -> ChannelClient {
 }
 
 pub fn omnivibe_config(server: &MockServer) -> OmnivibeConfig {
-    OmnivibeConfig::new(server.uri(), SecretString::from(OMNIVIBE_TOKEN))
+    OmnivibeConfig::new(server.uri(), "s_7", SecretString::from(OMNIVIBE_TOKEN))
 }
 
 pub fn omnivibe(server: &MockServer) -> OmnivibeClient {

@@ -125,3 +125,111 @@ async fn sync_401_is_an_auth_error() {
         if message.as_deref() == Some("You need to sign in or sign up before continuing."))
     );
 }
+
+/// Two agents, each with its own token: a staff member's change goes only to that staff
+/// member's profile, and a staff id with no agent is skipped — never sent with someone
+/// else's token (`PUT /api/v1/profile` changes the token owner's profile).
+#[tokio::test]
+async fn each_staff_members_change_reaches_only_their_own_agent_profile() {
+    use relay_shared::mapping::{EventDefaults, Mappings};
+    use relay_shared::plan::VendorState;
+    use relay_shared::vendors::{OmnivibeAgent, OmnivibeConfig, Vendor};
+    use relay_shared::worker::setup::{VendorConfigs, build_targets};
+    use secrecy::SecretString;
+    use wiremock::matchers::header;
+
+    let server = MockServer::start().await;
+    for (token, id, name) in [("tok-hana", 7, "Hana Kim"), ("tok-joao", 9, "João Silva")] {
+        Mock::given(method("PUT"))
+            .and(path("/api/v1/profile"))
+            .and(header("api_access_token", token))
+            .and(body_json(json!({"profile": {"name": name}})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": id, "name": name, "role": "agent"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let agent = |staff: &str, token: &str| OmnivibeAgent {
+        staff_id: staff.into(),
+        api_access_token: SecretString::from(token.to_string()),
+    };
+    let mut config = OmnivibeConfig::new(server.uri(), "s_7", SecretString::from("tok-hana"));
+    config.agents.push(agent("s_9", "tok-joao"));
+    let configs = VendorConfigs {
+        omnivibe: Some(config.clone()),
+        ..VendorConfigs::default()
+    };
+    let targets = build_targets(&configs, &relay_shared::vendors::sync::open_gate()).unwrap();
+    // Only the name is mapped to a field here, so each body is exactly `{"profile": {"name"}}`.
+    let text = relay_shared::mapping::BUILTIN_MAPPINGS.replace(
+        "[vendors.omnivibe.fields]\nfull_name = \"name\"\nphone = \"phone_number\"\n\"custom.display_name\" = \"display_name\"\n\"custom.message_signature\" = \"message_signature\"\n",
+        "[vendors.omnivibe.fields]\nfull_name = \"name\"\n",
+    );
+    let mappings = Mappings::from_toml("agents.toml", &text).unwrap();
+    let staff_event = |staff: &str, name: &str| {
+        let mut event: serde_json::Value =
+            serde_json::from_str(relay_sandbox::samples::sample("app-staff").unwrap().body)
+                .unwrap();
+        event["detail"]["staffId"] = json!(staff);
+        event["detail"]["name"] = json!(name);
+        mappings
+            .source("app-staff")
+            .unwrap()
+            .extract(
+                &event,
+                &EventDefaults {
+                    event_id: "e".into(),
+                    received_at: chrono::Utc::now(),
+                },
+            )
+            .unwrap()
+            .remove(0)
+    };
+    for (staff, name, agent_id) in [("s_7", "Hana Kim", "7"), ("s_9", "João Silva", "9")] {
+        let delivered = targets
+            .deliver(
+                &mappings,
+                Vendor::Omnivibe,
+                &staff_event(staff, name),
+                &VendorState::default(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(delivered.vendor_id.as_deref(), Some(agent_id), "{staff}");
+        assert_eq!(delivered.calls, 1);
+    }
+    let other = targets
+        .deliver(
+            &mappings,
+            Vendor::Omnivibe,
+            &staff_event("s_11", "Eve Park"),
+            &VendorState::default(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.skipped, Some(SkipReason::AgentNotConfigured));
+    assert_eq!(other.calls, 0);
+    server.verify().await;
+
+    // One token for every staff id is refused at start-up, saying what to write instead.
+    let mut lone = config;
+    lone.agents.clear();
+    lone.api_access_token = Some(SecretString::from("tok-hana"));
+    let error = build_targets(
+        &VendorConfigs {
+            omnivibe: Some(lone),
+            ..VendorConfigs::default()
+        },
+        &relay_shared::vendors::sync::open_gate(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("staff_id"), "{error}");
+    assert!(!error.contains("tok-hana"), "{error}");
+}

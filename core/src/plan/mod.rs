@@ -272,6 +272,9 @@ pub enum SkipReason {
     /// A deletion; the vendor pages document no delete endpoint, so the relay leaves the
     /// vendor record as it is (and says so in the delivery outcome).
     DeletionNotSupported,
+    /// Omnivibe: no agent is configured for this staff id, and another agent's token would
+    /// change that other agent's profile.
+    AgentNotConfigured,
 }
 
 impl SkipReason {
@@ -282,6 +285,7 @@ impl SkipReason {
             SkipReason::OlderThanApplied => "older_than_applied",
             SkipReason::NoMappedFields => "no_mapped_fields",
             SkipReason::DeletionNotSupported => "deletion_not_supported",
+            SkipReason::AgentNotConfigured => "agent_not_configured",
         }
     }
 }

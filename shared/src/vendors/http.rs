@@ -54,6 +54,9 @@ pub enum ClientBuildError {
     /// A credential holds characters HTTP headers cannot carry (the value is not shown).
     #[error("{vendor}: credential `{name}` is not a valid HTTP header value")]
     Credential { vendor: Vendor, name: &'static str },
+    /// The settings themselves are unusable (the problem names fields, never secrets).
+    #[error("{vendor}: {problem}")]
+    Config { vendor: Vendor, problem: String },
     /// reqwest refused the settings (TLS backend initialisation).
     #[error("{vendor}: building the HTTP client failed: {source}")]
     Http {

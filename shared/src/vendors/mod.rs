@@ -21,7 +21,7 @@ pub use chatwoot::{ChatwootClient, ChatwootConfig};
 pub use error::{ErrorClass, TransientCause, VendorError};
 pub use hood::{HoodClient, HoodConfig};
 pub use http::{ClientBuildError, HttpSettings, USER_AGENT, VendorResponse};
-pub use omnivibe::{OmnivibeClient, OmnivibeConfig};
+pub use omnivibe::{OmnivibeAgent, OmnivibeClient, OmnivibeConfig};
 pub use rate_limit::{RateLimitInfo, Reset, RetryAfter};
 pub use sync::{CallGate, OpenGate, SyncError, SyncOutcome, VendorSync};
 

@@ -42,7 +42,7 @@ use futures::future::join_all;
 pub use gate::{DeadlineGate, LimiterGate};
 pub use metrics::{Counter, Metrics, MetricsOutput};
 pub use retry::RetryPolicy;
-pub use targets::{Delivered, DeliveryError, Targets};
+pub use targets::{Delivered, DeliveryError, OmnivibeAgents, Targets};
 
 use crate::delivery::DeliveryMessage;
 pub use crate::delivery::RetryState;

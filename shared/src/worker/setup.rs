@@ -82,7 +82,11 @@ pub fn build_targets(
         targets.channelio = Some(Arc::new(ChannelClient::new(c)?.with_gate(gated(&c.http))));
     }
     if let Some(c) = &configs.omnivibe {
-        targets.omnivibe = Some(Arc::new(OmnivibeClient::new(c)?.with_gate(gated(&c.http))));
+        for (staff_id, client) in OmnivibeClient::agents(c)? {
+            targets
+                .omnivibe
+                .insert(staff_id, Arc::new(client.with_gate(gated(&c.http))));
+        }
     }
     if let Some(c) = &configs.chatwoot {
         targets.chatwoot = Some(Arc::new(ChatwootClient::new(c)?.with_gate(gated(&c.http))));

@@ -38,12 +38,28 @@ pub enum DeliveryError {
     Sync(#[from] SyncError),
 }
 
+/// Omnivibe's adapters by staff id (`PUT /api/v1/profile` changes the token owner's
+/// profile, so there is one per agent).
+pub type OmnivibeAgents = BTreeMap<String, Arc<dyn VendorSync<Plan = OmnivibePlan>>>;
+
+/// The agent of the staff member `key` names: the configured staff id is the key's id
+/// (`s_7` of `app-staff:s_7`), or the whole key.
+fn agent_for<'a>(
+    agents: &'a OmnivibeAgents,
+    key: &crate::model::ContactKey,
+) -> Option<&'a Arc<dyn VendorSync<Plan = OmnivibePlan>>> {
+    let whole = key.as_str();
+    let id = whole.split_once(':').map_or(whole, |(_, id)| id);
+    agents.get(id).or_else(|| agents.get(whole))
+}
+
 /// One sync adapter per configured vendor.
 #[derive(Clone, Default)]
 pub struct Targets {
     pub hood: Option<Arc<dyn VendorSync<Plan = HoodPlan>>>,
     pub channelio: Option<Arc<dyn VendorSync<Plan = ChannelPlan>>>,
-    pub omnivibe: Option<Arc<dyn VendorSync<Plan = OmnivibePlan>>>,
+    /// By staff id: each agent's changes go through that agent's own token only.
+    pub omnivibe: OmnivibeAgents,
     pub chatwoot: Option<Arc<dyn VendorSync<Plan = ChatwootPlan>>>,
 }
 
@@ -88,7 +104,19 @@ impl Targets {
                 .await
             }
             Vendor::Omnivibe => {
-                let (sync, mapping) = (self.omnivibe.as_ref()?, v.omnivibe.as_ref()?);
+                let mapping = v.omnivibe.as_ref()?;
+                if self.omnivibe.is_empty() {
+                    return None;
+                }
+                let Some(sync) = agent_for(&self.omnivibe, &change.contact.key) else {
+                    tracing::info!(staff = ?change.contact.key, "no Omnivibe agent is configured for this staff id; skipped");
+                    return Some(Ok(Delivered {
+                        vendor_id: state.vendor_id.clone(),
+                        applied: BTreeMap::new(),
+                        calls: 0,
+                        skipped: Some(SkipReason::AgentNotConfigured),
+                    }));
+                };
                 run(
                     sync.as_ref(),
                     plan_omnivibe(change, state, mapping),
@@ -121,7 +149,7 @@ impl Targets {
         match vendor {
             Vendor::Hood => self.hood.is_some(),
             Vendor::Channelio => self.channelio.is_some(),
-            Vendor::Omnivibe => self.omnivibe.is_some(),
+            Vendor::Omnivibe => !self.omnivibe.is_empty(),
             Vendor::Chatwoot => self.chatwoot.is_some(),
         }
     }

@@ -5,4 +5,4 @@ pub mod client;
 pub mod sync;
 pub use relay_core::vendors::omnivibe::wire;
 
-pub use client::{DEFAULT_BASE_URL, OmnivibeClient, OmnivibeConfig};
+pub use client::{DEFAULT_BASE_URL, OmnivibeAgent, OmnivibeClient, OmnivibeConfig};
