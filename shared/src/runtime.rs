@@ -65,11 +65,23 @@ pub const FORM_SIGNUP_ROUTES: &[Route] = &[Route::Forms];
 /// The routes crm-change serves (the template routes `POST /hooks/crm/{source}` to it).
 pub const CRM_CHANGE_ROUTES: &[Route] = &[Route::Crm];
 
+/// The secrets of the sources served on `routes`: a function keeps no other source's.
+fn own_secrets(mappings: &Mappings, routes: &[Route], all: SourceSecrets) -> SourceSecrets {
+    all.into_iter()
+        .filter(|(name, _)| {
+            mappings
+                .source(name)
+                .is_some_and(|s| routes.contains(&s.route))
+        })
+        .collect()
+}
+
 /// Which ingest function is starting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestFunction {
-    /// form-signup, crm-change: signed webhooks; reads the webhook secrets.
-    Webhooks,
+    /// form-signup, crm-change: signed webhooks on these routes; keeps only the secrets of
+    /// the sources on them.
+    Webhooks(&'static [Route]),
     /// event-sync: EventBridge, authenticated by IAM; reads no secret.
     Events,
 }
@@ -82,13 +94,16 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let secrets: SourceSecrets = match (function, optional(env::INGEST_SECRETS)) {
         (IngestFunction::Events, _) => SourceSecrets::new(),
-        (IngestFunction::Webhooks, Some(name)) => {
+        (IngestFunction::Webhooks(routes), Some(name)) => {
             let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &name).await?;
-            parse_source_secrets(&name, secrecy::ExposeSecret::expose_secret(&value))?
+            let all = parse_source_secrets(&name, secrecy::ExposeSecret::expose_secret(&value))?;
+            own_secrets(&mappings, routes, all)
         }
-        (IngestFunction::Webhooks, None) => {
-            source_secrets_from_env(mappings.sources().map(|s| s.name.as_str()))
-        }
+        (IngestFunction::Webhooks(routes), None) => own_secrets(
+            &mappings,
+            routes,
+            source_secrets_from_env(mappings.sources().map(|s| s.name.as_str())),
+        ),
     };
     let clock = Arc::new(SystemClock);
     let store = Arc::new(DynamoStore::new(
@@ -105,8 +120,14 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         clock,
         Arc::new(crate::ingress::IngestMetrics::emf()),
     )?;
-    if function == IngestFunction::Webhooks {
-        for source in disabled {
+    if let IngestFunction::Webhooks(routes) = function {
+        let served = |name: &String| {
+            ingest
+                .mappings()
+                .source(name)
+                .is_some_and(|s| routes.contains(&s.route))
+        };
+        for source in disabled.iter().filter(|s| served(s)) {
             tracing::warn!(
                 source,
                 "no signing secret configured; the source answers 404 source_not_configured"
@@ -178,5 +199,32 @@ fn override_base_urls(configs: &mut crate::worker::setup::VendorConfigs) {
         if let Some(c) = configs.chatwoot.as_mut() {
             c.base_url = url;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn each_ingest_function_keeps_only_its_own_sources_secrets() {
+        let mappings = Mappings::builtin().unwrap();
+        let all: SourceSecrets = mappings
+            .sources()
+            .map(|s| (s.name.clone(), vec![SecretString::from("s")]))
+            .collect();
+        let names = |routes| {
+            let mut n: Vec<String> = own_secrets(&mappings, routes, all.clone())
+                .into_keys()
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(FORM_SIGNUP_ROUTES), ["tally", "typeform", "webflow"]);
+        assert_eq!(
+            names(CRM_CHANGE_ROUTES),
+            ["hubspot", "pipedrive", "standard"]
+        );
     }
 }

@@ -368,6 +368,9 @@ async fn hood_config_with_a_bad_base_url_is_refused() {
     let err = HoodClient::new(&config).expect_err("bad url");
     assert_eq!(
         err.to_string(),
-        "hood: base_url is not an absolute http(s) URL"
+        "hood: base_url must be an absolute https URL (http only to 127.0.0.1, [::1] or localhost)"
     );
+    // Credentials travel in headers: plain http to another host is refused too.
+    config.base_url = "http://api.ocamba.com".into();
+    assert!(HoodClient::new(&config).is_err());
 }

@@ -8,7 +8,7 @@ use relay_shared::{lambda, telemetry};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init(telemetry::LogFormat::detect());
-    let ingest = ingest_from_env(IngestFunction::Webhooks).await?;
+    let ingest = ingest_from_env(IngestFunction::Webhooks(FORM_SIGNUP_ROUTES)).await?;
     let app = router_for(
         ingest,
         RouterConfig {

@@ -48,8 +48,10 @@ impl Default for HttpSettings {
 /// Why a client could not be built (at start-up, from configuration).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
-    /// The base URL does not parse or is not http(s).
-    #[error("{vendor}: base_url is not an absolute http(s) URL")]
+    /// The base URL does not parse, or is not https (plain http only to a loopback host).
+    #[error(
+        "{vendor}: base_url must be an absolute https URL (http only to 127.0.0.1, [::1] or localhost)"
+    )]
     BaseUrl { vendor: Vendor },
     /// A credential holds characters HTTP headers cannot carry (the value is not shown).
     #[error("{vendor}: credential `{name}` is not a valid HTTP header value")]
@@ -159,6 +161,16 @@ impl std::fmt::Debug for HttpCore {
     }
 }
 
+/// Whether `url` points at this machine: 127.0.0.0/8, `[::1]` or `localhost`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 impl HttpCore {
     pub fn new(
         vendor: Vendor,
@@ -167,7 +179,13 @@ impl HttpCore {
         settings: HttpSettings,
     ) -> Result<Self, ClientBuildError> {
         let base = Url::parse(base_url).map_err(|_| ClientBuildError::BaseUrl { vendor })?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        // Credentials travel in headers: plain http only to this machine (sandboxes, mocks).
+        let allowed = match base.scheme() {
+            "https" => true,
+            "http" => is_loopback(&base),
+            _ => false,
+        };
+        if !allowed || base.cannot_be_a_base() {
             return Err(ClientBuildError::BaseUrl { vendor });
         }
         let mut defaults = HeaderMap::new();
@@ -310,8 +328,37 @@ mod tests {
     }
 
     #[test]
+    fn https_anywhere_and_http_only_to_this_machine() {
+        for good in [
+            "https://api.ocamba.com",
+            "http://127.0.0.1:9",
+            "http://127.8.0.1:9/prefix/",
+            "http://[::1]:9",
+            "http://localhost:8080",
+        ] {
+            assert!(
+                HttpCore::new(
+                    Vendor::Hood,
+                    good,
+                    HeaderMap::new(),
+                    HttpSettings::default()
+                )
+                .is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_base_urls_are_refused() {
-        for bad in ["not a url", "ftp://x", "mailto:a@b"] {
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "mailto:a@b",
+            "http://api.ocamba.com",
+            "http://10.0.0.5:8080",
+            "http://localhost.example.com",
+        ] {
             assert!(matches!(
                 HttpCore::new(Vendor::Hood, bad, HeaderMap::new(), HttpSettings::default()),
                 Err(ClientBuildError::BaseUrl {
