@@ -139,3 +139,85 @@ pub fn signed_with(
 pub fn to_request(event: &Value) -> lambda_http::Request {
     lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
 }
+
+/// Sends `request` through the webhook Lambda service over `app` and reads the answer,
+/// which must be JSON whatever the status.
+pub async fn answer(
+    app: &axum::Router,
+    request: lambda_http::Request,
+) -> (http::StatusCode, Value) {
+    use tower::ServiceExt;
+    let Ok(response) = relay_shared::lambda::webhook_service(app.clone())
+        .oneshot(request)
+        .await;
+    let status = response.status();
+    assert_eq!(
+        response.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/json"[..]),
+        "every answer is JSON ({status})"
+    );
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("the body is read");
+    (
+        status,
+        serde_json::from_slice(&body).expect("the answer is JSON"),
+    )
+}
+
+/// Every delivery message enqueued so far, removed from `queue`.
+pub async fn drain(queue: &dyn Queue) -> Vec<relay_shared::delivery::DeliveryMessage> {
+    let mut out = Vec::new();
+    loop {
+        let batch = queue
+            .receive(10, std::time::Duration::ZERO)
+            .await
+            .expect("the queue answers");
+        if batch.is_empty() {
+            return out;
+        }
+        for m in batch {
+            out.push(
+                relay_shared::delivery::DeliveryMessage::from_body(&m.body)
+                    .expect("a delivery message"),
+            );
+            queue.delete(&m.receipt).await.expect("deleted");
+        }
+    }
+}
+
+/// The webhook functions over a fresh DynamoDB Local table and a memory queue the test
+/// reads, with the test secrets.
+pub struct IngestHarness {
+    pub table: crate::dynamodb_local::LocalTable,
+    pub queue: Arc<relay_shared::queue::memory::MemoryQueue>,
+    pub app: axum::Router,
+}
+
+impl IngestHarness {
+    pub async fn start() -> IngestHarness {
+        let table = crate::dynamodb_local::fresh_table()
+            .await
+            .expect("DynamoDB Local table");
+        let queue = Arc::new(relay_shared::queue::memory::MemoryQueue::new(
+            std::time::Duration::from_secs(30),
+        ));
+        let clock = Arc::new(relay_shared::store::SystemClock);
+        let store = Arc::new(relay_shared::store::dynamo::DynamoStore::new(
+            table.client.clone(),
+            table.name.clone(),
+            clock.clone(),
+        ));
+        let app = app(store, queue.clone(), clock);
+        IngestHarness { table, queue, app }
+    }
+
+    pub async fn send(&self, request: lambda_http::Request) -> (http::StatusCode, Value) {
+        answer(&self.app, request).await
+    }
+
+    /// Everything enqueued so far (removes it from the queue).
+    pub async fn drain(&self) -> Vec<relay_shared::delivery::DeliveryMessage> {
+        drain(self.queue.as_ref()).await
+    }
+}

@@ -8,13 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::Response;
 use chrono::Utc;
 use http::StatusCode;
 use relay_sandbox::samples::sample;
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::ingress::{Ingest, RouterConfig, router};
-use relay_shared::lambda::webhook_service;
 use relay_shared::mapping::{BUILTIN_MAPPINGS, Mappings};
 use relay_shared::model::limits;
 use relay_shared::queue::memory::MemoryQueue;
@@ -22,52 +20,23 @@ use relay_shared::queue::sqs::SqsQueue;
 use relay_shared::queue::{Queue, QueueError};
 use relay_shared::store::SystemClock;
 use relay_shared::store::dynamo::DynamoStore;
-use relay_tests::dynamodb_local::{LocalTable, fresh_table};
+use relay_tests::dynamodb_local::fresh_table;
 use relay_tests::moto;
-use relay_tests::webhooks::{app, secret, signed, signed_with, source_secrets};
+use relay_tests::webhooks::{IngestHarness, app, secret, signed, signed_with, source_secrets};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 async fn send(app: &axum::Router, request: lambda_http::Request) -> (StatusCode, Value) {
-    let response: Response = webhook_service(app.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
+    relay_tests::webhooks::answer(app, request).await
 }
 
-struct Harness {
-    table: LocalTable,
-    queue: Arc<MemoryQueue>,
-    app: axum::Router,
-}
+type Harness = IngestHarness;
 
 async fn harness() -> Harness {
-    let table = fresh_table().await.unwrap();
-    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        table.client.clone(),
-        table.name.clone(),
-        clock.clone(),
-    ));
-    let app = app(store, queue.clone(), clock);
-    Harness { table, queue, app }
+    IngestHarness::start().await
 }
 
 async fn drain(queue: &dyn Queue) -> Vec<DeliveryMessage> {
-    let mut out = Vec::new();
-    loop {
-        let batch = queue.receive(10, Duration::ZERO).await.unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        for m in batch {
-            out.push(DeliveryMessage::from_body(&m.body).unwrap());
-            queue.delete(&m.receipt).await.unwrap();
-        }
-    }
+    relay_tests::webhooks::drain(queue).await
 }
 
 fn standard() -> Value {

@@ -9,12 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::Response;
 use chrono::{TimeDelta, Utc};
 use http::StatusCode;
 use relay_sandbox::samples::sample;
 use relay_shared::delivery::DeliveryMessage;
-use relay_shared::lambda::webhook_service;
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{OutboundMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use relay_shared::store::SystemClock;
@@ -98,29 +96,11 @@ async fn harness() -> Harness {
 
 impl Harness {
     async fn send(&self, request: lambda_http::Request) -> (StatusCode, Value) {
-        let response: Response = webhook_service(self.app.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
+        relay_tests::webhooks::answer(&self.app, request).await
     }
 
     async fn drain(&self) -> Vec<DeliveryMessage> {
-        let mut out = Vec::new();
-        loop {
-            let batch = self.queue.receive(10, Duration::ZERO).await.unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            for m in batch {
-                out.push(DeliveryMessage::from_body(&m.body).unwrap());
-                self.queue.delete(&m.receipt).await.unwrap();
-            }
-        }
+        relay_tests::webhooks::drain(self.queue.as_ref()).await
     }
 }
 

@@ -8,74 +8,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::Response;
 use chrono::{TimeDelta, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use relay_sandbox::samples::sample;
-use relay_shared::delivery::DeliveryMessage;
 use relay_shared::lambda::webhook_service;
-use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{OutboundMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
 use relay_shared::store::SystemClock;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::vendors::Vendor;
-use relay_tests::dynamodb_local::{LocalTable, fresh_table};
-use relay_tests::webhooks::{apigw_event, app, secret, signed, signed_with, to_request};
+use relay_tests::webhooks::{
+    IngestHarness, apigw_event, app, secret, signed, signed_with, to_request,
+};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Harness {
-    table: LocalTable,
-    queue: Arc<MemoryQueue>,
-    app: axum::Router,
-}
+type Harness = IngestHarness;
 
 async fn harness() -> Harness {
-    let table = fresh_table().await.unwrap();
-    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        table.client.clone(),
-        table.name.clone(),
-        clock.clone(),
-    ));
-    let app = app(store, queue.clone(), clock);
-    Harness { table, queue, app }
-}
-
-impl Harness {
-    async fn send(&self, request: lambda_http::Request) -> (StatusCode, Value) {
-        let response: Response = webhook_service(self.app.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status();
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json",
-            "every answer is JSON"
-        );
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-
-    /// Everything enqueued so far (removes it from the queue).
-    async fn drain(&self) -> Vec<DeliveryMessage> {
-        let mut out = Vec::new();
-        loop {
-            let batch = self.queue.receive(10, Duration::ZERO).await.unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            for m in batch {
-                out.push(DeliveryMessage::from_body(&m.body).unwrap());
-                self.queue.delete(&m.receipt).await.unwrap();
-            }
-        }
-    }
+    IngestHarness::start().await
 }
 
 fn body(source: &str) -> &'static str {

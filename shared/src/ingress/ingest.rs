@@ -217,6 +217,8 @@ impl Ingest {
     ) -> Result<Accepted, IngestError> {
         let mut outcome = Accepted::default();
         let mut changes: Vec<MappedChange> = Vec::new();
+        // What each change means (its claim's fingerprint), computed once.
+        let mut hashes: Vec<PayloadHash> = Vec::new();
         let mut first_refusal: Option<IngestError> = None;
         let mut seen: HashMap<String, PayloadHash> = HashMap::new();
         for event in events {
@@ -251,6 +253,7 @@ impl Ingest {
                         None => {
                             seen.insert(mapped.change.event.event_id.clone(), hash);
                             changes.push(mapped);
+                            hashes.push(hash);
                         }
                     }
                 }
@@ -281,7 +284,7 @@ impl Ingest {
             let attempts = join_all(
                 pending
                     .iter()
-                    .map(|&i| self.claim(&changes[i], lease_until)),
+                    .map(|&i| self.claim(&changes[i], &hashes[i], lease_until)),
             )
             .await;
             let mut store_failed: Option<IngestError> = None;
@@ -380,19 +383,18 @@ impl Ingest {
     }
 
     /// One claim for a change, keyed by the sender's event id and fingerprinted by what the
-    /// event means — the mapped change without delivery metadata — so a sender's retry
+    /// event means (`meaning`, see [`meaning_hash`]) — not by delivery metadata — so a sender's retry
     /// (HubSpot's `attemptNumber` + 1, Pipedrive's `meta.attempt`, a new signature or
     /// timestamp) is recognised as the same event.
     async fn claim(
         &self,
         mapped: &MappedChange,
+        meaning: &PayloadHash,
         lease_until: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
         let event = &mapped.change.event;
         let key = IdempotencyKey::inbound(&event.source, &event.event_id)?;
-        self.store
-            .claim(&key, &meaning_hash(mapped), lease_until)
-            .await
+        self.store.claim(&key, meaning, lease_until).await
     }
 
     /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
