@@ -9,6 +9,7 @@
 //! `relay-shared` depend on this crate, never the other way.
 
 pub mod mapping;
+#[macro_use]
 pub mod model;
 pub mod plan;
 pub mod vendors;
@@ -17,8 +18,11 @@ pub mod vendors;
 /// path: `relay_core::plans::{plan_hood, HoodPlan, VendorState, ...}`.
 pub mod plans {
     pub use crate::plan::*;
-    pub use crate::vendors::channelio::plan::{ChannelPlan, plan_channelio};
+    pub use crate::vendors::channelio::{ChannelMapping, ChannelPlan, plan_channelio};
     pub use crate::vendors::chatwoot::plan::{ChatwootPlan, plan_chatwoot};
-    pub use crate::vendors::hood::plan::{HoodLookup, HoodPlan, HoodProfileOp, plan_hood};
+    pub use crate::vendors::hood::{
+        HoodLookup, HoodMapping, HoodPlan, HoodProfileOp, PropertyDefinition, plan_hood,
+    };
     pub use crate::vendors::omnivibe::plan::{OmnivibePlan, plan_omnivibe};
+    pub use crate::vendors::{PreviewContext, preview};
 }

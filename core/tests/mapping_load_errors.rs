@@ -188,3 +188,42 @@ fn the_default_phone_region_must_exist() {
             .contains("settings, field \"default_phone_region\": unknown phone region `ZZ`")
     );
 }
+
+#[test]
+fn a_vendor_section_is_read_by_that_vendors_rules_with_its_line() {
+    let text = format!(
+        "{}\n[vendors.channelio]\nmember_id = \"key\"\nfeilds = {{ email = \"profile.email\" }}\n\n[vendors.mailchimp.fields]\nemail = \"email\"\n",
+        with_source(r#"email = "email""#)
+    );
+    let line = text
+        .lines()
+        .position(|l| l == "[vendors.channelio]")
+        .unwrap()
+        + 1;
+    let messages: Vec<String> = load(&text).errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            format!(
+                "relay.toml: vendor \"channelio\" (line {line}, column 1): unknown field `feilds`, expected `member_id` or `fields`"
+            ),
+            "relay.toml: vendors.mailchimp: unknown vendor (known: hood, channelio, omnivibe, chatwoot)"
+                .to_string(),
+        ]
+    );
+}
+
+#[test]
+fn every_registered_vendor_reads_its_own_section() {
+    use relay_core::model::Vendor;
+    let m = Mappings::builtin().unwrap();
+    let present: Vec<Vendor> = m.vendors.vendors().collect();
+    assert_eq!(present, Vendor::ALL);
+    assert!(m.vendors.get::<relay_core::vendors::hood::Hood>().is_some());
+    // A mapping is read back only as its own vendor's type.
+    assert!(
+        m.vendors
+            .get_as::<relay_core::vendors::channelio::ChannelMapping>(Vendor::Hood)
+            .is_none()
+    );
+}

@@ -65,7 +65,7 @@ fn hood_new_signup_defines_properties_then_looks_up_then_creates() {
     let planned = plan_hood(
         &typeform(),
         &unknown(),
-        m.vendors.hood.as_ref().unwrap(),
+        m.vendors.hood().unwrap(),
         &BTreeSet::new(),
     )
     .unwrap();
@@ -141,7 +141,7 @@ fn hood_known_profile_is_one_patch_and_known_properties_are_not_redefined() {
     let planned = plan_hood(
         &typeform(),
         &known("1000105"),
-        m.vendors.hood.as_ref().unwrap(),
+        m.vendors.hood().unwrap(),
         &known_props,
     )
     .unwrap();
@@ -160,7 +160,7 @@ fn hood_known_profile_is_one_patch_and_known_properties_are_not_redefined() {
 #[test]
 fn hood_sends_only_what_changed_and_nothing_when_nothing_did() {
     let m = mappings();
-    let hood = m.vendors.hood.as_ref().unwrap();
+    let hood = m.vendors.hood().unwrap();
     let first = plan_hood(&typeform(), &known("1000105"), hood, &BTreeSet::new()).unwrap();
 
     let mut state = known("1000105");
@@ -209,7 +209,7 @@ fn hood_cannot_create_without_email_or_phone() {
     let err = plan_hood(
         &change,
         &unknown(),
-        m.vendors.hood.as_ref().unwrap(),
+        m.vendors.hood().unwrap(),
         &BTreeSet::new(),
     )
     .unwrap_err();
@@ -222,7 +222,7 @@ fn hood_cannot_create_without_email_or_phone() {
     let ok = plan_hood(
         &change,
         &known("7"),
-        m.vendors.hood.as_ref().unwrap(),
+        m.vendors.hood().unwrap(),
         &["company_name".to_string()].into(),
     )
     .unwrap();
@@ -235,7 +235,7 @@ fn hood_cannot_create_without_email_or_phone() {
 #[test]
 fn hubspot_events_plan_per_event() {
     let m = mappings();
-    let hood = m.vendors.hood.as_ref().unwrap();
+    let hood = m.vendors.hood().unwrap();
     let all = changes("hubspot");
     // contact.creation carries no properties: nothing for Hood.
     assert_eq!(
@@ -265,11 +265,11 @@ fn hubspot_events_plan_per_event() {
             .unwrap()
             .plan
             .requests(),
-        plan_channelio(&all[4], &known("u"), m.vendors.channelio.as_ref().unwrap())
+        plan_channelio(&all[4], &known("u"), m.vendors.channelio().unwrap())
             .unwrap()
             .plan
             .requests(),
-        plan_chatwoot(&all[4], &known("3"), m.vendors.chatwoot.as_ref().unwrap())
+        plan_chatwoot(&all[4], &known("3"), m.vendors.chatwoot().unwrap())
             .unwrap()
             .plan
             .requests(1),
@@ -282,12 +282,7 @@ fn hubspot_events_plan_per_event() {
 #[test]
 fn channelio_upserts_by_member_id_with_the_documented_body() {
     let m = mappings();
-    let planned = plan_channelio(
-        &typeform(),
-        &unknown(),
-        m.vendors.channelio.as_ref().unwrap(),
-    )
-    .unwrap();
+    let planned = plan_channelio(&typeform(), &unknown(), m.vendors.channelio().unwrap()).unwrap();
     let ChannelPlan::Upsert { member_id, .. } = &planned.plan else {
         panic!("expected upsert")
     };
@@ -310,9 +305,10 @@ fn channelio_upserts_by_member_id_with_the_documented_body() {
 
 #[test]
 fn channelio_patches_a_known_user_when_no_member_id_is_mapped() {
-    let mut m = mappings();
-    let channel = m.vendors.channelio.as_mut().unwrap();
+    let m = mappings();
+    let mut channel = m.vendors.channelio().unwrap().clone();
     channel.member_id = None;
+    let channel = &channel;
     let planned = plan_channelio(&typeform(), &known("5ec3a01fe2b3f4d2cbc5"), channel).unwrap();
     assert_eq!(
         shape(&planned.plan.requests()),
@@ -328,7 +324,7 @@ fn channelio_patches_a_known_user_when_no_member_id_is_mapped() {
 fn channelio_consent_is_sent_as_unsubscribe_flags() {
     let m = mappings();
     let change = changes("standard").remove(0);
-    let body = plan_channelio(&change, &unknown(), m.vendors.channelio.as_ref().unwrap())
+    let body = plan_channelio(&change, &unknown(), m.vendors.channelio().unwrap())
         .unwrap()
         .plan
         .requests()[0]
@@ -352,7 +348,7 @@ fn channelio_consent_is_sent_as_unsubscribe_flags() {
 fn omnivibe_updates_the_agent_profile_without_passwords() {
     let m = mappings();
     let change = changes("app-staff").remove(0);
-    let planned = plan_omnivibe(&change, &unknown(), m.vendors.omnivibe.as_ref().unwrap()).unwrap();
+    let planned = plan_omnivibe(&change, &unknown(), m.vendors.omnivibe().unwrap()).unwrap();
     let requests = planned.plan.requests();
     assert_eq!(shape(&requests), [s("PUT", "/api/v1/profile")]);
     assert_eq!(
@@ -367,7 +363,7 @@ fn omnivibe_updates_the_agent_profile_without_passwords() {
 #[test]
 fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
     let m = mappings();
-    let chatwoot = m.vendors.chatwoot.as_ref().unwrap();
+    let chatwoot = m.vendors.chatwoot().unwrap();
     let planned = plan_chatwoot(&typeform(), &unknown(), chatwoot).unwrap();
     let ChatwootPlan::Resolve { queries, .. } = &planned.plan else {
         panic!("expected Resolve")
@@ -410,7 +406,7 @@ fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
 #[test]
 fn an_older_change_never_overwrites_a_newer_value_but_its_other_fields_apply() {
     let m = mappings();
-    let hood = m.vendors.hood.as_ref().unwrap();
+    let hood = m.vendors.hood().unwrap();
     let newer = typeform();
     let newer_version = newer.event.occurred_at.timestamp_millis();
     let mut state = known("1000105");

@@ -217,12 +217,7 @@ fn assert_allowed(r: &PlannedRequest) {
 fn check_all_vendors(change: &ContactChange, state: &VendorState) {
     let m = mappings();
     let has_identity = change.contact.email.is_some() || change.contact.phone.is_some();
-    match plan_hood(
-        change,
-        state,
-        m.vendors.hood.as_ref().unwrap(),
-        &BTreeSet::new(),
-    ) {
+    match plan_hood(change, state, m.vendors.hood().unwrap(), &BTreeSet::new()) {
         Ok(p) => p.plan.requests().iter().for_each(assert_allowed),
         Err(PlanError::HoodCreateNeedsEmailOrPhone) => {
             assert!(
@@ -232,13 +227,13 @@ fn check_all_vendors(change: &ContactChange, state: &VendorState) {
         }
         Err(other) => panic!("unexpected {other}"),
     }
-    let channel = plan_channelio(change, state, m.vendors.channelio.as_ref().unwrap())
+    let channel = plan_channelio(change, state, m.vendors.channelio().unwrap())
         .expect("member_id = key always plans");
     channel.plan.requests().iter().for_each(assert_allowed);
-    let omni = plan_omnivibe(change, state, m.vendors.omnivibe.as_ref().unwrap())
-        .expect("omnivibe always plans");
+    let omni =
+        plan_omnivibe(change, state, m.vendors.omnivibe().unwrap()).expect("omnivibe always plans");
     omni.plan.requests().iter().for_each(assert_allowed);
-    let chatwoot = plan_chatwoot(change, state, m.vendors.chatwoot.as_ref().unwrap())
+    let chatwoot = plan_chatwoot(change, state, m.vendors.chatwoot().unwrap())
         .expect("identifier = key always plans");
     chatwoot.plan.requests(1).iter().for_each(assert_allowed);
     if change.event.kind == ChangeKind::Deleted {
@@ -262,7 +257,7 @@ proptest! {
     fn replanning_after_success_sends_nothing(contact in contact(), id in "[1-9][0-9]{0,6}") {
         let m = mappings();
         let c = change(contact, ChangeKind::Updated);
-        let hood = m.vendors.hood.as_ref().unwrap();
+        let hood = m.vendors.hood().unwrap();
         let first = plan_hood(&c, &VendorState { vendor_id: Some(id.clone()), ..VendorState::default() }, hood, &BTreeSet::new()).unwrap();
         let version = c.event.occurred_at.timestamp_millis();
         let after = VendorState { vendor_id: Some(id), applied: first.applied_at(version) };

@@ -5,7 +5,7 @@
 //! vendor account, every vendor call behind the limiter gate, the clients built once — is
 //! written here only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,6 +89,13 @@ pub const DEFAULT_LIMITS: fn(Vendor) -> GcraParams = default_limits;
 /// Builds the worker: one shared limiter per configured vendor, its clients behind the
 /// limiter gate, and the delivery loop over the given adapters.
 pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
+    for (vendor, sources) in left_out(&parts.mappings, parts.vendors) {
+        tracing::warn!(
+            %vendor,
+            sources = sources.join(", "),
+            "vendor not configured: these sources' changes are not synced into it (skipped: vendor_not_configured)"
+        );
+    }
     let mut limiters: HashMap<Vendor, Arc<dyn RateLimiter>> = HashMap::new();
     for vendor in parts.vendors.vendors() {
         let key = LimiterKey::new(vendor, parts.limiter_account)
@@ -112,6 +119,19 @@ pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
         parts.policy,
         parts.metrics,
     ))
+}
+
+/// The vendors sources list that `vendors` has no settings for, each with those sources:
+/// decided once at start-up, they are not synced into (their deliveries are skipped).
+pub fn left_out(mappings: &Mappings, vendors: &VendorConfigs) -> BTreeMap<Vendor, Vec<String>> {
+    let configured = vendors.vendors();
+    let mut left: BTreeMap<Vendor, Vec<String>> = BTreeMap::new();
+    for source in mappings.sources() {
+        for vendor in source.vendors.iter().filter(|v| !configured.contains(v)) {
+            left.entry(*vendor).or_default().push(source.name.clone());
+        }
+    }
+    left
 }
 
 /// Builds the ingest service; answers it with the webhook sources that have no secret (they

@@ -139,7 +139,7 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
 
 /// Builds the sync worker from the environment: vendor settings (credentials included)
 /// from the SSM parameter `RELAY_VENDOR_SECRETS`, base URLs overridable with
-/// `RELAY_<VENDOR>_BASE_URL`, the shared limiters and links in the table, and the queues.
+/// `RELAY_<VENDOR>_BASE_URL` (each vendor's `VendorAdapter::BASE_URL_ENV`), the shared limiters and links in the table, and the queues.
 pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupError> {
     use crate::worker::setup::VendorConfigs;
     use crate::worker::{Metrics, MetricsOutput, RetryPolicy};
@@ -158,7 +158,7 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
                 position: format!("line {} column {}", e.line(), e.column()),
             }
         })?;
-    override_base_urls(&mut configs);
+    configs.override_base_urls(optional);
 
     let clock: Arc<dyn crate::store::Clock> = Arc::new(SystemClock);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
@@ -178,28 +178,6 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     })
     .map_err(|e| StartupError::Invalid(e.to_string()))?;
     Ok(Arc::new(worker))
-}
-
-/// `RELAY_HOOD_BASE_URL`, `RELAY_CHANNELIO_BASE_URL`, `RELAY_OMNIVIBE_BASE_URL` (also used for
-/// Chatwoot, which lives on the Omnivibe host) replace the configured base URLs.
-fn override_base_urls(configs: &mut crate::worker::setup::VendorConfigs) {
-    if let (Some(c), Some(url)) = (configs.hood.as_mut(), optional("RELAY_HOOD_BASE_URL")) {
-        c.base_url = url;
-    }
-    if let (Some(c), Some(url)) = (
-        configs.channelio.as_mut(),
-        optional("RELAY_CHANNELIO_BASE_URL"),
-    ) {
-        c.base_url = url;
-    }
-    if let Some(url) = optional("RELAY_OMNIVIBE_BASE_URL") {
-        if let Some(c) = configs.omnivibe.as_mut() {
-            c.base_url = url.clone();
-        }
-        if let Some(c) = configs.chatwoot.as_mut() {
-            c.base_url = url;
-        }
-    }
 }
 
 #[cfg(test)]

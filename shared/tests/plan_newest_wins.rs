@@ -58,10 +58,10 @@ fn mappings() -> &'static Mappings {
 fn entries(vendor: Vendor) -> &'static [(CanonicalField, String)] {
     let v = &mappings().vendors;
     match vendor {
-        Vendor::Hood => v.hood.as_ref().unwrap().fields.entries(),
-        Vendor::Channelio => v.channelio.as_ref().unwrap().fields.entries(),
-        Vendor::Chatwoot => v.chatwoot.as_ref().unwrap().entries(),
-        Vendor::Omnivibe => v.omnivibe.as_ref().unwrap().entries(),
+        Vendor::Hood => v.hood().unwrap().fields.entries(),
+        Vendor::Channelio => v.channelio().unwrap().fields.entries(),
+        Vendor::Chatwoot => v.chatwoot().unwrap().entries(),
+        Vendor::Omnivibe => v.omnivibe().unwrap().entries(),
     }
 }
 
@@ -133,19 +133,19 @@ impl Sim {
         let state = &self.state;
         let (requests, applied) = match self.vendor {
             Vendor::Hood => {
-                let p = plan_hood(change, state, v.hood.as_ref().unwrap(), &BTreeSet::new())?;
+                let p = plan_hood(change, state, v.hood().unwrap(), &BTreeSet::new())?;
                 (p.plan.requests(), p.applied)
             }
             Vendor::Channelio => {
-                let p = plan_channelio(change, state, v.channelio.as_ref().unwrap())?;
+                let p = plan_channelio(change, state, v.channelio().unwrap())?;
                 (p.plan.requests(), p.applied)
             }
             Vendor::Chatwoot => {
-                let p = plan_chatwoot(change, state, v.chatwoot.as_ref().unwrap())?;
+                let p = plan_chatwoot(change, state, v.chatwoot().unwrap())?;
                 (p.plan.requests(CHATWOOT_ACCOUNT), p.applied)
             }
             Vendor::Omnivibe => {
-                let p = plan_omnivibe(change, state, v.omnivibe.as_ref().unwrap())?;
+                let p = plan_omnivibe(change, state, v.omnivibe().unwrap())?;
                 (p.plan.requests(), p.applied)
             }
         };
@@ -456,18 +456,13 @@ async fn the_worker_commits_the_newer_version_of_an_unchanged_field_on_a_skip() 
     channelio.push(created());
     chatwoot.push(created());
     omnivibe.push(created());
-    let targets = Targets {
-        hood: Some(hood.clone()),
-        channelio: Some(channelio.clone()),
-        omnivibe: BTreeMap::from([(
-            "4711".to_string(),
-            omnivibe.clone()
-                as Arc<
-                    dyn relay_shared::vendors::VendorSync<Plan = relay_shared::plan::OmnivibePlan>,
-                >,
-        )]),
-        chatwoot: Some(chatwoot.clone()),
-    };
+    let mut agents = relay_shared::vendors::OmnivibeAgents::default();
+    agents.insert("4711", omnivibe.clone());
+    let mut targets = Targets::default()
+        .with::<relay_core::vendors::hood::Hood>(hood.clone())
+        .with::<relay_core::vendors::channelio::Channelio>(channelio.clone())
+        .with::<relay_core::vendors::chatwoot::Chatwoot>(chatwoot.clone());
+    targets.insert(Vendor::Omnivibe, Arc::new(agents));
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
     let worker = Worker::new(
         Arc::new(Mappings::builtin().unwrap()),
@@ -699,13 +694,10 @@ mod targets {
     async fn a_skip_reports_the_fields_a_newer_change_confirms() {
         let mappings = Mappings::builtin().unwrap();
         let omnivibe = Arc::new(FakeVendor::<OmnivibePlan>::new(Vendor::Omnivibe));
-        let targets = Targets {
-            omnivibe: BTreeMap::from([(
-                "7".to_string(),
-                omnivibe.clone() as Arc<dyn relay_shared::vendors::VendorSync<Plan = OmnivibePlan>>,
-            )]),
-            ..Targets::default()
-        };
+        let mut agents = relay_shared::vendors::OmnivibeAgents::default();
+        agents.insert("7", omnivibe.clone());
+        let mut targets = Targets::default();
+        targets.insert(Vendor::Omnivibe, Arc::new(agents));
         let mut contact = Contact::new(ContactKey::external("staff", "7").unwrap());
         contact.full_name = Some("Hana Kim".into());
         let change = ContactChange {

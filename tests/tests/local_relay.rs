@@ -103,7 +103,7 @@ async fn a_signed_signup_reaches_every_vendor_exactly_as_planned_and_a_duplicate
     let planned = plan_channelio(
         &change,
         &VendorState::default(),
-        m.vendors.channelio.as_ref().unwrap(),
+        m.vendors.channelio().unwrap(),
     )
     .unwrap();
     let expected = &planned.plan.requests()[0];

@@ -153,13 +153,8 @@ impl Relay {
                 .unwrap_or_default();
             let (planned, applied, result) = match vendor {
                 Vendor::Hood => {
-                    let p = plan_hood(
-                        change,
-                        &state,
-                        m.vendors.hood.as_ref().unwrap(),
-                        &BTreeSet::new(),
-                    )
-                    .unwrap();
+                    let p = plan_hood(change, &state, m.vendors.hood().unwrap(), &BTreeSet::new())
+                        .unwrap();
                     let r = p.plan.requests();
                     let res = if r.is_empty() {
                         None
@@ -169,8 +164,7 @@ impl Relay {
                     (r, p.applied, res)
                 }
                 Vendor::Channelio => {
-                    let p = plan_channelio(change, &state, m.vendors.channelio.as_ref().unwrap())
-                        .unwrap();
+                    let p = plan_channelio(change, &state, m.vendors.channelio().unwrap()).unwrap();
                     let r = p.plan.requests();
                     let res = if r.is_empty() {
                         None
@@ -180,8 +174,7 @@ impl Relay {
                     (r, p.applied, res)
                 }
                 Vendor::Omnivibe => {
-                    let p = plan_omnivibe(change, &state, m.vendors.omnivibe.as_ref().unwrap())
-                        .unwrap();
+                    let p = plan_omnivibe(change, &state, m.vendors.omnivibe().unwrap()).unwrap();
                     let r = p.plan.requests();
                     let res = if r.is_empty() {
                         None
@@ -191,8 +184,7 @@ impl Relay {
                     (r, p.applied, res)
                 }
                 Vendor::Chatwoot => {
-                    let p = plan_chatwoot(change, &state, m.vendors.chatwoot.as_ref().unwrap())
-                        .unwrap();
+                    let p = plan_chatwoot(change, &state, m.vendors.chatwoot().unwrap()).unwrap();
                     let r = p.plan.requests(self.account);
                     let res = if r.is_empty() {
                         None

@@ -1,15 +1,11 @@
 //! `relay plan`: map a payload and print the vendor requests it would cause.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 use relay_sandbox::samples;
 use relay_shared::mapping::EventDefaults;
-use relay_shared::plan::{
-    PlannedRequest, VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
-};
-use relay_shared::vendors::Vendor;
+use relay_shared::plan::{PreviewContext, VendorState, preview};
 
 use super::load_mappings;
 
@@ -65,6 +61,9 @@ fn plan(
     };
     let changes = mapping.extract(&body, &defaults)?;
     let none = VendorState::default();
+    let cx = PreviewContext {
+        account_id: chatwoot_account,
+    };
     for change in &changes {
         println!(
             "event {} ({:?}) contact #{}",
@@ -73,25 +72,8 @@ fn plan(
             &change.contact.key.hashed()[..12]
         );
         for vendor in &mapping.vendors {
-            let requests: Result<Vec<PlannedRequest>, _> = match vendor {
-                Vendor::Hood => mappings.vendors.hood.as_ref().map(|m| {
-                    plan_hood(change, &none, m, &BTreeSet::new()).map(|p| p.plan.requests())
-                }),
-                Vendor::Channelio => mappings
-                    .vendors
-                    .channelio
-                    .as_ref()
-                    .map(|m| plan_channelio(change, &none, m).map(|p| p.plan.requests())),
-                Vendor::Omnivibe => mappings
-                    .vendors
-                    .omnivibe
-                    .as_ref()
-                    .map(|m| plan_omnivibe(change, &none, m).map(|p| p.plan.requests())),
-                Vendor::Chatwoot => mappings.vendors.chatwoot.as_ref().map(|m| {
-                    plan_chatwoot(change, &none, m).map(|p| p.plan.requests(chatwoot_account))
-                }),
-            }
-            .unwrap_or(Ok(Vec::new()));
+            let requests =
+                preview(*vendor, &mappings, change, &none, &cx).unwrap_or(Ok(Vec::new()));
             match requests {
                 Ok(rs) if rs.is_empty() => println!("  {vendor}: no request"),
                 Ok(rs) => {

@@ -103,59 +103,6 @@ pub struct SourceSection {
     pub fields: BTreeMap<String, String>,
 }
 
-/// `[vendors]`: one optional section per vendor.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VendorsSection {
-    #[serde(default)]
-    pub hood: Option<HoodSection>,
-    #[serde(default)]
-    pub channelio: Option<ChannelioSection>,
-    #[serde(default)]
-    pub omnivibe: Option<FieldsSection>,
-    #[serde(default)]
-    pub chatwoot: Option<FieldsSection>,
-}
-
-/// `[vendors.hood]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HoodSection {
-    /// Canonical field → Hood field (`custom_properties.<label>` for custom properties).
-    pub fields: BTreeMap<String, String>,
-    /// Optional details for custom property definitions, by label.
-    #[serde(default)]
-    pub properties: BTreeMap<String, HoodPropertySection>,
-}
-
-/// `[vendors.hood.properties.<label>]`: how a custom property is defined when missing.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HoodPropertySection {
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub example: Option<String>,
-    #[serde(default)]
-    pub export_alias: Option<String>,
-    /// Whether the property holds personal data (Hood's `pi_data`).
-    #[serde(default)]
-    pub personal_data: Option<bool>,
-}
-
-/// `[vendors.channelio]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelioSection {
-    /// Canonical field whose value is the memberId; present → upsert by memberId.
-    #[serde(default)]
-    pub member_id: Option<String>,
-    pub fields: BTreeMap<String, String>,
-}
-
-/// A vendor section with only a field map (Omnivibe, Chatwoot).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldsSection {
-    pub fields: BTreeMap<String, String>,
-}
+/// `[vendors.<name>]`: one section per vendor, read by that vendor's own rules
+/// (`relay_core::vendors::<name>`), kept with its position for errors.
+pub type VendorsSection = BTreeMap<String, toml::Spanned<toml::Value>>;

@@ -21,7 +21,7 @@ pub use file::Route;
 pub use source::{
     EventDefaults, EventOutcome, FieldWarning, MappedChange, MappedEvent, SourceMapping,
 };
-pub use vendor::{ChannelMapping, FieldMap, HoodMapping, VendorMappings};
+pub use vendor::{FieldMap, SectionRules, Target, VendorMappings};
 
 use crate::model::Vendor;
 use crate::model::{ChangeKind, PhoneRegion};
@@ -42,13 +42,14 @@ pub struct Mappings {
 }
 
 impl Mappings {
-    /// The built-in mappings.
-    pub fn builtin() -> Result<Self, LoadError> {
-        Self::from_toml(BUILTIN_NAME, BUILTIN_MAPPINGS)
-    }
-
-    /// Validates mapping text; `file` names it in errors.
-    pub fn from_toml(file: &str, text: &str) -> Result<Self, LoadError> {
+    /// Validates mapping text, reading each `[vendors.<name>]` section with the rules of
+    /// that vendor; `file` names it in errors. Callers use `Mappings::from_toml` (in
+    /// `relay_core::vendors`), which passes every registered vendor's rules.
+    pub fn from_toml_with(
+        file: &str,
+        text: &str,
+        rules: &[&dyn SectionRules],
+    ) -> Result<Self, LoadError> {
         let parsed: file::MappingFile = toml::from_str(text).map_err(|e| {
             let location = match e.span() {
                 Some(span) => {
@@ -61,9 +62,10 @@ impl Mappings {
         })?;
         Compiler {
             file,
+            text,
             errors: Vec::new(),
         }
-        .compile(parsed)
+        .compile(parsed, rules)
     }
 
     /// The mapping for a source name (as in `/hooks/forms/{source}`).
@@ -103,7 +105,47 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Collects every problem of one file while compiling it.
 struct Compiler<'a> {
     file: &'a str,
+    text: &'a str,
     errors: Vec<MappingError>,
+}
+
+/// What a vendor's rules use while reading its `[vendors.<name>]` section: field maps
+/// checked target by target, and problems reported under the file and section.
+pub struct SectionContext<'c, 'a> {
+    compiler: &'c mut Compiler<'a>,
+    vendor: Vendor,
+    line_col: (usize, usize),
+}
+
+impl SectionContext<'_, '_> {
+    /// The vendor whose section this is.
+    pub fn vendor(&self) -> Vendor {
+        self.vendor
+    }
+
+    /// A field map (canonical field → vendor field), each pair checked by `check`; a
+    /// problem costs that pair and is reported as `vendor "<name>", field "<canonical>"`.
+    pub fn field_map(
+        &mut self,
+        fields: BTreeMap<String, String>,
+        check: impl Fn(Target<'_>) -> Result<(), String>,
+    ) -> FieldMap {
+        self.compiler.field_map(self.vendor, fields, &check)
+    }
+
+    /// Reports that the section as written does not fit the vendor's section type (an
+    /// unknown or missing key), at the section's line.
+    pub fn invalid_section(&mut self, problem: impl Into<String>) {
+        let (line, col) = self.line_col;
+        let at = format!("vendor \"{}\" (line {line}, column {col})", self.vendor);
+        self.compiler.err(at, problem);
+    }
+
+    /// Reports a problem at `vendor "<name>", <place>` (e.g. `field "member_id"`).
+    pub fn error(&mut self, place: &str, problem: impl Into<String>) {
+        let at = format!("vendor \"{}\", {place}", self.vendor);
+        self.compiler.err(at, problem);
+    }
 }
 
 impl Compiler<'_> {
@@ -115,7 +157,11 @@ impl Compiler<'_> {
         });
     }
 
-    fn compile(mut self, parsed: file::MappingFile) -> Result<Mappings, LoadError> {
+    fn compile(
+        mut self,
+        parsed: file::MappingFile,
+        rules: &[&dyn SectionRules],
+    ) -> Result<Mappings, LoadError> {
         let phone_region = PhoneRegion::parse(&parsed.settings.default_phone_region)
             .unwrap_or_else(|e| {
                 self.err(
@@ -124,7 +170,7 @@ impl Compiler<'_> {
                 );
                 PhoneRegion::default()
             });
-        let vendors = self.vendors(parsed.vendors);
+        let vendors = self.vendors(parsed.vendors, rules);
         let mut sources = BTreeMap::new();
         let mut detail_types: BTreeMap<String, String> = BTreeMap::new();
         for (name, section) in parsed.sources {
@@ -300,7 +346,12 @@ impl Compiler<'_> {
         })
     }
 
-    fn field_map(&mut self, vendor: Vendor, fields: BTreeMap<String, String>) -> FieldMap {
+    fn field_map(
+        &mut self,
+        vendor: Vendor,
+        fields: BTreeMap<String, String>,
+        check: &dyn Fn(Target<'_>) -> Result<(), String>,
+    ) -> FieldMap {
         let mut entries = Vec::new();
         let mut targets: BTreeMap<String, String> = BTreeMap::new();
         for (field_name, target) in fields {
@@ -312,7 +363,12 @@ impl Compiler<'_> {
                 );
                 continue;
             };
-            if let Err(problem) = vendor::check_target(vendor, &field, &target) {
+            let pair = Target {
+                vendor,
+                field: &field,
+                target: &target,
+            };
+            if let Err(problem) = check(pair) {
                 self.err(at, problem);
                 continue;
             }
@@ -325,64 +381,31 @@ impl Compiler<'_> {
         FieldMap::new(entries)
     }
 
-    fn vendors(&mut self, v: file::VendorsSection) -> VendorMappings {
-        let hood = v.hood.map(|h| {
-            let fields = self.field_map(Vendor::Hood, h.fields);
-            let mut properties = BTreeMap::new();
-            for (field, target) in fields.entries() {
-                if let Some(label) = target.strip_prefix("custom_properties.") {
-                    properties.insert(
-                        label.to_string(),
-                        vendor::hood_property(label, field, h.properties.get(label)),
-                    );
-                }
+    fn vendors(
+        &mut self,
+        sections: file::VendorsSection,
+        rules: &[&dyn SectionRules],
+    ) -> VendorMappings {
+        let mut mappings = VendorMappings::default();
+        for (name, section) in sections {
+            let Some(rule) = rules.iter().find(|r| r.vendor().as_str() == name) else {
+                let known: Vec<&str> = rules.iter().map(|r| r.vendor().as_str()).collect();
+                self.err(
+                    format!("vendors.{name}"),
+                    format!("unknown vendor (known: {})", known.join(", ")),
+                );
+                continue;
+            };
+            let (line, col) = line_col(self.text, section.span().start);
+            let mut cx = SectionContext {
+                compiler: self,
+                vendor: rule.vendor(),
+                line_col: (line, col),
+            };
+            if let Some(m) = rule.compile(section.into_inner(), &mut cx) {
+                mappings.insert(rule.vendor(), m);
             }
-            for label in h.properties.keys() {
-                if !properties.contains_key(label) {
-                    self.err(
-                        format!("vendor \"hood\", properties \"{label}\""),
-                        "defines a custom property no field maps to (`custom_properties.<label>`)",
-                    );
-                }
-            }
-            HoodMapping { fields, properties }
-        });
-        let channelio = v.channelio.map(|c| {
-            let member_id = c.member_id.and_then(|m| match CanonicalField::parse(&m) {
-                Some(f)
-                    if !matches!(
-                        f.kind(),
-                        canonical::ValueKind::List | canonical::ValueKind::Bool
-                    ) =>
-                {
-                    Some(f)
-                }
-                _ => {
-                    self.err(
-                        "vendor \"channelio\", field \"member_id\"".into(),
-                        format!(
-                            "`{m}` cannot be a memberId (use key, email, phone or custom.<name>)"
-                        ),
-                    );
-                    None
-                }
-            });
-            ChannelMapping {
-                member_id,
-                fields: self.field_map(Vendor::Channelio, c.fields),
-            }
-        });
-        let omnivibe = v
-            .omnivibe
-            .map(|o| self.field_map(Vendor::Omnivibe, o.fields));
-        let chatwoot = v
-            .chatwoot
-            .map(|c| self.field_map(Vendor::Chatwoot, c.fields));
-        VendorMappings {
-            hood,
-            channelio,
-            omnivibe,
-            chatwoot,
         }
+        mappings
     }
 }

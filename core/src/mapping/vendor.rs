@@ -1,7 +1,9 @@
 //! Vendor field maps: which canonical field goes to which vendor field, checked at load
 //! against what each vendor's page documents.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -72,215 +74,100 @@ pub fn canonical_value(contact: &Contact, field: &CanonicalField) -> Option<Valu
     }
 }
 
-/// Hood's mapping: fields plus the definitions of custom properties to create when missing.
-#[derive(Debug, Clone)]
-pub struct HoodMapping {
-    pub fields: FieldMap,
-    /// By label: how each mapped custom property is defined when Hood lacks it (the Hood
-    /// plan turns it into the body of `POST /v1/hood/profile-properties`).
-    pub properties: BTreeMap<String, PropertyDefinition>,
-}
-
-/// A Hood custom property's definition, as the mapping file gives it (with defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PropertyDefinition {
-    pub label: String,
-    pub example: String,
-    pub description: String,
-    pub export_alias: String,
-    /// Whether values are personal data (Hood's `pi_data`).
-    pub personal_data: bool,
-}
-
-/// Channel.io's mapping.
-#[derive(Debug, Clone)]
-pub struct ChannelMapping {
-    /// Canonical field whose value is the memberId (upsert); `None` → PATCH by known userId.
-    pub member_id: Option<CanonicalField>,
-    pub fields: FieldMap,
-}
-
-/// All vendor mappings of one file.
-#[derive(Debug, Clone, Default)]
+/// Every vendor section of one file, checked, each as its vendor's own mapping type
+/// (`relay_core::vendors::<name>`'s `VendorModel::Mapping`, read back with
+/// `VendorMappings::get` or the per-vendor accessors there).
+#[derive(Clone, Default)]
 pub struct VendorMappings {
-    pub hood: Option<HoodMapping>,
-    pub channelio: Option<ChannelMapping>,
-    pub omnivibe: Option<FieldMap>,
-    pub chatwoot: Option<FieldMap>,
+    by_vendor: BTreeMap<Vendor, Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for VendorMappings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_vendor.keys()).finish()
+    }
 }
 
 impl VendorMappings {
     /// Whether the file has a section for `vendor`.
     pub fn has(&self, vendor: Vendor) -> bool {
-        match vendor {
-            Vendor::Hood => self.hood.is_some(),
-            Vendor::Channelio => self.channelio.is_some(),
-            Vendor::Omnivibe => self.omnivibe.is_some(),
-            Vendor::Chatwoot => self.chatwoot.is_some(),
-        }
+        self.by_vendor.contains_key(&vendor)
+    }
+
+    /// The vendors with a section.
+    pub fn vendors(&self) -> impl Iterator<Item = Vendor> + '_ {
+        self.by_vendor.keys().copied()
+    }
+
+    /// `vendor`'s mapping as its own type `M`; `None` when absent or of another type.
+    pub fn get_as<M: Any>(&self, vendor: Vendor) -> Option<&M> {
+        self.by_vendor.get(&vendor)?.downcast_ref::<M>()
+    }
+
+    pub(crate) fn insert(&mut self, vendor: Vendor, mapping: Arc<dyn Any + Send + Sync>) {
+        self.by_vendor.insert(vendor, mapping);
     }
 }
 
-/// Hood's built-in profile fields, which a custom property may not shadow.
-const HOOD_RESERVED: [&str; 12] = [
-    "id",
-    "email",
-    "mobile_phone_number",
-    "full_name",
-    "organization_id",
-    "lists",
-    "comment",
-    "custom_properties",
-    "country",
-    "company_id",
-    "create_time",
-    "update_time",
+/// How the mapping loader reads one vendor's section: implemented once, generically, for
+/// every registered vendor (`relay_core::vendors`), so this module names no vendor.
+pub trait SectionRules: Sync {
+    fn vendor(&self) -> Vendor;
+    /// Checks `[vendors.<name>]`; problems go to `cx` (then `None` or a partial mapping,
+    /// which the loader discards because the file has errors).
+    fn compile(
+        &self,
+        section: toml::Value,
+        cx: &mut super::SectionContext<'_, '_>,
+    ) -> Option<Arc<dyn Any + Send + Sync>>;
+}
+
+/// One canonical field mapped to one vendor field, for the vendor's rules to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub vendor: Vendor,
+    pub field: &'a CanonicalField,
+    pub target: &'a str,
+}
+
+/// Kinds a text field accepts.
+pub const TEXT: [ValueKind; 2] = [ValueKind::Text, ValueKind::Any];
+/// Kinds a single-value field accepts.
+pub const SCALAR: [ValueKind; 5] = [
+    ValueKind::Text,
+    ValueKind::Email,
+    ValueKind::Phone,
+    ValueKind::Bool,
+    ValueKind::Any,
 ];
 
-/// The relay's rule for Hood custom property labels, conservative so Hood never refuses
-/// one: lowercase ASCII letters, digits and `_`, starting with a letter, at most 64
-/// characters, not a built-in profile field (the docs' own example is `my_region`).
-pub fn check_hood_property_label(label: &str) -> Result<(), String> {
-    let mut chars = label.chars();
-    let well_formed = matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && label.len() <= 64;
-    if !well_formed {
-        return Err(format!(
-            "Hood would refuse the custom property name `{label}`: use lowercase letters, digits and `_`, starting with a letter, at most 64 characters"
-        ));
-    }
-    if HOOD_RESERVED.contains(&label) {
-        return Err(format!(
-            "`{label}` is a built-in Hood profile field, not a custom property name"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks that `field` may be sent to `vendor`'s field `target`.
-pub(crate) fn check_target(
-    vendor: Vendor,
-    field: &CanonicalField,
-    target: &str,
-) -> Result<(), String> {
-    let kind = field.kind();
-    let needs = |wanted: &[ValueKind], what: &str| -> Result<(), String> {
+impl Target<'_> {
+    /// `Ok` when the canonical field's kind is one of `wanted`, else a message saying what
+    /// the vendor field takes (`what`).
+    pub fn needs(&self, wanted: &[ValueKind], what: &str) -> Result<(), String> {
+        let kind = self.field.kind();
         if wanted.contains(&kind) {
             Ok(())
         } else {
             Err(format!(
-                "{vendor} field `{target}` takes {what}, but `{field}` holds {kind}"
+                "{} field `{}` takes {what}, but `{}` holds {kind}",
+                self.vendor, self.target, self.field
             ))
         }
-    };
-    let text = [ValueKind::Text, ValueKind::Any];
-    let scalar = [
-        ValueKind::Text,
-        ValueKind::Email,
-        ValueKind::Phone,
-        ValueKind::Bool,
-        ValueKind::Any,
-    ];
-    match vendor {
-        Vendor::Hood => match target {
-            "email" => needs(&[ValueKind::Email], "an e-mail address (canonical `email`)"),
-            "mobile_phone_number" => {
-                needs(&[ValueKind::Phone], "a phone number (canonical `phone`)")
-            }
-            "full_name" | "organization_id" | "comment" => needs(&text, "text"),
-            "lists" => needs(&[ValueKind::List], "a list of list ids"),
-            other => match other.strip_prefix("custom_properties.") {
-                Some(label) => {
-                    check_hood_property_label(label)?;
-                    needs(&scalar, "a single value")
-                }
-                None => Err(format!(
-                    "unknown Hood field `{other}` (updatable fields: email, mobile_phone_number, full_name, organization_id, lists, comment, custom_properties.<name>)"
-                )),
-            },
-        },
-        Vendor::Channelio => match target {
-            "tags" => needs(&[ValueKind::List], "a list of tags"),
-            "unsubscribeEmail" | "unsubscribeTexting" => needs(
-                &[ValueKind::Bool],
-                "a consent flag (canonical `consent_email` or `consent_texting`, sent inverted)",
-            ),
-            other => {
-                let key = other
-                    .strip_prefix("profile.")
-                    .or_else(|| other.strip_prefix("profileOnce."));
-                match key {
-                    Some(key) if is_identifier(key) => match key {
-                        "mobileNumber" => needs(
-                            &[ValueKind::Phone],
-                            "a phone number in E.164 (canonical `phone`)",
-                        ),
-                        "email" => {
-                            needs(&[ValueKind::Email], "an e-mail address (canonical `email`)")
-                        }
-                        _ => Ok(()),
-                    },
-                    Some(key) => Err(format!(
-                        "`{key}` is not a usable Channel.io profile key (letters, digits, `_`)"
-                    )),
-                    None => Err(format!(
-                        "unknown Channel.io field `{other}` (fields: profile.<key>, profileOnce.<key>, tags, unsubscribeEmail, unsubscribeTexting)"
-                    )),
-                }
-            }
-        },
-        Vendor::Omnivibe => match target {
-            "name" | "display_name" | "message_signature" => needs(&text, "text"),
-            "email" => needs(&[ValueKind::Email], "an e-mail address (canonical `email`)"),
-            "phone_number" => needs(&[ValueKind::Phone], "a phone number (canonical `phone`)"),
-            "current_password" | "password" | "password_confirmation" => Err(format!(
-                "`{target}` is a password field; profile-relay never syncs passwords"
-            )),
-            other => Err(format!(
-                "unknown Omnivibe profile field `{other}` (fields: name, email, display_name, message_signature, phone_number)"
-            )),
-        },
-        Vendor::Chatwoot => match target {
-            "name" => needs(&text, "text"),
-            "identifier" => needs(
-                &[ValueKind::Text, ValueKind::Any],
-                "text (usually canonical `key`)",
-            ),
-            "email" => needs(&[ValueKind::Email], "an e-mail address (canonical `email`)"),
-            "phone_number" => needs(&[ValueKind::Phone], "a phone number (canonical `phone`)"),
-            other => {
-                let key = other
-                    .strip_prefix("custom_attributes.")
-                    .or_else(|| other.strip_prefix("additional_attributes."));
-                match key {
-                    Some(key) if is_identifier(key) => Ok(()),
-                    Some(key) => Err(format!(
-                        "`{key}` is not a usable Chatwoot attribute key (letters, digits, `_`)"
-                    )),
-                    None => Err(format!(
-                        "unknown Chatwoot contact field `{other}` (fields: name, email, phone_number, identifier, custom_attributes.<key>, additional_attributes.<key>)"
-                    )),
-                }
-            }
-        },
+    }
+
+    /// An e-mail field (canonical `email`).
+    pub fn needs_email(&self) -> Result<(), String> {
+        self.needs(&[ValueKind::Email], "an e-mail address (canonical `email`)")
+    }
+
+    /// A phone field (canonical `phone`, E.164).
+    pub fn needs_phone(&self) -> Result<(), String> {
+        self.needs(&[ValueKind::Phone], "a phone number (canonical `phone`)")
     }
 }
 
-/// The default definition of a Hood custom property, overridable per label in the file.
-pub(crate) fn hood_property(
-    label: &str,
-    field: &CanonicalField,
-    overrides: Option<&super::file::HoodPropertySection>,
-) -> PropertyDefinition {
-    let o = overrides.cloned().unwrap_or_default();
-    PropertyDefinition {
-        label: label.to_string(),
-        example: o.example.unwrap_or_else(|| "example".into()),
-        description: o
-            .description
-            .unwrap_or_else(|| format!("Synced by profile-relay from `{field}`.")),
-        export_alias: o.export_alias.unwrap_or_else(|| label.to_string()),
-        personal_data: o.personal_data.unwrap_or(false),
-    }
+/// Whether `s` is usable as a vendor attribute key: letters, digits, `_`.
+pub fn is_attribute_key(s: &str) -> bool {
+    is_identifier(s)
 }

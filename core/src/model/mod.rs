@@ -10,6 +10,7 @@ pub mod limits;
 pub mod phone;
 pub mod redact;
 pub mod tags;
+#[macro_use]
 pub mod vendor;
 
 pub use contact::{Consent, Contact, ContactKey};

@@ -30,7 +30,6 @@ pub mod gate;
 pub mod metrics;
 pub mod retry;
 pub mod setup;
-pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,10 +38,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 
+pub use crate::vendors::{Delivered, DeliveryError, OmnivibeAgents, Targets};
 pub use gate::{DeadlineGate, LimiterGate};
 pub use metrics::{Counter, Metrics, MetricsOutput};
 pub use retry::RetryPolicy;
-pub use targets::{Delivered, DeliveryError, OmnivibeAgents, Targets};
 
 use crate::delivery::DeliveryMessage;
 pub use crate::delivery::RetryState;
@@ -107,6 +106,9 @@ impl Wait {
         }
     }
 }
+
+/// The skip reason of a delivery to a vendor the worker has no settings for.
+pub const VENDOR_NOT_CONFIGURED: &str = "vendor_not_configured";
 
 /// What happened to one delivery (for the log line and the counters).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,9 +497,16 @@ impl Worker {
     async fn deliver(&self, message: &DeliveryMessage, deadline: DateTime<Utc>) -> Next {
         let vendor = message.vendor;
         let now = self.clock.now();
-        if !self.targets.has(vendor) || !self.mappings.vendors.has(vendor) {
+        // A vendor left out of the settings is not synced into, for every source (said
+        // once at start-up by `assembly::build_worker`): its deliveries are skipped.
+        if !self.targets.has(vendor) {
+            return Next::Done(Outcome::Skipped {
+                reason: VENDOR_NOT_CONFIGURED,
+            });
+        }
+        if !self.mappings.vendors.has(vendor) {
             return Next::DeadLetter(format!(
-                "vendor `{vendor}` is not configured on this worker"
+                "the mappings have no [vendors.{vendor}] section (the message predates a mapping change)"
             ));
         }
         // Every call must be over this long before the deadline, to record and settle.
@@ -560,9 +569,7 @@ impl Worker {
         }
         let Some(result) = result else {
             self.abandon(&lease).await;
-            return Next::DeadLetter(format!(
-                "vendor `{vendor}` is not configured on this worker"
-            ));
+            return Next::DeadLetter(format!("the mappings have no [vendors.{vendor}] section"));
         };
         match result {
             Ok(delivered) => {
@@ -866,10 +873,7 @@ mod tests {
         let worker = Worker::new(
             Arc::new(Mappings::builtin().unwrap()),
             Arc::new(store.clone()),
-            Targets {
-                channelio: Some(channel.clone()),
-                ..Targets::default()
-            },
+            Targets::default().with::<relay_core::vendors::channelio::Channelio>(channel.clone()),
             limiters,
             queue.clone(),
             dead_letters.clone(),

@@ -17,13 +17,13 @@ pub enum ChannelPlan {
 
 use serde_json::Map;
 
-use crate::mapping::ChannelMapping;
 use crate::mapping::vendor::canonical_value;
 use crate::model::{ChangeKind, ChannelTags, ContactChange};
 use crate::plan::{
     PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
     encode_path_segment,
 };
+use crate::vendors::channelio::mapping::ChannelMapping;
 
 /// Plans the Channel.io request for `change`: an upsert by memberId when the mapping
 /// yields one, else a PATCH of the known user.

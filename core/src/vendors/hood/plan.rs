@@ -1,6 +1,6 @@
 //! Planning for Ocamba Hood profiles and custom profile properties.
 
-use crate::mapping::vendor::PropertyDefinition;
+use crate::vendors::hood::mapping::PropertyDefinition;
 use crate::vendors::hood::wire::{CreateProfile, CreateProfileProperty, Flag, PatchProfile};
 
 use crate::plan::SkipReason;
@@ -62,12 +62,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::mapping::HoodMapping;
 use crate::model::{ChangeKind, ContactChange};
 use crate::plan::{
     Changed, PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed,
     encode_path_segment, encode_query_value,
 };
+use crate::vendors::hood::mapping::HoodMapping;
 
 /// Plans the Hood requests for `change`. `known_properties` are the custom property labels
 /// known to exist at Hood; the others the change uses are defined first.

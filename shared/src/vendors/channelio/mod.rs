@@ -6,3 +6,36 @@ pub mod sync;
 pub use relay_core::vendors::channelio::wire;
 
 pub use client::{ChannelClient, ChannelConfig, DEFAULT_BASE_URL};
+
+/// Channelio's settings, pacing and client.
+impl crate::vendors::registry::VendorAdapter for relay_core::vendors::channelio::Channelio {
+    type Config = ChannelConfig;
+    const BASE_URL_ENV: &'static str = "RELAY_CHANNELIO_BASE_URL";
+
+    fn base_url(config: &mut ChannelConfig) -> &mut String {
+        &mut config.base_url
+    }
+
+    fn http(config: &ChannelConfig) -> &crate::vendors::HttpSettings {
+        &config.http
+    }
+
+    /// Channel.io publishes no number we can rely on beyond its headers: well under what
+    /// it is known to allow.
+    fn default_limits() -> crate::store::GcraParams {
+        crate::store::GcraParams::new(std::time::Duration::from_millis(100), 10)
+    }
+
+    fn build(
+        config: &ChannelConfig,
+        gate: std::sync::Arc<dyn crate::vendors::CallGate>,
+    ) -> Result<
+        std::sync::Arc<dyn crate::vendors::deliver::Deliver>,
+        crate::vendors::ClientBuildError,
+    > {
+        let sync = std::sync::Arc::new(ChannelClient::new(config)?.with_gate(gate));
+        Ok(std::sync::Arc::new(
+            crate::vendors::deliver::Synced::<Self>::new(sync),
+        ))
+    }
+}
