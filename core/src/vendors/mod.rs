@@ -20,11 +20,6 @@ use crate::mapping::{LoadError, Mappings, SectionContext, SectionRules, VendorMa
 use crate::model::ContactChange;
 use crate::plan::{PlanError, Planned, PlannedRequest, SkipReason, VendorState};
 
-pub mod channelio;
-pub mod chatwoot;
-pub mod hood;
-pub mod omnivibe;
-
 pub use crate::model::Vendor;
 
 /// What the pure core knows of one vendor: how its mapping section reads and how a change
@@ -103,6 +98,8 @@ impl VendorMappings {
 
 macro_rules! registry {
     ($($(#[$doc:meta])* $variant:ident($module:ident),)+) => {
+        $(pub mod $module;)+
+
         /// Every registered vendor's mapping rules.
         const RULES: &[&dyn SectionRules] = &[$(&Rules::<$module::$variant>(PhantomData)),+];
 

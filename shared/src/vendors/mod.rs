@@ -10,13 +10,9 @@
 //! `error` (one classification, [`VendorError`]), `rate_limit` (headers parsed on every
 //! answer), and `sync` (outcome, error, the [`CallGate`] pacing hook).
 
-pub mod channelio;
-pub mod chatwoot;
 pub mod deliver;
 pub mod error;
-pub mod hood;
 pub mod http;
-pub mod omnivibe;
 pub mod rate_limit;
 pub mod registry;
 pub mod sync;
@@ -33,3 +29,12 @@ pub use registry::{VendorAdapter, VendorConfigs, default_limits};
 pub use sync::{CallGate, OpenGate, SyncError, SyncOutcome, VendorSync};
 
 pub use relay_core::vendors::{Vendor, wire_id};
+
+/// One folder per vendor, from the one list (`relay_core::for_each_vendor`).
+macro_rules! vendor_modules {
+    ($($(#[$doc:meta])* $variant:ident($module:ident),)+) => {
+        $(pub mod $module;)+
+    };
+}
+
+relay_core::for_each_vendor!(vendor_modules);
