@@ -39,6 +39,27 @@ pub mod env {
     pub const SECRETS_MIN_REFRESH_SECS: &str = "RELAY_SECRETS_MIN_REFRESH_SECS";
     /// The account part of the worker's limiter keys (default `default`).
     pub const LIMITER_ACCOUNT: &str = "RELAY_LIMITER_ACCOUNT";
+    pub const HOOD_BASE_URL: &str = "RELAY_HOOD_BASE_URL";
+    pub const CHANNELIO_BASE_URL: &str = "RELAY_CHANNELIO_BASE_URL";
+    /// Omnivibe's, also used for Chatwoot (on the Omnivibe host).
+    pub const OMNIVIBE_BASE_URL: &str = "RELAY_OMNIVIBE_BASE_URL";
+
+    /// Every variable the functions read.
+    pub const ALL: &[&str] = &[
+        TABLE,
+        QUEUE_URL,
+        DLQ_URL,
+        MAPPINGS,
+        MAPPINGS_PARAMETER,
+        INGEST_SECRETS,
+        VENDOR_SECRETS,
+        SECRETS_REFRESH_SECS,
+        SECRETS_MIN_REFRESH_SECS,
+        LIMITER_ACCOUNT,
+        HOOD_BASE_URL,
+        CHANNELIO_BASE_URL,
+        OMNIVIBE_BASE_URL,
+    ];
     pub const INGEST_SECRETS: &str = "RELAY_INGEST_SECRETS";
     pub const VENDOR_SECRETS: &str = "RELAY_VENDOR_SECRETS";
 }
@@ -292,16 +313,16 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
 /// `RELAY_HOOD_BASE_URL`, `RELAY_CHANNELIO_BASE_URL`, `RELAY_OMNIVIBE_BASE_URL` (also used for
 /// Chatwoot, which lives on the Omnivibe host) replace the configured base URLs.
 fn override_base_urls(configs: &mut crate::worker::setup::VendorConfigs) {
-    if let (Some(c), Some(url)) = (configs.hood.as_mut(), optional("RELAY_HOOD_BASE_URL")) {
+    if let (Some(c), Some(url)) = (configs.hood.as_mut(), optional(env::HOOD_BASE_URL)) {
         c.base_url = url;
     }
     if let (Some(c), Some(url)) = (
         configs.channelio.as_mut(),
-        optional("RELAY_CHANNELIO_BASE_URL"),
+        optional(env::CHANNELIO_BASE_URL),
     ) {
         c.base_url = url;
     }
-    if let Some(url) = optional("RELAY_OMNIVIBE_BASE_URL") {
+    if let Some(url) = optional(env::OMNIVIBE_BASE_URL) {
         if let Some(c) = configs.omnivibe.as_mut() {
             c.base_url = url.clone();
         }
