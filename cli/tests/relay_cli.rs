@@ -286,3 +286,94 @@ fn plan_uses_the_mappings_of_a_relay_config() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&builtin.stdout).contains(r#""plan":"team""#));
 }
+
+/// One HTTP request received on `listener`, answered `202 {}`: (head, body).
+fn receive_one(listener: &std::net::TcpListener) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                let body = data[end + 4..end + 4 + length].to_vec();
+                stream
+                    .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .unwrap();
+                return (head, body);
+            }
+        }
+        assert!(
+            n > 0,
+            "the connection closed before the request was complete"
+        );
+    }
+}
+
+#[test]
+fn send_signs_with_the_configs_secret_and_posts_your_payload() {
+    use relay_shared::ingress::signature::{InboundRequest, SignatureScheme, Verifier};
+
+    let dir = std::env::temp_dir().join(format!("relay-cli-send-{}", std::process::id()));
+    let config = example_config_with_mappings(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || receive_one(&listener));
+    let out = with_example_variables(
+        relay()
+            .args(["send", "--source", "typeform", "--url", &url, "--config"])
+            .arg(&config)
+            .arg("--payload")
+            .arg(workspace_file("docs/examples/typeform-payload.json")),
+    )
+    .env("TYPEFORM_SECRET", "tf-config-secret")
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, body) = server.join().unwrap();
+    assert!(head.starts_with("POST /hooks/forms/typeform "), "{head}");
+    assert_eq!(
+        body,
+        std::fs::read(workspace_file("docs/examples/typeform-payload.json")).unwrap()
+    );
+    let signature = head
+        .lines()
+        .find_map(|l| l.strip_prefix("typeform-signature: "))
+        .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("typeform-signature", signature.parse().unwrap());
+    let uri = format!("{url}/hooks/forms/typeform");
+    let verify = |secret: &str| {
+        Verifier::new(
+            &SignatureScheme::Typeform,
+            &[secrecy::SecretString::from(secret)],
+        )
+        .unwrap()
+        .verify(
+            &InboundRequest::new(&http::Method::POST, &uri, &headers, &body),
+            chrono::Utc::now(),
+        )
+    };
+    let (good, bad) = (verify("tf-config-secret"), verify("s3cret-value"));
+    assert!(
+        good.is_ok(),
+        "signed with the config's secret: {good:?} {bad:?}\n{head}"
+    );
+    assert!(verify("s3cret-value").is_err());
+}
