@@ -4,8 +4,9 @@
 //! blocks and inline code; `cargo run -p relay-cli -- <subcommand>` too) is checked
 //! against the built binary's `relay <subcommand> --help`: an unknown subcommand or a flag
 //! that subcommand does not take fails, with file and line. Stack outputs and parameters
-//! the docs name (CamelCase words ending in `Url`, `Name`, `Arn` or `Parameter`), and
-//! those the commands' help texts name, must exist in template.yaml. Generic: a subcommand
+//! the docs name (CamelCase words ending in `Url`, `Name` or `Arn`, and overrides such as
+//! `MappingsParameter=...`), and those the commands' help texts name, must exist in
+//! template.yaml. Generic: a subcommand
 //! documented later is checked once it is documented, against whatever the binary has.
 
 // Test code: a panic is the failure report.
@@ -244,14 +245,18 @@ fn template_section(section: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// CamelCase words ending in `Url`, `Name`, `Arn` or `Parameter` in `text`.
+/// CamelCase words ending in `Url`, `Name` or `Arn`, and `...Parameter=` overrides, in `text`.
 fn stack_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     // `ssm:GetParameter` is an IAM action, not a stack name.
-    for word in text
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+    for raw in text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == ':' || c == '='))
         .filter(|w| !w.contains(':'))
     {
+        let (word, assigned) = match raw.split_once('=') {
+            Some((w, _)) => (w, true),
+            None => (raw, false),
+        };
         let camel = word.len() > 4
             && word.starts_with(|c: char| c.is_ascii_uppercase())
             && word.chars().all(|c| c.is_ascii_alphanumeric())
@@ -263,12 +268,9 @@ fn stack_names(text: &str) -> BTreeSet<String> {
         ]
         .iter()
         .any(|verb| word.starts_with(verb));
-        if camel
-            && !operation
-            && ["Url", "Name", "Arn", "Parameter"]
-                .iter()
-                .any(|s| word.ends_with(s))
-        {
+        let named = ["Url", "Name", "Arn"].iter().any(|s| word.ends_with(s))
+            || (assigned && word.ends_with("Parameter"));
+        if camel && !operation && named {
             out.insert(word.to_string());
         }
     }
@@ -332,7 +334,7 @@ fn the_extraction_finds_flags_and_refuses_made_up_ones() {
     assert!(!takes(&plan, "--dry-run"));
     assert_eq!(
         stack_names(
-            "--queue <DeliveryQueueUrl> MappingsParameter=/x QueueUrl ssm:GetParameter GetParameter"
+            "--queue <DeliveryQueueUrl> MappingsParameter=/x QueueUrl ssm:GetParameter GetParameter RefreshingParameter"
         ),
         ["DeliveryQueueUrl", "MappingsParameter", "QueueUrl"]
             .into_iter()
