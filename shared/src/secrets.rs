@@ -232,7 +232,19 @@ struct Current<T> {
 
 struct Timing {
     read_at: Instant,
+    /// The wall-clock time of the same read: a frozen Lambda instance's monotonic clock may
+    /// not advance while it is frozen, the wall clock is set right again when it thaws.
+    read_at_wall: std::time::SystemTime,
     forced_at: Option<Instant>,
+}
+
+impl Timing {
+    fn age_at_least(&self, interval: Duration) -> bool {
+        let wall = std::time::SystemTime::now()
+            .duration_since(self.read_at_wall)
+            .unwrap_or(Duration::ZERO);
+        Instant::now().saturating_duration_since(self.read_at) >= interval || wall >= interval
+    }
 }
 
 /// One parameter's parsed value, re-read on an interval and on demand (see the module
@@ -264,6 +276,7 @@ impl<T: Send + Sync + 'static> RefreshingParameter<T> {
             current: RwLock::new(Current { raw, parsed }),
             timing: Mutex::new(Timing {
                 read_at: Instant::now(),
+                read_at_wall: std::time::SystemTime::now(),
                 forced_at: None,
             }),
             reading: tokio::sync::Mutex::new(()),
@@ -288,7 +301,7 @@ impl<T: Send + Sync + 'static> RefreshingParameter<T> {
     pub async fn refresh_if_due(&self) -> Refresh {
         let due = {
             let t = self.timing.lock().unwrap_or_else(PoisonError::into_inner);
-            Instant::now().saturating_duration_since(t.read_at) >= self.policy.interval
+            t.age_at_least(self.policy.interval)
         };
         if !due {
             return Refresh::Skipped;
@@ -322,6 +335,7 @@ impl<T: Send + Sync + 'static> RefreshingParameter<T> {
             // Counted as an attempt even if it fails: a failing SSM is not asked again
             // before the next interval (or on-demand gap).
             t.read_at = now;
+            t.read_at_wall = std::time::SystemTime::now();
             if forced {
                 t.forced_at = Some(now);
             }
