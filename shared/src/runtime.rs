@@ -1,18 +1,28 @@
 //! Start-up of the Lambda functions, once per cold start: configuration from the
 //! environment, one SDK configuration shared by every AWS client, then the adapters and the
 //! use case. Endpoints can be pointed at local servers with the SDK's own
-//! `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SQS` variables.
+//! `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_SSM` variables.
+//!
+//! Mappings: `RELAY_MAPPINGS_PARAMETER` names an SSM parameter holding the mapping file's
+//! TOML (optionally pinned to a version, `/name:3`), read at start-up with the loader
+//! `relay check-config --mappings FILE` uses; else `RELAY_MAPPINGS`, a path (tests, local
+//! runs); else the built-in mappings.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 
 use crate::ingress::ingest::SetupError;
+use crate::ingress::verifiers::{VerifierSet, Verifiers};
 use crate::ingress::{Ingest, SourceSecrets};
 use crate::mapping::{LoadError, Mappings, Route};
 use crate::queue::sqs::SqsQueue;
-use crate::secrets::{SecretsError, parse_source_secrets, read_parameter, source_secrets_from_env};
+use crate::secrets::{
+    ParameterSource, RefreshPolicy, RefreshingParameter, SecretsError, SsmParameter,
+    parse_source_secrets, read_parameter, source_secrets_from_env,
+};
 use crate::store::SystemClock;
 use crate::store::dynamo::DynamoStore;
 
@@ -22,6 +32,34 @@ pub mod env {
     pub const QUEUE_URL: &str = "RELAY_QUEUE_URL";
     pub const DLQ_URL: &str = "RELAY_DLQ_URL";
     pub const MAPPINGS: &str = "RELAY_MAPPINGS";
+    pub const MAPPINGS_PARAMETER: &str = "RELAY_MAPPINGS_PARAMETER";
+    /// Seconds between re-reads of a secrets parameter (default 300).
+    pub const SECRETS_REFRESH_SECS: &str = "RELAY_SECRETS_REFRESH_SECS";
+    /// Least seconds between re-reads forced by a failure (default 30).
+    pub const SECRETS_MIN_REFRESH_SECS: &str = "RELAY_SECRETS_MIN_REFRESH_SECS";
+    /// The account part of the worker's limiter keys (default `default`).
+    pub const LIMITER_ACCOUNT: &str = "RELAY_LIMITER_ACCOUNT";
+    pub const HOOD_BASE_URL: &str = "RELAY_HOOD_BASE_URL";
+    pub const CHANNELIO_BASE_URL: &str = "RELAY_CHANNELIO_BASE_URL";
+    /// Omnivibe's, also used for Chatwoot (on the Omnivibe host).
+    pub const OMNIVIBE_BASE_URL: &str = "RELAY_OMNIVIBE_BASE_URL";
+
+    /// Every variable the functions read.
+    pub const ALL: &[&str] = &[
+        TABLE,
+        QUEUE_URL,
+        DLQ_URL,
+        MAPPINGS,
+        MAPPINGS_PARAMETER,
+        INGEST_SECRETS,
+        VENDOR_SECRETS,
+        SECRETS_REFRESH_SECS,
+        SECRETS_MIN_REFRESH_SECS,
+        LIMITER_ACCOUNT,
+        HOOD_BASE_URL,
+        CHANNELIO_BASE_URL,
+        OMNIVIBE_BASE_URL,
+    ];
     pub const INGEST_SECRETS: &str = "RELAY_INGEST_SECRETS";
     pub const VENDOR_SECRETS: &str = "RELAY_VENDOR_SECRETS";
 }
@@ -53,10 +91,85 @@ fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The mappings named by `RELAY_MAPPINGS`, else the built-in ones.
-pub fn mappings_from_env() -> Result<Arc<Mappings>, StartupError> {
+/// The mappings in the SSM parameter `RELAY_MAPPINGS_PARAMETER`, else the file named by
+/// `RELAY_MAPPINGS`, else the built-in ones.
+pub async fn mappings_from_env(ssm: &aws_sdk_ssm::Client) -> Result<Arc<Mappings>, StartupError> {
+    if let Some(name) = optional(env::MAPPINGS_PARAMETER) {
+        return Ok(Arc::new(mappings_from_parameter(ssm, &name).await?));
+    }
     let path = optional(env::MAPPINGS).map(PathBuf::from);
     Ok(Arc::new(crate::assembly::load_mappings(path.as_deref())?))
+}
+
+/// The mapping file held by the SSM parameter `name` (`/path/name` or `/path/name:version`),
+/// checked by the same loader as a file (`relay check-config --mappings-parameter` uses this).
+pub async fn mappings_from_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<Mappings, StartupError> {
+    let text = read_parameter(ssm, name).await?;
+    Ok(Mappings::from_toml(
+        &format!("ssm:{name}"),
+        secrecy::ExposeSecret::expose_secret(&text),
+    )?)
+}
+
+/// The largest value of an SSM parameter of the standard tier.
+pub const SSM_STANDARD_MAX_BYTES: usize = 4 * 1024;
+/// The largest value of an SSM parameter of the advanced tier.
+pub const SSM_ADVANCED_MAX_BYTES: usize = 8 * 1024;
+
+/// The SSM tier a value of `len` bytes needs: `Some("Standard")`, `Some("Advanced")`, or
+/// `None` when it fits neither.
+pub fn ssm_tier_for(len: usize) -> Option<&'static str> {
+    if len <= SSM_STANDARD_MAX_BYTES {
+        Some("Standard")
+    } else if len <= SSM_ADVANCED_MAX_BYTES {
+        Some("Advanced")
+    } else {
+        None
+    }
+}
+
+/// The refresh policy of secrets parameters: `RELAY_SECRETS_REFRESH_SECS` (default 300) and
+/// `RELAY_SECRETS_MIN_REFRESH_SECS` (default 30).
+pub fn refresh_policy_from_env() -> Result<RefreshPolicy, StartupError> {
+    let secs = |name: &'static str, default: Duration| match optional(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| StartupError::Invalid(format!("{name} must be a number of seconds"))),
+    };
+    Ok(RefreshPolicy {
+        interval: secs(env::SECRETS_REFRESH_SECS, RefreshPolicy::DEFAULT.interval)?,
+        min_forced_gap: secs(
+            env::SECRETS_MIN_REFRESH_SECS,
+            RefreshPolicy::DEFAULT.min_forced_gap,
+        )?,
+        read_timeout: RefreshPolicy::DEFAULT.read_timeout,
+    })
+}
+
+/// The ingest secrets parameter, re-read per `policy`, as the verifiers of the sources on
+/// `routes` (a function keeps no other source's secrets).
+pub async fn refreshing_verifiers(
+    source: Arc<dyn ParameterSource>,
+    policy: RefreshPolicy,
+    mappings: Arc<Mappings>,
+    routes: &'static [Route],
+) -> Result<Arc<RefreshingParameter<VerifierSet>>, StartupError> {
+    let parameter = RefreshingParameter::load(source, policy, move |name, text| {
+        let all = parse_source_secrets(name, text)?;
+        VerifierSet::build(&mappings, &own_secrets(&mappings, routes, all)).map_err(|e| {
+            SecretsError::Unusable {
+                name: name.to_string(),
+                message: e.to_string(),
+            }
+        })
+    })
+    .await?;
+    Ok(Arc::new(parameter))
 }
 
 /// The routes form-signup serves (the template routes `POST /hooks/forms/{source}` to it).
@@ -90,14 +203,25 @@ pub enum IngestFunction {
 pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, StartupError> {
     let table = required(env::TABLE)?;
     let queue_url = required(env::QUEUE_URL)?;
-    let mappings = mappings_from_env()?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let mappings = mappings_from_env(&ssm).await?;
+    // In Lambda the secrets parameter is re-read while running (rotation); locally, the
+    // secrets come from the environment once.
+    let mut refreshing = None;
     let secrets: SourceSecrets = match (function, optional(env::INGEST_SECRETS)) {
         (IngestFunction::Events, _) => SourceSecrets::new(),
         (IngestFunction::Webhooks(routes), Some(name)) => {
-            let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &name).await?;
-            let all = parse_source_secrets(&name, secrecy::ExposeSecret::expose_secret(&value))?;
-            own_secrets(&mappings, routes, all)
+            refreshing = Some(
+                refreshing_verifiers(
+                    Arc::new(SsmParameter::new(ssm.clone(), name)),
+                    refresh_policy_from_env()?,
+                    mappings.clone(),
+                    routes,
+                )
+                .await?,
+            );
+            SourceSecrets::new()
         }
         (IngestFunction::Webhooks(routes), None) => own_secrets(
             &mappings,
@@ -112,7 +236,7 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         clock.clone(),
     ));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
-    let (ingest, disabled) = crate::assembly::build_ingest(
+    let (mut ingest, mut disabled) = crate::assembly::build_ingest(
         mappings,
         &secrets,
         store,
@@ -120,6 +244,10 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         clock,
         Arc::new(crate::ingress::IngestMetrics::emf()),
     )?;
+    if let Some(parameter) = refreshing {
+        disabled = parameter.current().disabled.clone();
+        ingest = ingest.with_verifiers(Verifiers::refreshing(parameter));
+    }
     if let IngestFunction::Webhooks(routes) = function {
         let served = |name: &String| {
             ingest
@@ -148,9 +276,11 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     let queue_url = required(env::QUEUE_URL)?;
     let dlq_url = required(env::DLQ_URL)?;
     let secrets_name = required(env::VENDOR_SECRETS)?;
-    let mappings = mappings_from_env()?;
+    let limiter_account = optional(env::LIMITER_ACCOUNT).unwrap_or_else(|| "default".into());
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let value = read_parameter(&aws_sdk_ssm::Client::new(&sdk), &secrets_name).await?;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let mappings = mappings_from_env(&ssm).await?;
+    let value = read_parameter(&ssm, &secrets_name).await?;
     let mut configs: VendorConfigs =
         serde_json::from_str(secrecy::ExposeSecret::expose_secret(&value)).map_err(|e| {
             SecretsError::Malformed {
@@ -168,7 +298,7 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
         vendors: &configs,
         links: Arc::new(store.clone()),
         limiter_store: &store,
-        limiter_account: "default",
+        limiter_account: &limiter_account,
         limits: crate::assembly::DEFAULT_LIMITS,
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
         dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
@@ -183,6 +313,17 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_url_variables_are_the_vendors_own() {
+        use crate::vendors::VendorAdapter;
+        use relay_core::vendors::omnivibe::Omnivibe;
+        use relay_core::vendors::{channelio::Channelio, chatwoot::Chatwoot, hood::Hood};
+        assert_eq!(env::HOOD_BASE_URL, Hood::BASE_URL_ENV);
+        assert_eq!(env::CHANNELIO_BASE_URL, Channelio::BASE_URL_ENV);
+        assert_eq!(env::OMNIVIBE_BASE_URL, Omnivibe::BASE_URL_ENV);
+        assert_eq!(env::OMNIVIBE_BASE_URL, Chatwoot::BASE_URL_ENV);
+    }
     use secrecy::SecretString;
 
     #[test]

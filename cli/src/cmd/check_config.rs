@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 
 use super::load_mappings;
 
-/// Validate a relay config (with its mappings and secrets) or a mapping file; with
-/// neither, the built-in mappings.
+/// Validate a relay config (with its mappings and secrets), a mapping file (with the
+/// loader the Lambda functions use, and whether it fits an SSM parameter) or the mapping
+/// file in a deployed SSM parameter; with none, the built-in mappings.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A relay config file (TOML).
@@ -15,13 +16,32 @@ pub struct Args {
     /// A mapping file (TOML) instead of a relay config.
     #[arg(long, conflicts_with = "config")]
     pub mappings: Option<PathBuf>,
+    /// The SSM parameter the stack's MappingsParameter names (`/name` or `/name:version`),
+    /// read with the AWS credentials of the environment.
+    #[arg(long, conflicts_with_all = ["config", "mappings"])]
+    pub mappings_parameter: Option<String>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    match &args.config {
-        Some(config) => check_relay_config(config),
-        None => check_config(args.mappings.as_ref()),
+    match (&args.config, &args.mappings_parameter) {
+        (Some(config), _) => check_relay_config(config),
+        (None, Some(name)) => check_parameter(name),
+        (None, None) => check_config(args.mappings.as_ref()),
     }
+}
+
+fn check_parameter(name: &str) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mappings = rt.block_on(async {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        relay_shared::runtime::mappings_from_parameter(&aws_sdk_ssm::Client::new(&sdk), name).await
+    })?;
+    println!("ssm:{name}: OK");
+    print_sources(&mappings);
+    Ok(())
 }
 
 fn check_config(path: Option<&PathBuf>) -> anyhow::Result<()> {
@@ -31,6 +51,28 @@ fn check_config(path: Option<&PathBuf>) -> anyhow::Result<()> {
         |p| p.display().to_string(),
     );
     println!("{name}: OK");
+    if let Some(path) = path {
+        // What `aws ssm put-parameter --value file://...` will store (docs/mappings.md).
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        match relay_shared::runtime::ssm_tier_for(size) {
+            Some("Standard") => {
+                println!("  {size} bytes: fits an SSM parameter of the standard tier (4 KB)")
+            }
+            Some(tier) => println!(
+                "  {size} bytes: needs an SSM parameter of the advanced tier (8 KB): put-parameter --tier {tier}"
+            ),
+            // Fine for `relay serve`; Lambda reads mappings from SSM only.
+            None => eprintln!(
+                "warning: {name}: {size} bytes is over the 8 KB an SSM parameter holds (advanced tier), so it cannot be deployed as MappingsParameter; remove comments or unused sources"
+            ),
+        }
+    }
+    print_sources(&mappings);
+    Ok(())
+}
+
+fn print_sources(mappings: &relay_shared::mapping::Mappings) {
     for s in mappings.sources() {
         let vendors: Vec<&str> = s.vendors.iter().map(|v| v.as_str()).collect();
         let route = match (&s.route, &s.detail_type) {
@@ -51,7 +93,6 @@ fn check_config(path: Option<&PathBuf>) -> anyhow::Result<()> {
             vendors.join(", ")
         );
     }
-    Ok(())
 }
 
 fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
-use relay_sandbox::samples;
-use relay_shared::mapping::EventDefaults;
+use anyhow::Context;
+use relay_shared::mapping::{EventDefaults, Mappings};
 use relay_shared::plan::{PreviewContext, VendorState, preview};
 
-use super::load_mappings;
+use super::{MappingsArgs, payload};
 
 /// Map a payload and print the vendor requests it would cause (nothing is sent).
 #[derive(Debug, clap::Args)]
@@ -18,42 +17,33 @@ pub struct Args {
     /// Payload file (JSON); omit for the source's built-in sample.
     #[arg(long)]
     pub payload: Option<PathBuf>,
-    /// Mapping file (TOML); omit for the built-in mappings.
-    #[arg(long)]
-    pub mappings: Option<PathBuf>,
+    #[command(flatten)]
+    pub mappings: MappingsArgs,
     /// Chatwoot account id used in request paths.
     #[arg(long, default_value_t = 1)]
     pub chatwoot_account: u64,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let mappings = args.mappings.load()?.mappings;
     plan(
+        &mappings,
         &args.source,
-        args.payload.as_ref(),
-        args.mappings.as_ref(),
+        args.payload.as_deref(),
         args.chatwoot_account,
     )
 }
 
 fn plan(
+    mappings: &Mappings,
     source: &str,
-    payload: Option<&PathBuf>,
-    mappings_path: Option<&PathBuf>,
+    payload_path: Option<&std::path::Path>,
     chatwoot_account: u64,
 ) -> anyhow::Result<()> {
-    let mappings = load_mappings(mappings_path).map_err(|e| anyhow!("{e}"))?;
     let mapping = mappings
         .source(source)
         .with_context(|| format!("no source named `{source}` in the mappings"))?;
-    let text = match payload {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
-        }
-        None => samples::sample(source)
-            .with_context(|| format!("no built-in sample for `{source}`; pass --payload"))?
-            .body
-            .to_string(),
-    };
+    let text = payload(source, payload_path)?;
     let body: serde_json::Value = serde_json::from_str(&text).context("the payload is not JSON")?;
     let defaults = EventDefaults {
         event_id: "local".into(),
@@ -72,8 +62,7 @@ fn plan(
             &change.contact.key.hashed()[..12]
         );
         for vendor in &mapping.vendors {
-            let requests =
-                preview(*vendor, &mappings, change, &none, &cx).unwrap_or(Ok(Vec::new()));
+            let requests = preview(*vendor, mappings, change, &none, &cx).unwrap_or(Ok(Vec::new()));
             match requests {
                 Ok(rs) if rs.is_empty() => println!("  {vendor}: no request"),
                 Ok(rs) => {

@@ -7,7 +7,7 @@ pub struct Args {
     /// URL of the dead-letter queue (stack output DeadLetterQueueUrl).
     #[arg(long, env = "RELAY_DLQ_URL")]
     pub dead_letter_queue: String,
-    /// URL of the delivery queue (stack output DeliveryQueueUrl).
+    /// URL of the delivery queue (stack output QueueUrl).
     #[arg(long, env = "RELAY_QUEUE_URL")]
     pub queue: String,
     /// Move at most this many.

@@ -17,7 +17,8 @@ use serde_json::Value;
 use super::error::IngestError;
 use super::metrics::IngestMetrics;
 pub use super::outcome::{Accepted, EventWarning, RefusedEvent};
-use super::signature::{InboundRequest, SecretError, Verifier};
+use super::signature::{InboundRequest, SecretError};
+use super::verifiers::{VerifierSet, Verifiers};
 use crate::delivery::DeliveryMessage;
 use crate::mapping::{
     EventDefaults, EventOutcome, MappedChange, MappedEvent, Mappings, Route, SourceMapping,
@@ -63,7 +64,7 @@ pub struct SetupError {
 /// The ingest service; built once per cold start and shared by all requests.
 pub struct Ingest {
     mappings: Arc<Mappings>,
-    verifiers: HashMap<String, Verifier>,
+    verifiers: Verifiers,
     store: Arc<dyn IdempotencyStore>,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
@@ -81,27 +82,12 @@ impl Ingest {
         queue: Arc<dyn Queue>,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<String>), SetupError> {
-        let mut verifiers = HashMap::new();
-        let mut disabled = Vec::new();
-        for source in mappings.sources() {
-            let Some(scheme) = &source.signature else {
-                continue;
-            };
-            match secrets.get(&source.name).filter(|s| !s.is_empty()) {
-                Some(keys) => {
-                    let verifier = Verifier::new(scheme, keys).map_err(|error| SetupError {
-                        source_name: source.name.clone(),
-                        error,
-                    })?;
-                    verifiers.insert(source.name.clone(), verifier);
-                }
-                None => disabled.push(source.name.clone()),
-            }
-        }
+        let mut set = VerifierSet::build(&mappings, secrets)?;
+        let disabled = std::mem::take(&mut set.disabled);
         Ok((
             Ingest {
                 mappings,
-                verifiers,
+                verifiers: Verifiers::fixed(set),
                 store,
                 queue,
                 clock,
@@ -114,6 +100,12 @@ impl Ingest {
     /// Counts into `metrics` (EMF in Lambda) instead of the default in-memory counters.
     pub fn with_metrics(mut self, metrics: Arc<IngestMetrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Checks signatures with `verifiers` (e.g. secrets re-read while running) instead.
+    pub fn with_verifiers(mut self, verifiers: Verifiers) -> Self {
+        self.verifiers = verifiers;
         self
     }
 
@@ -146,14 +138,10 @@ impl Ingest {
             });
         }
         check_content_type(delivery.content_type)?;
-        let verifier =
-            self.verifiers
-                .get(&source.name)
-                .ok_or_else(|| IngestError::SourceNotConfigured {
-                    source_name: source.name.clone(),
-                })?;
         let now = self.clock.now();
-        let verified = verifier.verify(&delivery.request, now)?;
+        let verified = (self.verifiers)
+            .verify(&source.name, &delivery.request, now)
+            .await?;
         let payload: Value =
             serde_json::from_slice(body).map_err(|e| IngestError::InvalidJson {
                 line: e.line(),

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod router;
 pub mod signature;
+pub mod verifiers;
 
 pub use error::{ErrorBody, IngestError};
 pub use ingest::{
