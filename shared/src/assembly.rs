@@ -13,10 +13,12 @@ use crate::ingress::ingest::SetupError;
 use crate::ingress::{Ingest, IngestMetrics, SourceSecrets};
 use crate::mapping::{LoadError, Mappings};
 use crate::queue::Queue;
+use crate::secrets::{Refresh, RefreshingParameter};
 use crate::store::dynamo::DynamoStore;
 use crate::store::memory::MemoryStore;
 use crate::store::{Clock, GcraParams, IdempotencyStore, LimiterKey, LinkStore, RateLimiter};
-use crate::vendors::{ClientBuildError, Vendor};
+use crate::vendors::deliver::{DelivererMap, TargetsRefresh};
+use crate::vendors::{CallGate, ClientBuildError, Vendor};
 use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
 use crate::worker::{Metrics, RetryPolicy, Worker};
 
@@ -89,6 +91,25 @@ pub const DEFAULT_LIMITS: fn(Vendor) -> GcraParams = default_limits;
 /// Builds the worker: one shared limiter per configured vendor, its clients behind the
 /// limiter gate, and the delivery loop over the given adapters.
 pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
+    build(parts, None)
+}
+
+/// [`build_worker`] whose vendor settings are re-read through `settings` (a rotated token
+/// is used without a restart): on the parameter's interval, and at once when a vendor
+/// refuses our credentials. `parts.vendors` is the value `settings` holds now. Vendors
+/// added by a rotation need a restart (their limiter is set up at start); vendors removed
+/// by one are no longer synced into.
+pub fn build_rotating_worker(
+    parts: WorkerParts<'_>,
+    settings: Arc<RefreshingParameter<VendorConfigs>>,
+) -> Result<Worker, AssemblyError> {
+    build(parts, Some(settings))
+}
+
+fn build(
+    parts: WorkerParts<'_>,
+    settings: Option<Arc<RefreshingParameter<VendorConfigs>>>,
+) -> Result<Worker, AssemblyError> {
     for (vendor, sources) in left_out(&parts.mappings, parts.vendors) {
         tracing::warn!(
             %vendor,
@@ -107,7 +128,16 @@ pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
                 .limiter_for(&key, (parts.limits)(vendor)),
         );
     }
-    let targets = build_targets(parts.vendors, &gate(&limiters, parts.clock.clone()))?;
+    let gate = gate(&limiters, parts.clock.clone());
+    let mut targets = build_targets(parts.vendors, &gate)?;
+    if let Some(settings) = settings {
+        let started_with = parts.vendors.vendors();
+        targets = targets.refreshed_by(Arc::new(SettingsRefresh {
+            settings,
+            gate,
+            started_with,
+        }));
+    }
     Ok(Worker::new(
         parts.mappings,
         parts.links,
@@ -119,6 +149,48 @@ pub fn build_worker(parts: WorkerParts<'_>) -> Result<Worker, AssemblyError> {
         parts.policy,
         parts.metrics,
     ))
+}
+
+/// Rebuilds the vendor clients when their settings parameter changed.
+struct SettingsRefresh {
+    settings: Arc<RefreshingParameter<VendorConfigs>>,
+    gate: Arc<dyn CallGate>,
+    started_with: Vec<Vendor>,
+}
+
+#[async_trait::async_trait]
+impl TargetsRefresh for SettingsRefresh {
+    async fn refresh(&self, after_auth_failure: bool) -> Option<DelivererMap> {
+        let outcome = if after_auth_failure {
+            self.settings.refresh_after_failure().await
+        } else {
+            self.settings.refresh_if_due().await
+        };
+        if outcome != Refresh::Updated {
+            return None;
+        }
+        let configs = self.settings.current();
+        match build_targets(&configs, &self.gate) {
+            Ok(targets) => {
+                let mut map = targets.snapshot();
+                for vendor in configs.vendors() {
+                    if !self.started_with.contains(&vendor) {
+                        tracing::warn!(%vendor, "vendor added to the settings; it is synced into after a restart");
+                        map.remove(&vendor);
+                    }
+                }
+                tracing::info!(
+                    parameter = self.settings.name(),
+                    "vendor settings re-read; clients rebuilt"
+                );
+                Some(map)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the re-read vendor settings do not build clients; keeping the ones in use");
+                None
+            }
+        }
+    }
 }
 
 /// The vendors sources list that `vendors` has no settings for, each with those sources:

@@ -269,7 +269,6 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
 /// from the SSM parameter `RELAY_VENDOR_SECRETS`, base URLs overridable with
 /// `RELAY_<VENDOR>_BASE_URL` (each vendor's `VendorAdapter::BASE_URL_ENV`), the shared limiters and links in the table, and the queues.
 pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupError> {
-    use crate::worker::setup::VendorConfigs;
     use crate::worker::{Metrics, MetricsOutput, RetryPolicy};
 
     let table = required(env::TABLE)?;
@@ -280,34 +279,54 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let mappings = mappings_from_env(&ssm).await?;
-    let value = read_parameter(&ssm, &secrets_name).await?;
-    let mut configs: VendorConfigs =
-        serde_json::from_str(secrecy::ExposeSecret::expose_secret(&value)).map_err(|e| {
-            SecretsError::Malformed {
-                name: secrets_name.clone(),
-                position: format!("line {} column {}", e.line(), e.column()),
-            }
-        })?;
-    configs.override_base_urls(optional);
+    // Re-read on an interval and after a refused credential: a rotated vendor token is
+    // used without a cold start.
+    let settings = Arc::new(
+        RefreshingParameter::load(
+            Arc::new(SsmParameter::new(ssm.clone(), secrets_name)),
+            refresh_policy_from_env()?,
+            parse_vendor_settings,
+        )
+        .await?,
+    );
+    let configs = settings.current();
 
     let clock: Arc<dyn crate::store::Clock> = Arc::new(SystemClock);
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let worker = crate::assembly::build_worker(crate::assembly::WorkerParts {
-        mappings,
-        vendors: &configs,
-        links: Arc::new(store.clone()),
-        limiter_store: &store,
-        limiter_account: &limiter_account,
-        limits: crate::assembly::DEFAULT_LIMITS,
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
-        dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
-        clock,
-        policy: RetryPolicy::default(),
-        metrics: Arc::new(Metrics::new(MetricsOutput::Emf)),
-    })
+    let worker = crate::assembly::build_rotating_worker(
+        crate::assembly::WorkerParts {
+            mappings,
+            vendors: &configs,
+            links: Arc::new(store.clone()),
+            limiter_store: &store,
+            limiter_account: &limiter_account,
+            limits: crate::assembly::DEFAULT_LIMITS,
+            queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+            dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
+            clock,
+            policy: RetryPolicy::default(),
+            metrics: Arc::new(Metrics::new(MetricsOutput::Emf)),
+        },
+        settings,
+    )
     .map_err(|e| StartupError::Invalid(e.to_string()))?;
     Ok(Arc::new(worker))
+}
+
+/// The vendor settings parameter's JSON, with base URLs overridden from the environment
+/// (`RELAY_<VENDOR>_BASE_URL`). Errors name the position, never the value.
+pub fn parse_vendor_settings(
+    name: &str,
+    text: &str,
+) -> Result<crate::worker::setup::VendorConfigs, SecretsError> {
+    let mut configs: crate::worker::setup::VendorConfigs =
+        serde_json::from_str(text).map_err(|e| SecretsError::Malformed {
+            name: name.to_string(),
+            position: format!("line {} column {}", e.line(), e.column()),
+        })?;
+    configs.override_base_urls(optional);
+    Ok(configs)
 }
 
 #[cfg(test)]

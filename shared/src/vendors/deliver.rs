@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use relay_core::vendors::VendorModel;
@@ -13,7 +13,7 @@ use relay_core::vendors::VendorModel;
 use crate::mapping::Mappings;
 use crate::model::ContactChange;
 use crate::plan::{PlanError, Planned, SkipReason, VendorState};
-use crate::vendors::{SyncError, Vendor, VendorSync};
+use crate::vendors::{ErrorClass, SyncError, Vendor, VendorSync};
 
 /// What a delivery did at the vendor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,16 +118,33 @@ pub async fn apply<V: VendorModel>(
     })
 }
 
-/// One [`Deliver`] per configured vendor.
+/// The deliverers by vendor, as one set (what a refresh swaps in whole).
+pub type DelivererMap = BTreeMap<Vendor, Arc<dyn Deliver>>;
+
+/// Rebuilds the deliverers when the vendor settings changed (a rotated token): the worker
+/// keeps delivering with the old ones until a new set is in use.
+#[async_trait]
+pub trait TargetsRefresh: Send + Sync {
+    /// A new set when the settings changed. `after_auth_failure`: a vendor just refused
+    /// our credentials, so look now (the implementation bounds how often); otherwise look
+    /// only when the interval says the settings are due.
+    async fn refresh(&self, after_auth_failure: bool) -> Option<DelivererMap>;
+}
+
+/// One [`Deliver`] per configured vendor, optionally re-read on rotation.
 #[derive(Clone, Default)]
 pub struct Targets {
-    by_vendor: BTreeMap<Vendor, Arc<dyn Deliver>>,
+    by_vendor: Arc<RwLock<DelivererMap>>,
+    refresh: Option<Arc<dyn TargetsRefresh>>,
 }
 
 impl Targets {
     /// Adds (or replaces) `vendor`'s deliverer.
     pub fn insert(&mut self, vendor: Vendor, deliver: Arc<dyn Deliver>) {
-        self.by_vendor.insert(vendor, deliver);
+        self.by_vendor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(vendor, deliver);
     }
 
     /// These targets plus vendor `V` through `sync` (tests, benchmarks).
@@ -135,6 +152,38 @@ impl Targets {
     pub fn with<V: VendorModel>(mut self, sync: Arc<dyn VendorSync<Plan = V::Plan>>) -> Self {
         self.insert(V::VENDOR, Arc::new(Synced::<V>::new(sync)));
         self
+    }
+
+    /// Re-reads the settings through `refresh`: on its interval before a delivery, and at
+    /// once when a vendor refuses our credentials (then the delivery is tried once more
+    /// with the new ones).
+    #[must_use]
+    pub fn refreshed_by(mut self, refresh: Arc<dyn TargetsRefresh>) -> Self {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    /// The deliverers in use now.
+    pub fn snapshot(&self) -> DelivererMap {
+        self.by_vendor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, map: DelivererMap) {
+        *self
+            .by_vendor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = map;
+    }
+
+    fn get(&self, vendor: Vendor) -> Option<Arc<dyn Deliver>> {
+        self.by_vendor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&vendor)
+            .cloned()
     }
 
     /// Plans `change` for `vendor` from `state` and applies the plan. `None` when the
@@ -146,19 +195,42 @@ impl Targets {
         change: &ContactChange,
         state: &VendorState,
     ) -> Option<Result<Delivered, DeliveryError>> {
-        self.by_vendor
-            .get(&vendor)?
-            .deliver(mappings, change, state)
-            .await
+        if let Some(refresh) = &self.refresh
+            && let Some(map) = refresh.refresh(false).await
+        {
+            self.replace(map);
+        }
+        let result = self.get(vendor)?.deliver(mappings, change, state).await;
+        let refused = matches!(
+            &result,
+            Some(Err(DeliveryError::Sync(e))) if e.error.class() == ErrorClass::Auth
+        );
+        if refused
+            && let Some(refresh) = &self.refresh
+            && let Some(map) = refresh.refresh(true).await
+        {
+            tracing::info!(%vendor, "credentials refused; the vendor settings changed, trying once more with the new ones");
+            self.replace(map);
+            return self.get(vendor)?.deliver(mappings, change, state).await;
+        }
+        result
     }
 
     /// Whether `vendor` has an adapter.
     pub fn has(&self, vendor: Vendor) -> bool {
-        self.by_vendor.contains_key(&vendor)
+        self.by_vendor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&vendor)
     }
 
     /// The vendors with an adapter.
-    pub fn vendors(&self) -> impl Iterator<Item = Vendor> + '_ {
-        self.by_vendor.keys().copied()
+    pub fn vendors(&self) -> Vec<Vendor> {
+        self.by_vendor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
     }
 }

@@ -163,7 +163,7 @@ mod tests {
                 crate::vendors::sync::open_gate()
             })
             .unwrap();
-        assert_eq!(targets.vendors().collect::<Vec<_>>(), Vendor::ALL);
+        assert_eq!(targets.vendors(), Vendor::ALL);
         assert_eq!(gates.lock().unwrap().len(), Vendor::COUNT);
         assert_eq!(default_limits(Vendor::Hood), GcraParams::HOOD);
     }
