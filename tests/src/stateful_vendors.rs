@@ -236,16 +236,24 @@ fn hood(world: &mut World, r: &Request) -> ResponseTemplate {
             ResponseTemplate::new(201).set_body_json(json!({"id": world.hood_properties.len().to_string(), "label": label, "data_type": "text"}))
         }
         ("GET", "/v1/hood/profiles") => {
-            let filter = |field: &str| {
-                query(r, field).and_then(|v| v.strip_prefix("eq:").map(str::to_string))
+            // `field=eq:v` or `field=in:v1,v2` (Hood's filter operators).
+            let filter = |field: &str| -> Option<Vec<String>> {
+                let v = query(r, field)?;
+                match v.split_once(':') {
+                    Some(("eq", one)) => Some(vec![one.to_string()]),
+                    Some(("in", many)) => Some(many.split(',').map(str::to_string).collect()),
+                    _ => None,
+                }
             };
             let found: Vec<Value> = world
                 .hood_profiles
                 .iter()
                 .filter(|(_, p)| {
                     ["email", "mobile_phone_number"].iter().any(|f| {
-                        filter(f)
-                            .is_some_and(|v| p.get(*f).and_then(Value::as_str) == Some(v.as_str()))
+                        filter(f).is_some_and(|vs| {
+                            vs.iter()
+                                .any(|v| p.get(*f).and_then(Value::as_str) == Some(v.as_str()))
+                        })
                     })
                 })
                 .map(|(id, p)| {

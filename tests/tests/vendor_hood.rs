@@ -863,3 +863,166 @@ async fn a_refusing_gate_stops_the_sync_before_any_call() {
         Some(std::time::Duration::from_millis(430))
     );
 }
+
+/// The values of one `field=in:v1,v2,…` filter of the request, as a sorted list.
+fn in_values(request: &wiremock::Request, field: &str) -> Option<Vec<String>> {
+    let (_, value) = request.url.query_pairs().find(|(k, _)| k == field)?;
+    let mut values: Vec<String> = value
+        .strip_prefix("in:")?
+        .split(',')
+        .map(String::from)
+        .collect();
+    values.sort();
+    Some(values)
+}
+
+#[tokio::test]
+async fn concurrent_new_contacts_share_one_lookup_per_field() {
+    // Three deliveries of one batch, three new people: one e-mail lookup and one phone
+    // lookup for all three (Hood's `in` operator), then three creates.
+    let server = MockServer::start().await;
+    let people = [
+        ("ann.lee+news@example.com", "+14155552671", "Ann Lee"),
+        ("bo.chen@example.co.uk", "+442071838750", "Bo Chen"),
+        ("zoë@exämple.de", "+4915123456789", "Zoë Müller"),
+    ];
+    let emails = {
+        let mut v: Vec<String> = people.iter().map(|p| p.0.to_string()).collect();
+        v.sort();
+        v
+    };
+    let phones = {
+        let mut v: Vec<String> = people.iter().map(|p| p.1.to_string()).collect();
+        v.sort();
+        v
+    };
+    let raw_email_values: Vec<String> = people
+        .iter()
+        .map(|p| url::form_urlencoded::byte_serialize(p.0.as_bytes()).collect())
+        .collect();
+    let e = emails.clone();
+    let raw = raw_email_values.clone();
+    hood_auth(common(
+        Mock::given(method("GET")).and(path("/v1/hood/profiles")),
+    ))
+    .and(NoBody)
+    .and(move |r: &wiremock::Request| {
+        // Each value form-encoded, the commas between them literal.
+        let q = r.url.query().unwrap_or_default();
+        in_values(r, "email").as_ref() == Some(&e)
+            && raw.iter().all(|v| q.contains(v.as_str()))
+            && q.matches(',').count() == 2
+    })
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+    .expect(1)
+    .mount(&server)
+    .await;
+    let p = phones.clone();
+    hood_auth(common(
+        Mock::given(method("GET")).and(path("/v1/hood/profiles")),
+    ))
+    .and(move |r: &wiremock::Request| {
+        in_values(r, "mobile_phone_number").as_ref() == Some(&p)
+            && r.url
+                .query()
+                .unwrap_or_default()
+                .contains("%2B4915123456789")
+    })
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+    .expect(1)
+    .mount(&server)
+    .await;
+    let created = Arc::new(AtomicU32::new(0));
+    let counter = created.clone();
+    hood_auth(json_body(
+        Mock::given(method("POST")).and(path("/v1/hood/profiles")),
+    ))
+    .respond_with(move |r: &wiremock::Request| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1000;
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"id": n.to_string(), "email": body["email"]}))
+    })
+    .expect(3)
+    .mount(&server)
+    .await;
+
+    let client = Arc::new(hood(&server));
+    let plans: Vec<HoodPlan> = people
+        .iter()
+        .map(|(email, phone, name)| HoodPlan {
+            properties: vec![],
+            profile: HoodProfileOp::Resolve {
+                lookup: HoodLookup {
+                    email: Some((*email).into()),
+                    mobile_phone_number: Some((*phone).into()),
+                },
+                patch: PatchProfile::default(),
+                create: CreateProfile {
+                    email: Some((*email).into()),
+                    mobile_phone_number: Some((*phone).into()),
+                    full_name: Some((*name).into()),
+                },
+                after_create: PatchProfile::default(),
+            },
+        })
+        .collect();
+    let outcomes = futures::future::join_all(plans.iter().map(|p| client.sync(p))).await;
+    let calls: u32 = outcomes.iter().map(|o| o.as_ref().unwrap().calls).sum();
+    // 2 shared lookups + 3 creates, counted once each (by the delivery that made them).
+    assert_eq!(calls, 5);
+    let mut ids: Vec<String> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap().vendor_id.unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["1000", "1001", "1002"]);
+}
+
+#[tokio::test]
+async fn a_shared_lookup_finds_each_contact_by_its_own_value_only() {
+    // One shared answer lists two profiles; each delivery patches its own, and a profile
+    // without the e-mail field is not taken for anyone (it could be any of them).
+    let server = MockServer::start().await;
+    hood_auth(common(
+        Mock::given(method("GET")).and(path("/v1/hood/profiles")),
+    ))
+    .and(|r: &wiremock::Request| in_values(r, "email").is_some())
+    .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+        {"id": "7", "email": "bo.chen@example.co.uk"},
+        {"id": "8"},
+        {"id": "9", "email": "ann.lee@example.com"}
+    ])))
+    .expect(1)
+    .mount(&server)
+    .await;
+    mount_patch(&server, "9", json!({"full_name": "Ann Lee"}), 1).await;
+    mount_patch(&server, "7", json!({"full_name": "Bo Chen"}), 1).await;
+    let client = Arc::new(hood(&server));
+    let plan = |email: &str, name: &str| HoodPlan {
+        properties: vec![],
+        profile: HoodProfileOp::Resolve {
+            lookup: HoodLookup {
+                email: Some(email.into()),
+                mobile_phone_number: None,
+            },
+            patch: PatchProfile {
+                full_name: Some(name.into()),
+                ..PatchProfile::default()
+            },
+            create: CreateProfile {
+                email: Some(email.into()),
+                mobile_phone_number: None,
+                full_name: Some(name.into()),
+            },
+            after_create: PatchProfile::default(),
+        },
+    };
+    let (a, b) = (
+        plan("ann.lee@example.com", "Ann Lee"),
+        plan("bo.chen@example.co.uk", "Bo Chen"),
+    );
+    let (ra, rb) = tokio::join!(client.sync(&a), client.sync(&b));
+    assert_eq!(ra.unwrap().vendor_id.as_deref(), Some("9"));
+    assert_eq!(rb.unwrap().vendor_id.as_deref(), Some("7"));
+}

@@ -55,11 +55,15 @@ impl std::fmt::Debug for HoodConfig {
     }
 }
 
-/// The list filter Hood documents (`field=eq:value`).
+/// The list filter Hood documents (`field=op:value`, ops `eq` and `in`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ProfileFilter<'a> {
     Email(&'a str),
     MobilePhoneNumber(&'a str),
+    /// `email=in:a,b,c` (values without commas).
+    EmailIn(&'a [String]),
+    /// `mobile_phone_number=in:a,b,c`.
+    MobilePhoneNumberIn(&'a [String]),
 }
 
 impl std::fmt::Debug for ProfileFilter<'_> {
@@ -67,20 +71,30 @@ impl std::fmt::Debug for ProfileFilter<'_> {
         f.write_str(match self {
             ProfileFilter::Email(_) => "ProfileFilter::Email(<redacted>)",
             ProfileFilter::MobilePhoneNumber(_) => "ProfileFilter::MobilePhoneNumber(<redacted>)",
+            ProfileFilter::EmailIn(_) => "ProfileFilter::EmailIn(<redacted>)",
+            ProfileFilter::MobilePhoneNumberIn(_) => {
+                "ProfileFilter::MobilePhoneNumberIn(<redacted>)"
+            }
         })
     }
 }
 
 impl ProfileFilter<'_> {
-    /// `email=eq:<value>` with the value form-urlencoded (`+` → `%2B`, `@` → `%40`), so a
-    /// `+` in an E.164 number or an address is not read back as a space.
+    /// `email=eq:<value>` (or `email=in:<v1>,<v2>`) with each value form-urlencoded
+    /// (`+` → `%2B`, `@` → `%40`), so a `+` in an E.164 number or an address is not read
+    /// back as a space; the commas between values stay literal.
     pub fn query(&self) -> String {
-        let (field, value) = match self {
-            ProfileFilter::Email(v) => ("email", v),
-            ProfileFilter::MobilePhoneNumber(v) => ("mobile_phone_number", v),
-        };
-        let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-        format!("{field}=eq:{encoded}")
+        let encode =
+            |v: &str| -> String { url::form_urlencoded::byte_serialize(v.as_bytes()).collect() };
+        let list = |vs: &[String]| vs.iter().map(|v| encode(v)).collect::<Vec<_>>().join(",");
+        match self {
+            ProfileFilter::Email(v) => format!("email=eq:{}", encode(v)),
+            ProfileFilter::MobilePhoneNumber(v) => format!("mobile_phone_number=eq:{}", encode(v)),
+            ProfileFilter::EmailIn(vs) => format!("email=in:{}", list(vs)),
+            ProfileFilter::MobilePhoneNumberIn(vs) => {
+                format!("mobile_phone_number=in:{}", list(vs))
+            }
+        }
     }
 }
 
@@ -90,6 +104,8 @@ pub struct HoodClient {
     pub(super) gate: Arc<dyn CallGate>,
     /// Labels of the custom properties known to exist; `None` until listed once.
     pub(super) properties: tokio::sync::Mutex<Option<HashSet<String>>>,
+    /// Lookups of concurrent deliveries waiting to share one list call.
+    pub(super) lookups: super::lookup::Lookups,
 }
 
 impl std::fmt::Debug for HoodClient {
@@ -135,6 +151,7 @@ impl HoodClient {
             core: HttpCore::new(Vendor::Hood, &config.base_url, auth, config.http)?,
             gate: open_gate(),
             properties: tokio::sync::Mutex::new(None),
+            lookups: super::lookup::Lookups::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! [`crate::plan::HoodPlan`].
 
 pub mod client;
+pub mod lookup;
 pub mod sync;
 pub use relay_core::vendors::hood::wire;
 

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::client::{HoodClient, ProfileFilter};
+use super::client::HoodClient;
+use super::lookup::Field;
 use super::wire::{CreateProfileProperty, PatchProfile, Profile, ProfileProperty};
 use crate::plan::{HoodLookup, HoodPlan, HoodProfileOp};
 use crate::vendors::Vendor;
@@ -107,18 +108,19 @@ impl HoodClient {
         run.step(self.patch_profile(id, body)).await
     }
 
-    /// Lists by e-mail, then by phone; the first profile that matches wins.
+    /// Looks up by e-mail, then (when the e-mail found nothing) by phone; the first
+    /// profile that matches wins. Concurrent deliveries share each list call
+    /// ([`super::lookup`]).
     async fn find(
         &self,
         run: &mut Run<'_>,
         lookup: &HoodLookup,
     ) -> Result<Option<String>, VendorError> {
         if let Some(email) = lookup.email.as_deref() {
-            let found = run
-                .step(self.list_profiles(ProfileFilter::Email(email)))
-                .await?;
+            let (found, shared) = self.lookup(run, Field::Email, email).await?;
             if let Some(id) = pick(
                 &found,
+                shared,
                 |p| p.email.as_deref(),
                 |v| v.eq_ignore_ascii_case(email),
             ) {
@@ -126,10 +128,13 @@ impl HoodClient {
             }
         }
         if let Some(phone) = lookup.mobile_phone_number.as_deref() {
-            let found = run
-                .step(self.list_profiles(ProfileFilter::MobilePhoneNumber(phone)))
-                .await?;
-            if let Some(id) = pick(&found, |p| p.mobile_phone_number.as_deref(), |v| v == phone) {
+            let (found, shared) = self.lookup(run, Field::Phone, phone).await?;
+            if let Some(id) = pick(
+                &found,
+                shared,
+                |p| p.mobile_phone_number.as_deref(),
+                |v| v == phone,
+            ) {
                 return Ok(Some(id));
             }
         }
@@ -185,15 +190,19 @@ fn labels(list: &[ProfileProperty]) -> HashSet<String> {
     list.iter().map(|p| p.label.clone()).collect()
 }
 
-/// The first profile whose field matches the lookup value. A profile without the field is
-/// trusted (the server filtered); one whose field differs is ignored, so a server that
-/// ignored the filter cannot make us patch a stranger's profile.
+/// The first profile whose field matches the lookup value. For a lookup of this value
+/// alone a profile without the field is trusted (the server filtered); in a shared answer
+/// only a profile whose field is the value counts. One whose field differs is ignored, so a
+/// server that ignored the filter cannot make us patch a stranger's profile.
 fn pick(
     found: &[Profile],
+    shared: bool,
     field: impl Fn(&Profile) -> Option<&str>,
     matches: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    let mut hits = found.iter().filter(|p| field(p).is_none_or(&matches));
+    let mut hits = found
+        .iter()
+        .filter(|p| field(p).map_or(!shared, &matches));
     let first = hits.next()?;
     let more = hits.count();
     if more > 0 {
