@@ -41,16 +41,23 @@ pub mod clock;
 pub mod dynamo;
 mod error;
 pub mod idempotency;
+pub mod journal;
 pub mod keys;
 pub mod limiter;
 pub mod link;
 pub mod memory;
+pub mod sealed;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
 };
+pub use journal::{
+    DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry, EventFilter, EventJourney,
+    Journal, RawId, RawRecord, mask_contact,
+};
 pub use keys::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, PayloadHash};
 pub use limiter::{GcraParams, Permit, RateLimiter, Reservation, wait_for_permit};
 pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};
+pub use sealed::{RawKey, SealError};
