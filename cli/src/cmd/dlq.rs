@@ -41,7 +41,10 @@ pub struct ListArgs {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let Command::List(args) = args.command;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), args.dead_letter_queue.clone());
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        args.dead_letter_queue.clone(),
+    );
     let filter = DeadLetterFilter {
         vendor: args.vendor,
         reason: args.reason.clone(),
@@ -76,7 +79,9 @@ pub fn describe(counts: &[ReasonCount], now: DateTime<Utc>) -> String {
                 let mins = (now - at).num_minutes().max(0);
                 format!(
                     "{} ({})",
-                    at.to_rfc3339_opts(SecondsFormat::Secs, true).get(11..19).unwrap_or(""),
+                    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                        .get(11..19)
+                        .unwrap_or(""),
                     if mins < 120 {
                         format!("{mins} min ago")
                     } else {
@@ -96,6 +101,9 @@ pub fn describe(counts: &[ReasonCount], now: DateTime<Utc>) -> String {
             c.reason
         );
     }
-    let _ = writeln!(out, "{total} dead letter(s); none were taken from the queue");
+    let _ = writeln!(
+        out,
+        "{total} dead letter(s); none were taken from the queue"
+    );
     out
 }

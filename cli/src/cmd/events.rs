@@ -70,9 +70,9 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
         return Ok(at.with_timezone(&Utc));
     }
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is neither a duration like 30m, 6h, 2d nor an RFC 3339 time"))?;
+    let n: i64 = number.parse().map_err(|_| {
+        format!("`{text}` is neither a duration like 30m, 6h, 2d nor an RFC 3339 time")
+    })?;
     let back = match unit {
         "s" => TimeDelta::try_seconds(n),
         "m" => TimeDelta::try_minutes(n),
@@ -141,7 +141,7 @@ pub async fn list(journal: &dyn Journal, args: &ListArgs) -> anyhow::Result<Stri
     }
     let _ = writeln!(
         out,
-        "{:<20}  {:<10}  {:<36}  {:<20}  deliveries",
+        "{:<20}  {:<10}  {:<36}  {:<24}  deliveries",
         "received", "source", "event id", "contact"
     );
     for j in &events {
@@ -153,7 +153,7 @@ pub async fn list(journal: &dyn Journal, args: &ListArgs) -> anyhow::Result<Stri
             .collect();
         let _ = writeln!(
             out,
-            "{:<20}  {:<10}  {:<36}  {:<20}  {}",
+            "{:<20}  {:<10}  {:<36}  {:<24}  {}",
             time(j.event.received_at),
             j.event.source,
             j.event.event_id,
@@ -250,7 +250,7 @@ pub fn describe(j: &EventJourney) -> String {
     for vendor in &e.vendors {
         match j.deliveries.get(vendor) {
             None => {
-                let _ = writeln!(out, "{vendor:<10} {:<14}", "pending");
+                let _ = writeln!(out, "{:<10} {:<14}", vendor.as_str(), "pending");
             }
             Some(d) => {
                 let when = match d.next_attempt_at {
@@ -258,12 +258,15 @@ pub fn describe(j: &EventJourney) -> String {
                     None => time(d.at),
                 };
                 let lag = match d.status {
-                    DeliveryStatus::Synced => format!(" (+{} after it occurred)", span(d.at - e.occurred_at)),
+                    DeliveryStatus::Synced => {
+                        format!(" (+{} after it occurred)", span(d.at - e.occurred_at))
+                    }
                     _ => String::new(),
                 };
                 let _ = writeln!(
                     out,
-                    "{vendor:<10} {:<14} {:>8} {:>5} {:>6} ms  {:<14} {:<22} {}{lag}",
+                    "{:<10} {:<14} {:>8} {:>5} {:>6} ms  {:<14} {:<22} {}{lag}",
+                    vendor.as_str(),
                     d.status.as_str(),
                     d.attempts,
                     d.calls,

@@ -97,8 +97,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let report = match (args.from, args.remap) {
         (From::Deliveries, false) => {
-            relay_shared::replay::replay(&from, &to, &Mode::Redrive, &filter, args.max, args.dry_run)
-                .await?
+            relay_shared::replay::replay(
+                &from,
+                &to,
+                &Mode::Redrive,
+                &filter,
+                args.max,
+                args.dry_run,
+            )
+            .await?
         }
         (From::Deliveries, true) => {
             let mappings = super::load_mappings(args.mappings.as_ref())?;
@@ -111,8 +118,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 journal: &journal,
                 key: &key,
             });
-            relay_shared::replay::replay(&from, &to, &mode, &filter, args.max, args.dry_run)
-                .await?
+            relay_shared::replay::replay(&from, &to, &mode, &filter, args.max, args.dry_run).await?
         }
         (From::Events, _) => {
             let mappings = Arc::new(super::load_mappings(args.mappings.as_ref())?);
@@ -126,9 +132,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Arc::new(to),
                 clock,
             )?;
-            let ingest = ingest.with_recording(relay_shared::ingress::ingest::Recording::new(
-                store, key,
-            ));
+            let ingest =
+                ingest.with_recording(relay_shared::ingress::ingest::Recording::new(store, key));
             relay_shared::replay::reingest_events(&from, &ingest, &filter, args.max, args.dry_run)
                 .await?
         }
@@ -154,7 +159,11 @@ fn dynamodb_config(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Config {
 pub fn describe(report: &Replayed, from: From) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let verb = if report.dry_run { "would replay" } else { "replayed" };
+    let verb = if report.dry_run {
+        "would replay"
+    } else {
+        "replayed"
+    };
     let how = match from {
         From::Events => "ingested again with the current mappings".to_owned(),
         From::Deliveries if report.remapped > 0 => {
@@ -173,7 +182,11 @@ pub fn describe(report: &Replayed, from: From) -> String {
         }
     }
     if report.filtered_out > 0 {
-        let _ = writeln!(out, "{} not matching the filters, left as they were", report.filtered_out);
+        let _ = writeln!(
+            out,
+            "{} not matching the filters, left as they were",
+            report.filtered_out
+        );
     }
     out
 }

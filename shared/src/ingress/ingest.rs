@@ -256,8 +256,14 @@ impl Ingest {
             fallback_event_id: fallback_id,
             received_at: now,
         };
-        self.claim_and_enqueue(source, events, self.lease_until(now, deadline), now, Some(raw))
-            .await
+        self.claim_and_enqueue(
+            source,
+            events,
+            self.lease_until(now, deadline),
+            now,
+            Some(raw),
+        )
+        .await
     }
 
     fn lease_until(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
@@ -337,9 +343,12 @@ impl Ingest {
         // Its id is known before it is written: the write waits until a claim is taken, so
         // a request answered as a duplicate costs nothing more.
         let raw_id = match (&raw, &self.recording) {
-            (Some(raw), Some(Recording { raw_key: Some(_), .. })) => {
-                Some(RawId::of(raw.source, raw.body))
-            }
+            (
+                Some(raw),
+                Some(Recording {
+                    raw_key: Some(_), ..
+                }),
+            ) => Some(RawId::of(raw.source, raw.body)),
             _ => None,
         };
         let entries: Vec<Option<EventEntry>> = changes
@@ -371,12 +380,11 @@ impl Ingest {
         let wait_until = Instant::now() + DUPLICATE_WAIT;
         let mut pause = Duration::from_millis(50);
         loop {
-            let attempts = join_all(
-                pending
-                    .iter()
-                    .map(|&i| self.claim(&changes[i], &hashes[i], lease_until, entries[i].as_ref())),
-            )
-            .await;
+            let attempts =
+                join_all(pending.iter().map(|&i| {
+                    self.claim(&changes[i], &hashes[i], lease_until, entries[i].as_ref())
+                }))
+                .await;
             let mut store_failed: Option<IngestError> = None;
             let mut still_busy = Vec::new();
             busy_until = None;

@@ -105,7 +105,11 @@ impl Metrics {
             {
                 println!(
                     "{}",
-                    lag_line(vendor.as_str(), lag_ms, chrono::Utc::now().timestamp_millis())
+                    lag_line(
+                        vendor.as_str(),
+                        lag_ms,
+                        chrono::Utc::now().timestamp_millis()
+                    )
                 );
             }
         }

@@ -459,7 +459,9 @@ impl Worker {
                 },
                 reason: match (&outcome, &disposition) {
                     (Outcome::Skipped { reason }, _) => Some((*reason).to_owned()),
-                    (_, Disposition::DeadLetter(reason)) => Some(crate::store::journal::cut_reason(reason)),
+                    (_, Disposition::DeadLetter(reason)) => {
+                        Some(crate::store::journal::cut_reason(reason))
+                    }
                     (Outcome::Throttled, _) => Some("vendor answered 429".to_owned()),
                     (Outcome::AuthFailed, _) => Some("vendor refused our credentials".to_owned()),
                     (_, Disposition::RetryAfter { retry, .. }) => retry
