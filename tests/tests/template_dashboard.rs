@@ -54,7 +54,10 @@ fn the_dashboard_body_is_json_and_graphs_the_metrics_the_code_emits() {
         );
     }
     for ingest in ["Accepted", "Duplicate", "Ignored", "Refused"] {
-        assert!(text.contains(&format!("MetricName=\\\"{ingest}\\\"")), "{ingest}");
+        assert!(
+            text.contains(&format!("MetricName=\\\"{ingest}\\\"")),
+            "{ingest}"
+        );
     }
     assert!(text.contains(&format!("MetricName=\\\"{LAG_METRIC}\\\"', 'p50'")));
     assert!(text.contains(&format!("MetricName=\\\"{LAG_METRIC}\\\"', 'p99'")));
