@@ -109,17 +109,15 @@ async fn drain(worker: &Worker, queue: &dyn Queue) {
     }
 }
 
-fn scan_text(table: &LocalTable) -> impl std::future::Future<Output = String> + '_ {
-    async move {
-        let items = table
-            .client
-            .scan()
-            .table_name(&table.name)
-            .send()
-            .await
-            .unwrap();
-        format!("{:?}", items.items())
-    }
+async fn scan_text(table: &LocalTable) -> String {
+    let items = table
+        .client
+        .scan()
+        .table_name(&table.name)
+        .send()
+        .await
+        .unwrap();
+    format!("{:?}", items.items())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

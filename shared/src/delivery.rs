@@ -178,6 +178,7 @@ mod tests {
         let body = fresh.to_body();
         for field in [
             "failures",
+            "attempts",
             "first_failed_at",
             "last_error",
             "waiting_since",
@@ -198,6 +199,7 @@ mod tests {
         let mut m = message();
         m.retry = RetryState {
             failures: 3,
+            attempts: 4,
             first_failed_at: Some(at),
             last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
             waiting_since: Some(at),
@@ -205,6 +207,7 @@ mod tests {
         };
         let body = m.to_body();
         assert!(body.contains(r#""failures":3"#), "{body}");
+        assert!(body.contains(r#""attempts":4"#), "{body}");
         assert_eq!(DeliveryMessage::from_body(&body).unwrap(), m);
     }
 }

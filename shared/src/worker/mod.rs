@@ -1016,6 +1016,7 @@ mod tests {
     fn earlier_failures(clock: &ManualClock) -> RetryState {
         RetryState {
             failures: 2,
+            attempts: 2,
             first_failed_at: Some(clock.now() - TimeDelta::minutes(3)),
             last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
             waiting_since: Some(clock.now() - TimeDelta::minutes(3)),
@@ -1120,7 +1121,12 @@ mod tests {
         );
         let again = i.queue.take_one();
         assert!((30..=36).contains(&secs(again.delay)), "{:?}", again.delay);
-        assert_eq!(state_of(&again), before, "a 429 is no failure");
+        // An attempt (the vendor was called), but no failure.
+        let expected = RetryState {
+            attempts: before.attempts + 1,
+            ..before.clone()
+        };
+        assert_eq!(state_of(&again), expected, "a 429 is no failure");
         assert_eq!(i.worker.metrics.total(Counter::Throttled), 1);
         // The shared schedule: no permit for anyone before Retry-After.
         let Reservation::TooFar(at) = i.limiter.reserve(Duration::from_secs(29)).await.unwrap()
@@ -1140,7 +1146,7 @@ mod tests {
         i.worker.handle(&m, in_a_minute(&clock), true).await;
         let again = i.queue.take_one();
         assert_eq!(secs(again.delay), 900);
-        assert_eq!(state_of(&again), before);
+        assert_eq!(state_of(&again), expected);
         let Reservation::TooFar(at) = i.limiter.reserve(Duration::ZERO).await.unwrap() else {
             panic!("penalised")
         };
@@ -1179,8 +1185,11 @@ mod tests {
         );
         assert_eq!(
             state_of(&again),
-            before,
-            "not the message's fault: no failure"
+            RetryState {
+                attempts: before.attempts + 1,
+                ..before.clone()
+            },
+            "not the message's fault: no failure (one attempt more)"
         );
         assert_eq!(a.worker.metrics.total(Counter::AuthFailed), 1);
 
