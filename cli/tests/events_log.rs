@@ -394,3 +394,76 @@ async fn replay_after_a_mapping_fix_maps_again_and_the_vendor_gets_it_once() {
     drain(&worker, queue.as_ref()).await;
     assert_eq!(vendors.world().hood_creates, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_sync_failure_queue_is_ingested_again_with_the_current_mappings() {
+    let table = fresh_table().await.unwrap();
+    let sqs = moto::sqs_client().await.unwrap();
+    let queue_url = moto::create_queue(&sqs, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let failed_url = moto::create_queue(&sqs, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let failed = SqsQueue::new(sqs.clone(), failed_url.clone());
+    // What Lambda's on-failure destination keeps: the event, and the error as attributes.
+    let event = serde_json::json!({
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "ContactUpserted", "source": "com.example.app",
+        "account": "111122223333", "time": "2026-12-01T10:00:00Z", "region": "eu-west-1",
+        "resources": [],
+        "detail": {"userId": "u-42", "email": "ann@example.com", "name": "Ann"}
+    });
+    let mut m = relay_shared::queue::OutboundMessage::new("e0", event.to_string());
+    m.attributes.insert("ERROR_CODE".into(), "Unhandled".into());
+    failed.send_batch(&[m]).await.unwrap();
+
+    let (ok, listed, err) = relay(&["dlq", "list", "--dead-letter-queue", &failed_url]).await;
+    assert!(ok, "{err}");
+    assert!(listed.contains("Unhandled"), "{listed}");
+    assert!(!listed.contains("ann@example.com"), "{listed}");
+
+    let args = [
+        "replay",
+        "--from",
+        "events",
+        "--dead-letter-queue",
+        &failed_url,
+        "--queue",
+        &queue_url,
+        "--table",
+        &table.name,
+    ];
+    let (ok, out, err) = relay(&args).await;
+    assert!(ok, "{err}");
+    println!("--- relay replay --from events ---\n{out}");
+    assert!(
+        out.starts_with("replayed 1 message(s) (ingested again"),
+        "{out}"
+    );
+    let queue = SqsQueue::new(sqs, queue_url.clone());
+    let mut enqueued = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::from_millis(500)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        enqueued.extend(batch);
+    }
+    assert_eq!(enqueued.len(), 3, "one delivery per vendor of app-contact");
+    let (ok, journey, err) = relay(&[
+        "event",
+        "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "--source",
+        "app-contact",
+        "--table",
+        &table.name,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(journey.contains("hood       pending"), "{journey}");
+    // Again: the queue is empty, and the event would be a duplicate anyway.
+    let (ok, out, _) = relay(&args).await;
+    assert!(ok);
+    assert!(out.starts_with("replayed 0 message(s)"), "{out}");
+}
