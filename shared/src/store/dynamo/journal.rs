@@ -1,13 +1,16 @@
 //! The delivery log on DynamoDB, in the claim items themselves: the ingest entry is part of
 //! the claim's PutItem, each delivery attempt is one UpdateItem of the item's `d` map, and
-//! the GSI `recent` (partition `j_day`, the UTC day of receipt; sort `j_received`) lists
-//! recent events. Raw requests are items `raw#<id>`.
+//! the GSI `recent` (partition `j_day`, the UTC day of receipt; sort `j_received`; keys
+//! only, so the completion and the delivery updates do not write the index) lists recent
+//! events, read with BatchGetItem. Raw requests are items `raw#<id>`.
 
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::item::{self, Item, n, s};
@@ -192,6 +195,48 @@ fn journey(item: &Item, now: DateTime<Utc>) -> Result<Option<EventJourney>, Stor
     }))
 }
 
+impl DynamoStore {
+    /// The items of `keys` (at most 100 per call; unprocessed keys are asked for again).
+    async fn batch_get(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut rounds = 0;
+        while !keys.is_empty() {
+            let chunk: Vec<Item> = keys.drain(..keys.len().min(100)).collect();
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk))
+                .build()
+                .map_err(backend("BatchGetItem"))?;
+            let got = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(backend("BatchGetItem"))?;
+            if let Some(items) = got.responses().and_then(|r| r.get(&self.table)) {
+                out.extend(items.iter().cloned());
+            }
+            if let Some(left) = got
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .filter(|k| !k.is_empty())
+            {
+                rounds += 1;
+                if rounds > 10 {
+                    return Err(StoreError::Malformed {
+                        pk: self.table.clone(),
+                        reason: "BatchGetItem kept answering unprocessed keys".into(),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 * rounds)).await;
+                keys.extend(left);
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Journal for DynamoStore {
     async fn claim_recorded(
@@ -286,6 +331,7 @@ impl Journal for DynamoStore {
         let mut at = now;
         while found.len() < limit && day(at) >= day(oldest) {
             let mut start: Option<Item> = None;
+            let mut day_found = Vec::new();
             loop {
                 let page = self
                     .client
@@ -298,23 +344,40 @@ impl Journal for DynamoStore {
                     .expression_attribute_values(":day", s(day(at)))
                     .expression_attribute_values(":since", n(filter.since.timestamp_millis()))
                     .scan_index_forward(false)
+                    .limit(100)
                     .set_exclusive_start_key(start.take())
                     .send()
                     .await
                     .map_err(backend("Query"))?;
-                for item in page.items() {
-                    if let Some(j) = journey(item, now)?
+                let keys: Vec<Item> = page
+                    .items()
+                    .iter()
+                    .filter_map(|k| k.get(item::PK).cloned())
+                    .map(|pk| HashMap::from([(item::PK.to_owned(), pk)]))
+                    .collect();
+                for item in self.batch_get(keys).await? {
+                    if let Some(j) = journey(&item, now)?
                         && j.matches(filter)
-                        && found.len() < limit
                     {
-                        found.push(j);
+                        day_found.push(j);
                     }
                 }
                 match page.last_evaluated_key() {
-                    Some(key) if found.len() < limit => start = Some(key.clone()),
+                    Some(key) if found.len() + day_found.len() < limit => {
+                        start = Some(key.clone());
+                    }
                     _ => break,
                 }
             }
+            // BatchGetItem answers in any order: newest first again.
+            day_found.sort_by(|a, b| {
+                (b.event.received_at, &b.event.source, &b.event.event_id).cmp(&(
+                    a.event.received_at,
+                    &a.event.source,
+                    &a.event.event_id,
+                ))
+            });
+            found.extend(day_found.into_iter().take(limit - found.len()));
             at -= TimeDelta::days(1);
         }
         Ok(found)

@@ -94,7 +94,8 @@ pub struct TableDefinition {
     pub billing_mode: &'static str,
     /// Global secondary indexes: only `recent` (the delivery log's listing), partition
     /// key `j_day` (S, the UTC day of receipt) and sort key `j_received` (N, epoch ms),
-    /// all attributes projected. Every other access is by key.
+    /// keys only (the claim's PutItem writes the index once; the completion and the
+    /// delivery updates change no key, so they do not). Every other access is by key.
     pub global_secondary_indexes: &'static [GlobalIndex],
 }
 
@@ -106,7 +107,7 @@ pub struct GlobalIndex {
     pub partition_key: &'static str,
     /// Sort key (type N).
     pub sort_key: &'static str,
-    /// `ALL`.
+    /// `KEYS_ONLY`.
     pub projection: &'static str,
 }
 
@@ -119,7 +120,7 @@ pub const TABLE: TableDefinition = TableDefinition {
         name: journal::RECENT_INDEX,
         partition_key: journal::J_DAY,
         sort_key: journal::J_RECEIVED,
-        projection: "ALL",
+        projection: "KEYS_ONLY",
     }],
 };
 
