@@ -119,6 +119,70 @@ async fn one_request_costs_its_claims_plus_one_sealed_raw_item_and_a_duplicate_c
     let email = email.as_str().unwrap();
     assert!(!at_rest.contains(email), "no e-mail at rest: {at_rest}");
     assert!(at_rest.contains("j_contact"), "{at_rest}");
+
+    // The claim item with its log entry and three recorded deliveries: its size decides
+    // the write units of the completion and of each delivery update (1 per KB).
+    let size_after = |status: DeliveryStatus, reason: Option<String>| {
+        let vendors = journey.event.vendors.clone();
+        let (store, table, key_) = (&r.store, &r.table, &key_);
+        async move {
+            for vendor in vendors {
+                let entry = relay_shared::store::DeliveryEntry {
+                    status,
+                    reason: reason.clone(),
+                    next_attempt_at: None,
+                    vendor_id: Some("1000001".into()),
+                    attempts: 3,
+                    calls: 5,
+                    latency_ms: 1234,
+                    at: Utc::now(),
+                };
+                store.record_delivery(key_, vendor, &entry).await.unwrap();
+            }
+            let got = table
+                .client
+                .get_item()
+                .table_name(&table.name)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(key_.as_str().into()),
+                )
+                .send()
+                .await
+                .unwrap();
+            item_size(got.item().unwrap())
+        }
+    };
+    let synced = size_after(DeliveryStatus::Synced, None).await;
+    let longest = size_after(
+        DeliveryStatus::DeadLettered,
+        Some("x".repeat(relay_shared::store::journal::MAX_REASON_CHARS)),
+    )
+    .await;
+    println!(
+        "claim item with its log entry: 3 synced deliveries {synced} bytes; 3 dead letters with the longest reasons {longest} bytes"
+    );
+    assert!(synced < 1024, "one write unit while synced: {synced} bytes");
+    assert!(longest < 2048, "{longest} bytes");
+}
+
+/// DynamoDB's item size: attribute names plus values (numbers counted as their digits, an
+/// upper bound; lists and maps 3 bytes plus their elements).
+fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    fn value(v: &V) -> usize {
+        match v {
+            V::S(s) | V::N(s) => s.len(),
+            V::B(b) => b.as_ref().len(),
+            V::Bool(_) | V::Null(_) => 1,
+            V::L(l) => 3 + l.iter().map(|x| 1 + value(x)).sum::<usize>(),
+            V::M(m) => 3 + m.iter().map(|(k, x)| 1 + k.len() + value(x)).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
 }
 
 #[tokio::test]

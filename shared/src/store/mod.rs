@@ -6,11 +6,12 @@
 //! # The table
 //!
 //! One DynamoDB table, partition key `pk` (string) only, on-demand billing, TTL on
-//! `expires_at`. [`dynamo::create_table`] is its only definition.
+//! `expires_at`, and the keys-only index `recent` listing the delivery log. [`dynamo::create_table`] is its only definition.
 //!
 //! | item | `pk` | attributes |
 //! |---|---|---|
-//! | inbound event claim | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
+//! | inbound event claim (+ its delivery-log entry, `j_*` and `d`, see [`journal`]) | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
+//! | kept raw request (sealed, see [`sealed`]) | `raw#<id>` | `r_source`, `r_event`, `r_received`, `r_body`, `expires_at` |
 //! | link (per vendor and contact) | `lnk#<vendor>#<sha256 hex of contact key>` | `vendor_id`, `fields`, `recent`, `lease_token`, `lease_until` |
 //! | limiter | `lim#<vendor>#<account>` | `tat` |
 //!
