@@ -482,3 +482,132 @@ pub async fn reingest_events(
     .await?;
     Ok(report.into_inner().unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ChangeKind, Contact, ContactChange, ContactKey, SyncEvent};
+    use crate::queue::memory::MemoryQueue;
+
+    fn letter(vendor: Vendor, event: &str, reason: &str, at: &str) -> OutboundMessage {
+        let change = ContactChange {
+            event: SyncEvent {
+                source: "standard".into(),
+                event_id: event.into(),
+                occurred_at: DateTime::UNIX_EPOCH,
+                kind: ChangeKind::Updated,
+            },
+            contact: Contact::new(ContactKey::external("standard", "u1").unwrap()),
+        };
+        let mut m = OutboundMessage::new(event, DeliveryMessage::new(vendor, change).to_body());
+        m.attributes.insert("reason".into(), reason.into());
+        m.attributes.insert("dead_lettered_at".into(), at.into());
+        m
+    }
+
+    async fn queue_of_three() -> MemoryQueue {
+        let q = MemoryQueue::new(Duration::from_secs(30));
+        q.send_batch(&[
+            letter(
+                Vendor::Hood,
+                "a",
+                "hood: HTTP 400 (permanent)",
+                "2026-12-01T10:00:00Z",
+            ),
+            letter(
+                Vendor::Hood,
+                "b",
+                "hood: HTTP 400 (permanent)",
+                "2026-12-02T10:00:00Z",
+            ),
+            letter(
+                Vendor::Channelio,
+                "c",
+                "gave up after 9 failures",
+                "2026-12-02T11:00:00Z",
+            ),
+        ])
+        .await
+        .unwrap();
+        q
+    }
+
+    #[tokio::test]
+    async fn listing_counts_by_vendor_and_reason_and_takes_nothing() {
+        let q = queue_of_three().await;
+        let counts = list(&q, &DeadLetterFilter::default()).await.unwrap();
+        let got: Vec<_> = counts
+            .iter()
+            .map(|c| (c.vendor, c.reason.as_str(), c.count, c.remappable))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(Vendor::Hood), "hood: HTTP 400 (permanent)", 2, 0),
+                (Some(Vendor::Channelio), "gave up after 9 failures", 1, 0),
+            ]
+        );
+        assert_eq!(
+            counts[0].oldest.unwrap().to_rfc3339(),
+            "2026-12-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            counts[0].newest.unwrap().to_rfc3339(),
+            "2026-12-02T10:00:00+00:00"
+        );
+        // All three are visible again at once.
+        assert_eq!(q.receive(10, Duration::ZERO).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn filters_and_dry_runs_leave_the_rest_where_it_was() {
+        let q = queue_of_three().await;
+        let to = MemoryQueue::new(Duration::from_secs(30));
+        let since = DateTime::parse_from_rfc3339("2026-12-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let hood_since = DeadLetterFilter {
+            vendor: Some(Vendor::Hood),
+            reason: Some("HTTP 400".into()),
+            since: Some(since),
+        };
+        let dry = replay(&q, &to, &Mode::Redrive, &hood_since, None, true)
+            .await
+            .unwrap();
+        assert_eq!((dry.moved, dry.filtered_out, dry.dry_run), (1, 2, true));
+        assert!(to.is_empty());
+        assert_eq!(q.len(), 3);
+
+        let done = replay(&q, &to, &Mode::Redrive, &hood_since, None, false)
+            .await
+            .unwrap();
+        assert_eq!((done.moved, done.filtered_out), (1, 2));
+        let moved = to.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(
+            DeliveryMessage::from_body(&moved[0].body)
+                .unwrap()
+                .change
+                .event
+                .event_id,
+            "b"
+        );
+        assert_eq!(
+            moved[0].attributes["replayed_reason"],
+            "hood: HTTP 400 (permanent)"
+        );
+        let left = q.receive(10, Duration::ZERO).await.unwrap();
+        let mut ids: Vec<String> = left
+            .iter()
+            .map(|m| {
+                DeliveryMessage::from_body(&m.body)
+                    .unwrap()
+                    .change
+                    .event
+                    .event_id
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "c"]);
+    }
+}
