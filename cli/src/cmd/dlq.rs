@@ -21,7 +21,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// URL of the queue (stack output DeadLetterQueueUrl, or EventSyncDeadLetterQueueUrl).
+    /// URL of the queue (stack output DeadLetterQueueUrl, or EventSyncFailureQueueUrl).
     #[arg(long, env = "RELAY_DLQ_URL")]
     pub dead_letter_queue: String,
     /// Only deliveries to this vendor.

@@ -19,7 +19,7 @@ pub enum From {
     /// The delivery dead-letter queue (stack output DeadLetterQueueUrl).
     Deliveries,
     /// The event-sync failure queue (EventBridge's target DLQ, stack output
-    /// EventSyncDeadLetterQueueUrl): its events are ingested again.
+    /// EventSyncFailureQueueUrl): its events are ingested again.
     Events,
 }
 
@@ -28,7 +28,7 @@ pub enum From {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// URL of the failure queue to replay from (DeadLetterQueueUrl, or with `--from events`
-    /// EventSyncDeadLetterQueueUrl).
+    /// EventSyncFailureQueueUrl).
     #[arg(long, env = "RELAY_DLQ_URL")]
     pub dead_letter_queue: String,
     /// URL of the delivery queue (stack output DeliveryQueueUrl).
