@@ -31,7 +31,7 @@ pub struct Args {
     /// EventSyncFailureQueueUrl).
     #[arg(long, env = "RELAY_DLQ_URL")]
     pub dead_letter_queue: String,
-    /// URL of the delivery queue (stack output DeliveryQueueUrl).
+    /// URL of the delivery queue (stack output QueueUrl).
     #[arg(long, env = "RELAY_QUEUE_URL")]
     pub queue: String,
     /// Which failure queue `--dead-letter-queue` is.
