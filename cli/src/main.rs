@@ -10,7 +10,9 @@
 //! - `relay plan --source NAME [--payload FILE]` maps a payload (the built-in sample of the
 //!   source by default) and prints the exact vendor requests it would cause.
 //! - `relay replay --dead-letter-queue URL --queue URL` moves dead-lettered deliveries back
-//!   after a fix, with a progress bar.
+//!   after a fix, with a progress bar; `--remap` maps the kept raw events again first.
+//! - `relay events` / `relay event <id>` read the delivery log; `relay dlq list` counts the
+//!   dead letters by reason.
 
 // A command-line tool: printing to stdout is its job.
 #![allow(clippy::print_stdout)]
@@ -38,6 +40,9 @@ enum Command {
     Send(cmd::send::Args),
     Plan(cmd::plan::Args),
     Replay(cmd::replay::Args),
+    Events(cmd::events::ListArgs),
+    Event(cmd::events::ShowArgs),
+    Dlq(cmd::dlq::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,9 @@ fn main() -> ExitCode {
         Command::Send(args) => runtime().and_then(|rt| rt.block_on(cmd::send::run(args))),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Replay(args) => runtime().and_then(|rt| rt.block_on(cmd::replay::run(args))),
+        Command::Events(args) => runtime().and_then(|rt| rt.block_on(cmd::events::run_list(args))),
+        Command::Event(args) => runtime().and_then(|rt| rt.block_on(cmd::events::run_show(args))),
+        Command::Dlq(args) => runtime().and_then(|rt| rt.block_on(cmd::dlq::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

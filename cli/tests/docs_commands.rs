@@ -78,6 +78,9 @@ fn code_segments(text: &str) -> Vec<(usize, String)> {
 #[derive(Debug)]
 struct Invocation {
     subcommand: Option<String>,
+    /// The plain word after the subcommand, if any (a nested subcommand such as
+    /// `dlq list`, or a positional argument).
+    next_word: Option<String>,
     flags: Vec<String>,
 }
 
@@ -130,6 +133,10 @@ fn invocations(segment: &str) -> Vec<Invocation> {
                 continue;
             }
         };
+        let next_word = tokens
+            .get(j)
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            .map(|t| (*t).to_string());
         let mut flags = Vec::new();
         let mut depth = 0i32;
         while let Some(t) = tokens.get(j) {
@@ -148,7 +155,11 @@ fn invocations(segment: &str) -> Vec<Invocation> {
             flags.extend(flag_of(t));
             j += 1;
         }
-        out.push(Invocation { subcommand, flags });
+        out.push(Invocation {
+            subcommand,
+            next_word,
+            flags,
+        });
         i = j;
     }
     out
@@ -177,8 +188,12 @@ fn takes(help: &str, flag: &str) -> bool {
 
 /// The subcommands `relay --help` lists.
 fn subcommands() -> BTreeSet<String> {
-    let top = help(&[]).unwrap();
-    top.lines()
+    commands_of(&help(&[]).unwrap())
+}
+
+/// The commands a help text lists under `Commands:`.
+fn commands_of(help: &str) -> BTreeSet<String> {
+    help.lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
@@ -200,7 +215,6 @@ fn every_documented_command_and_flag_exists() {
     for (name, text) in documents() {
         for (line, segment) in code_segments(&text) {
             for inv in invocations(&segment) {
-                let key = inv.subcommand.clone().unwrap_or_default();
                 if let Some(sub) = &inv.subcommand
                     && !known.contains(sub)
                 {
@@ -209,8 +223,19 @@ fn every_documented_command_and_flag_exists() {
                     ));
                     continue;
                 }
+                let mut args: Vec<String> = inv.subcommand.iter().cloned().collect();
+                if let (Some(sub), Some(word)) = (&inv.subcommand, &inv.next_word) {
+                    let outer = helps
+                        .entry(sub.clone())
+                        .or_insert_with(|| help(&[sub.as_str()]).unwrap());
+                    // `relay dlq list --flag`: the flags belong to the nested subcommand.
+                    if commands_of(outer).contains(word) {
+                        args.push(word.clone());
+                    }
+                }
+                let key = args.join(" ");
                 let text = helps.entry(key.clone()).or_insert_with(|| {
-                    let args: Vec<&str> = inv.subcommand.iter().map(String::as_str).collect();
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     help(&args).unwrap()
                 });
                 for flag in &inv.flags {

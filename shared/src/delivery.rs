@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::ContactChange;
+use crate::store::RawId;
 use crate::vendors::Vendor;
 
 /// Format version, so a worker can refuse messages from a newer ingest during a deploy.
@@ -22,6 +23,10 @@ pub struct DeliveryMessage {
     pub v: u8,
     pub vendor: Vendor,
     pub change: ContactChange,
+    /// The sealed raw request the change was mapped from (see `store::journal`), when it
+    /// was kept: a replay maps it again with the current mappings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawId>,
     /// Its attempts so far; absent from the body while there were none.
     #[serde(flatten)]
     pub retry: RetryState,
@@ -35,6 +40,10 @@ pub struct RetryState {
     /// Transient failures so far (5xx, timeouts, store outages). Waits do not count.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
+    /// Attempts made so far that reached the delivery step (tries, not waits for a slot
+    /// or a lease), for the delivery log.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
     /// When the first transient failure happened: the retry horizon counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failed_at: Option<DateTime<Utc>>,
@@ -69,6 +78,7 @@ impl DeliveryMessage {
             v: MESSAGE_VERSION,
             vendor,
             change,
+            raw: None,
             retry: RetryState::default(),
         }
     }
@@ -168,6 +178,7 @@ mod tests {
         let body = fresh.to_body();
         for field in [
             "failures",
+            "attempts",
             "first_failed_at",
             "last_error",
             "waiting_since",
@@ -188,6 +199,7 @@ mod tests {
         let mut m = message();
         m.retry = RetryState {
             failures: 3,
+            attempts: 4,
             first_failed_at: Some(at),
             last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
             waiting_since: Some(at),
@@ -195,6 +207,7 @@ mod tests {
         };
         let body = m.to_body();
         assert!(body.contains(r#""failures":3"#), "{body}");
+        assert!(body.contains(r#""attempts":4"#), "{body}");
         assert_eq!(DeliveryMessage::from_body(&body).unwrap(), m);
     }
 }

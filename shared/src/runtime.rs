@@ -59,9 +59,47 @@ pub mod env {
         HOOD_BASE_URL,
         CHANNELIO_BASE_URL,
         OMNIVIBE_BASE_URL,
+        RAW_KEY,
+        RAW_KEY_PARAMETER,
+        JOURNAL_TTL_DAYS,
     ];
     pub const INGEST_SECRETS: &str = "RELAY_INGEST_SECRETS";
     pub const VENDOR_SECRETS: &str = "RELAY_VENDOR_SECRETS";
+    /// The raw-event key itself (base64 of 32 bytes): local runs and the CLI.
+    pub const RAW_KEY: &str = "RELAY_RAW_KEY";
+    /// The SecureString SSM parameter holding the raw-event key (Lambda).
+    pub const RAW_KEY_PARAMETER: &str = "RELAY_RAW_KEY_PARAMETER";
+    /// How long the delivery log and raw events are kept, in days (default 14).
+    pub const JOURNAL_TTL_DAYS: &str = "RELAY_JOURNAL_TTL_DAYS";
+}
+
+/// The raw-event key from `RELAY_RAW_KEY`, else from the SSM parameter named by
+/// `RELAY_RAW_KEY_PARAMETER`; none when neither is set (raw events are then not kept).
+pub async fn raw_key_from_env(
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<crate::store::RawKey>, StartupError> {
+    let text = match (optional(env::RAW_KEY), optional(env::RAW_KEY_PARAMETER)) {
+        (Some(key), _) => secrecy::SecretString::from(key),
+        (None, Some(name)) => read_parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?,
+        (None, None) => return Ok(None),
+    };
+    crate::store::RawKey::from_base64(&text)
+        .map(Some)
+        .map_err(|e| StartupError::Invalid(e.to_string()))
+}
+
+/// The log's TTL from `RELAY_JOURNAL_TTL_DAYS` (1 to 365), else 14 days.
+pub fn journal_ttl_from_env() -> Result<chrono::TimeDelta, StartupError> {
+    match optional(env::JOURNAL_TTL_DAYS) {
+        None => Ok(crate::store::DEFAULT_JOURNAL_TTL),
+        Some(text) => match text.parse::<i64>() {
+            Ok(days @ 1..=365) => Ok(chrono::TimeDelta::days(days)),
+            _ => Err(StartupError::Invalid(format!(
+                "{} must be a whole number of days from 1 to 365",
+                env::JOURNAL_TTL_DAYS
+            ))),
+        },
+    }
 }
 
 /// Why a function could not start. Never contains a secret.
@@ -230,16 +268,17 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         ),
     };
     let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-        clock.clone(),
-    ));
+    let ttl = journal_ttl_from_env()?;
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone())
+            .with_journal_ttl(ttl),
+    );
+    let raw_key = raw_key_from_env(&sdk).await?;
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
     let (mut ingest, mut disabled) = crate::assembly::build_ingest(
         mappings,
         &secrets,
-        store,
+        store.clone(),
         queue,
         clock,
         Arc::new(crate::ingress::IngestMetrics::emf()),
@@ -248,6 +287,11 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
         disabled = parameter.current().disabled.clone();
         ingest = ingest.with_verifiers(Verifiers::refreshing(parameter));
     }
+    let recording = crate::ingress::ingest::Recording {
+        ttl,
+        ..crate::ingress::ingest::Recording::new(store, raw_key)
+    };
+    let ingest = ingest.with_recording(recording);
     if let IngestFunction::Webhooks(routes) = function {
         let served = |name: &String| {
             ingest
@@ -292,7 +336,8 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     let configs = settings.current();
 
     let clock: Arc<dyn crate::store::Clock> = Arc::new(SystemClock);
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone())
+        .with_journal_ttl(journal_ttl_from_env()?);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let worker = crate::assembly::build_rotating_worker(
         crate::assembly::WorkerParts {
@@ -310,7 +355,8 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
         },
         settings,
     )
-    .map_err(|e| StartupError::Invalid(e.to_string()))?;
+    .map_err(|e| StartupError::Invalid(e.to_string()))?
+    .with_journal(Arc::new(store));
     Ok(Arc::new(worker))
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the workspace integration tests (servers the harness starts, fixtures).
 
 pub mod dynamodb_local;
+pub mod journal_conformance;
 pub mod moto;
 pub mod pipeline;
 pub mod queue_conformance;

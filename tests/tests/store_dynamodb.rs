@@ -41,7 +41,14 @@ async fn create_table_defines_key_billing_and_ttl() {
         .iter()
         .map(|a| (a.attribute_name(), a.attribute_type().clone()))
         .collect();
-    assert_eq!(attrs, [("pk", ScalarAttributeType::S)]);
+    assert_eq!(
+        attrs,
+        [
+            ("pk", ScalarAttributeType::S),
+            ("j_day", ScalarAttributeType::S),
+            ("j_received", ScalarAttributeType::N)
+        ]
+    );
     assert_eq!(
         t.billing_mode_summary().and_then(|b| b.billing_mode()),
         Some(&BillingMode::PayPerRequest)

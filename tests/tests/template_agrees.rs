@@ -28,12 +28,6 @@ fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
     &t["Resources"][name]
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
-        .map(|s| s.iter().map(|x| format!("{x:?}")).collect())
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_template_declares_the_table_create_table_makes() {
     let t = template();
@@ -41,13 +35,23 @@ fn the_template_declares_the_table_create_table_makes() {
     assert_eq!(table["Type"].as_str(), Some("AWS::DynamoDB::Table"));
     let p = &table["Properties"];
     assert_eq!(p["BillingMode"].as_str(), Some(TABLE.billing_mode));
-    let attributes = p["AttributeDefinitions"].as_sequence().unwrap();
-    assert_eq!(attributes.len(), 1, "only the partition key is declared");
-    assert_eq!(
-        attributes[0]["AttributeName"].as_str(),
-        Some(TABLE.partition_key)
-    );
-    assert_eq!(attributes[0]["AttributeType"].as_str(), Some("S"));
+    let attributes: Vec<(&str, &str)> = p["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["AttributeName"].as_str().unwrap(),
+                a["AttributeType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(TABLE.partition_key, "S")];
+    for index in TABLE.global_secondary_indexes {
+        expected.push((index.partition_key, "S"));
+        expected.push((index.sort_key, "N"));
+    }
+    assert_eq!(attributes, expected, "the key and the indexes' keys only");
     let keys = p["KeySchema"].as_sequence().unwrap();
     assert_eq!(keys.len(), 1, "no sort key");
     assert_eq!(keys[0]["AttributeName"].as_str(), Some(TABLE.partition_key));
@@ -60,8 +64,42 @@ fn the_template_declares_the_table_create_table_makes() {
         p["TimeToLiveSpecification"]["Enabled"].as_bool(),
         Some(true)
     );
-    let gsis = strings(&p["GlobalSecondaryIndexes"]);
-    assert_eq!(gsis.len(), TABLE.global_secondary_indexes.len(), "{gsis:?}");
+    let gsis: Vec<_> = p["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .map(|s| s.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|g| {
+            let keys: Vec<(&str, &str)> = g["KeySchema"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|k| {
+                    (
+                        k["AttributeName"].as_str().unwrap(),
+                        k["KeyType"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            (
+                g["IndexName"].as_str().unwrap(),
+                keys,
+                g["Projection"]["ProjectionType"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<_> = TABLE
+        .global_secondary_indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name,
+                vec![(i.partition_key, "HASH"), (i.sort_key, "RANGE")],
+                i.projection,
+            )
+        })
+        .collect();
+    assert_eq!(gsis, expected);
     assert!(p.get("LocalSecondaryIndexes").is_none());
 }
 
@@ -102,17 +140,57 @@ async fn create_table_makes_the_declared_table_on_dynamodb_local() {
             )
         })
         .collect();
-    assert_eq!(
-        attributes,
-        [(TABLE.partition_key.to_string(), "S".to_string())]
-    );
+    let mut expected = vec![(TABLE.partition_key.to_string(), "S".to_string())];
+    for index in TABLE.global_secondary_indexes {
+        expected.push((index.partition_key.to_string(), "S".to_string()));
+        expected.push((index.sort_key.to_string(), "N".to_string()));
+    }
+    assert_eq!(attributes, expected);
     assert_eq!(
         d.billing_mode_summary()
             .and_then(|b| b.billing_mode())
             .map(|b| b.as_str()),
         Some(TABLE.billing_mode)
     );
-    assert!(d.global_secondary_indexes().is_empty());
+    let gsis: Vec<_> = d
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            let keys: Vec<(String, String)> = g
+                .key_schema()
+                .iter()
+                .map(|k| {
+                    (
+                        k.attribute_name().to_string(),
+                        k.key_type().as_str().to_string(),
+                    )
+                })
+                .collect();
+            (
+                g.index_name().unwrap_or_default().to_string(),
+                keys,
+                g.projection()
+                    .and_then(|p| p.projection_type())
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected: Vec<_> = TABLE
+        .global_secondary_indexes
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_string(),
+                vec![
+                    (i.partition_key.to_string(), "HASH".to_string()),
+                    (i.sort_key.to_string(), "RANGE".to_string()),
+                ],
+                i.projection.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(gsis, expected);
     let ttl = local
         .client
         .describe_time_to_live()

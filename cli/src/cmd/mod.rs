@@ -7,6 +7,8 @@ use relay_shared::mapping::Mappings;
 
 pub mod check_config;
 pub mod demo;
+pub mod dlq;
+pub mod events;
 pub mod plan;
 pub mod replay;
 pub mod send;

@@ -25,8 +25,37 @@ use crate::mapping::{
 };
 use crate::queue::{OutboundMessage, Queue};
 use crate::store::{
-    Claim, ClaimOutcome, Clock, IdempotencyKey, IdempotencyStore, PayloadHash, StoreError,
+    Claim, ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey, IdempotencyStore,
+    Journal, PayloadHash, RawId, RawKey, RawRecord, StoreError, mask_contact,
 };
+
+/// The delivery log ingest records into, and the key raw requests are sealed with (none:
+/// raw requests are not kept, and a replay can only re-send the messages as they are).
+#[derive(Clone)]
+pub struct Recording {
+    pub journal: Arc<dyn Journal>,
+    pub raw_key: Option<RawKey>,
+    /// How long raw requests are kept (the log's TTL).
+    pub ttl: TimeDelta,
+}
+
+impl Recording {
+    pub fn new(journal: Arc<dyn Journal>, raw_key: Option<RawKey>) -> Self {
+        Self {
+            journal,
+            raw_key,
+            ttl: DEFAULT_JOURNAL_TTL,
+        }
+    }
+}
+
+/// A request kept (sealed) for a replay, before it is stored.
+struct RawRequest<'a> {
+    source: &'a str,
+    body: &'a [u8],
+    fallback_event_id: String,
+    received_at: DateTime<Utc>,
+}
 
 /// Largest body accepted (256 KiB, SQS's message limit and far above any real webhook).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -69,6 +98,7 @@ pub struct Ingest {
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     metrics: Arc<IngestMetrics>,
+    recording: Option<Recording>,
 }
 
 impl Ingest {
@@ -92,6 +122,7 @@ impl Ingest {
                 queue,
                 clock,
                 metrics: Arc::new(IngestMetrics::in_memory()),
+                recording: None,
             },
             disabled,
         ))
@@ -106,6 +137,13 @@ impl Ingest {
     /// Checks signatures with `verifiers` (e.g. secrets re-read while running) instead.
     pub fn with_verifiers(mut self, verifiers: Verifiers) -> Self {
         self.verifiers = verifiers;
+        self
+    }
+
+    /// Records each accepted event in the delivery log (in the claim's own write) and keeps
+    /// each accepted request, sealed, for a replay that maps it again.
+    pub fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = Some(recording);
         self
     }
 
@@ -154,8 +192,20 @@ impl Ingest {
             received_at: now,
         };
         let events = source.map(&payload, &defaults)?;
-        self.claim_and_enqueue(source, events, self.lease_until(now, delivery.deadline))
-            .await
+        let raw = RawRequest {
+            source: &source.name,
+            body,
+            fallback_event_id: defaults.event_id.clone(),
+            received_at: now,
+        };
+        self.claim_and_enqueue(
+            source,
+            events,
+            self.lease_until(now, delivery.deadline),
+            now,
+            Some(raw),
+        )
+        .await
     }
 
     /// Accepts one EventBridge event from the user's own apps (authenticated by IAM).
@@ -183,12 +233,25 @@ impl Ingest {
         let events = source.map(
             event,
             &EventDefaults {
-                event_id: fallback_id,
+                event_id: fallback_id.clone(),
                 received_at: now,
             },
         )?;
-        self.claim_and_enqueue(source, events, self.lease_until(now, deadline))
-            .await
+        let body = event.to_string();
+        let raw = RawRequest {
+            source: &source.name,
+            body: body.as_bytes(),
+            fallback_event_id: fallback_id,
+            received_at: now,
+        };
+        self.claim_and_enqueue(
+            source,
+            events,
+            self.lease_until(now, deadline),
+            now,
+            Some(raw),
+        )
+        .await
     }
 
     fn lease_until(&self, now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
@@ -202,6 +265,8 @@ impl Ingest {
         source: &SourceMapping,
         events: Vec<MappedEvent>,
         lease_until: DateTime<Utc>,
+        received_at: DateTime<Utc>,
+        raw: Option<RawRequest<'_>>,
     ) -> Result<Accepted, IngestError> {
         let mut outcome = Accepted::default();
         let mut changes: Vec<MappedChange> = Vec::new();
@@ -261,6 +326,40 @@ impl Ingest {
             }
         }
 
+        // The request, sealed, for a replay after a mapping fix: one write per request that
+        // takes a claim (a sender's retry overwrites the same item).
+        // Its id is known before it is written: the write waits until a claim is taken, so
+        // a request answered as a duplicate costs nothing more.
+        let raw_id = match (&raw, &self.recording) {
+            (
+                Some(raw),
+                Some(Recording {
+                    raw_key: Some(_), ..
+                }),
+            ) => Some(RawId::of(raw.source, raw.body)),
+            _ => None,
+        };
+        let entries: Vec<Option<EventEntry>> = changes
+            .iter()
+            .map(|mapped| {
+                self.recording.as_ref().map(|_| EventEntry {
+                    source: source.name.clone(),
+                    event_id: mapped.change.event.event_id.clone(),
+                    received_at,
+                    occurred_at: mapped.change.event.occurred_at,
+                    kind: kind_name(mapped),
+                    contact: mask_contact(mapped.change.contact.key.as_str()),
+                    warnings: mapped
+                        .warnings
+                        .iter()
+                        .map(|w| format!("{}: {}", w.field, w.code))
+                        .collect(),
+                    vendors: source.vendors.clone(),
+                    raw: raw_id.clone(),
+                })
+            })
+            .collect();
+
         // Claim every change; a change still being enqueued by another request is waited
         // for (bounded), so its duplicate can be answered 2xx.
         let mut pending: Vec<usize> = (0..changes.len()).collect();
@@ -269,12 +368,11 @@ impl Ingest {
         let wait_until = Instant::now() + DUPLICATE_WAIT;
         let mut pause = Duration::from_millis(50);
         loop {
-            let attempts = join_all(
-                pending
-                    .iter()
-                    .map(|&i| self.claim(&changes[i], &hashes[i], lease_until)),
-            )
-            .await;
+            let attempts =
+                join_all(pending.iter().map(|&i| {
+                    self.claim(&changes[i], &hashes[i], lease_until, entries[i].as_ref())
+                }))
+                .await;
             let mut store_failed: Option<IngestError> = None;
             let mut still_busy = Vec::new();
             busy_until = None;
@@ -319,7 +417,13 @@ impl Ingest {
             pause = (pause * 2).min(Duration::from_millis(400));
         }
 
-        let failed = self.enqueue(source, &claimed).await;
+        let raw_id = match (raw, &self.recording) {
+            (Some(raw), Some(recording)) if !claimed.is_empty() && raw_id.is_some() => {
+                self.keep_raw(recording, raw).await
+            }
+            _ => None,
+        };
+        let failed = self.enqueue(source, &claimed, raw_id.as_ref()).await;
         let settle = claimed.iter().enumerate().map(|(i, (claim, mapped))| {
             let enqueued = !failed.contains(&i);
             async move {
@@ -379,10 +483,48 @@ impl Ingest {
         mapped: &MappedChange,
         meaning: &PayloadHash,
         lease_until: DateTime<Utc>,
+        entry: Option<&EventEntry>,
     ) -> Result<ClaimOutcome, StoreError> {
         let event = &mapped.change.event;
         let key = IdempotencyKey::inbound(&event.source, &event.event_id)?;
-        self.store.claim(&key, meaning, lease_until).await
+        match (&self.recording, entry) {
+            (Some(recording), Some(entry)) => {
+                recording
+                    .journal
+                    .claim_recorded(&key, meaning, lease_until, entry)
+                    .await
+            }
+            _ => self.store.claim(&key, meaning, lease_until).await,
+        }
+    }
+
+    /// Seals and stores the request; its id, or none when it could not be kept (the events
+    /// still go on: only a re-mapping replay of them is lost, which the log says).
+    async fn keep_raw(&self, recording: &Recording, raw: RawRequest<'_>) -> Option<RawId> {
+        let key = recording.raw_key.as_ref()?;
+        let id = RawId::of(raw.source, raw.body);
+        let sealed = match key.seal(&RawRecord::aad(&id, raw.source), raw.body) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                tracing::warn!(source = raw.source, %error, "could not seal the request; it is not kept for replay");
+                return None;
+            }
+        };
+        let record = RawRecord {
+            id: id.clone(),
+            source: raw.source.to_owned(),
+            fallback_event_id: raw.fallback_event_id,
+            received_at: raw.received_at,
+            sealed,
+            expires_at: crate::store::idempotency::expiry(raw.received_at, recording.ttl),
+        };
+        match recording.journal.put_raw(&record).await {
+            Ok(()) => Some(id),
+            Err(error) => {
+                tracing::warn!(source = raw.source, %error, "could not keep the request for replay");
+                None
+            }
+        }
     }
 
     /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
@@ -391,11 +533,14 @@ impl Ingest {
         &self,
         source: &SourceMapping,
         claimed: &[(Claim, &MappedChange)],
+        raw: Option<&RawId>,
     ) -> BTreeSet<usize> {
         let mut messages = Vec::with_capacity(claimed.len() * source.vendors.len());
         for (i, (_, mapped)) in claimed.iter().enumerate() {
             for vendor in &source.vendors {
-                let body = DeliveryMessage::new(*vendor, mapped.change.clone()).to_body();
+                let mut message = DeliveryMessage::new(*vendor, mapped.change.clone());
+                message.raw = raw.cloned();
+                let body = message.to_body();
                 messages.push(OutboundMessage::new(format!("e{i}-{vendor}"), body));
             }
         }
@@ -425,6 +570,14 @@ impl Ingest {
             }
         }
     }
+}
+
+/// The change kind's name (`signup`, `created`, …).
+fn kind_name(mapped: &MappedChange) -> String {
+    serde_json::to_value(mapped.change.event.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Largest queue message body an event may make: SQS's 256 KiB, less room for the

@@ -3,7 +3,7 @@
 //! and `GcraParams::decide`), including lease expiry, payload mismatch and fencing.
 //! Clones share state, like instances sharing one table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +13,24 @@ use tokio::sync::Mutex;
 
 use super::clock::from_epoch_ms;
 use super::idempotency::{DEFAULT_RETENTION, check_result, expiry};
+use super::journal::{
+    DEFAULT_JOURNAL_TTL, DeliveryEntry, EventEntry, EventFilter, EventJourney, Journal, MAX_LIST,
+    RawId, RawRecord,
+};
 use super::limiter::{Decision, Reservation, retry_at};
 use super::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams, IdempotencyKey,
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
     Permit, RateLimiter, StoreError,
 };
+use crate::vendors::Vendor;
 
 #[derive(Debug, Default)]
 struct Table {
     claims: HashMap<String, ClaimRecord>,
+    /// The delivery log, by claim key (the DynamoDB adapter keeps it in the claim's item).
+    journal: HashMap<String, EventJourney>,
+    raws: HashMap<String, RawRecord>,
     links: HashMap<String, StoredLink>,
     tats: HashMap<String, i64>,
 }
@@ -40,6 +48,7 @@ pub struct MemoryStore {
     table: Arc<Mutex<Table>>,
     clock: Arc<dyn Clock>,
     retention: TimeDelta,
+    journal_ttl: TimeDelta,
 }
 
 impl MemoryStore {
@@ -49,6 +58,15 @@ impl MemoryStore {
             table: Arc::default(),
             clock,
             retention: DEFAULT_RETENTION,
+            journal_ttl: DEFAULT_JOURNAL_TTL,
+        }
+    }
+
+    /// Keeps the delivery log and raw events for `ttl` instead of 14 days.
+    pub fn with_journal_ttl(self, journal_ttl: TimeDelta) -> Self {
+        Self {
+            journal_ttl,
+            ..self
         }
     }
 
@@ -72,10 +90,20 @@ impl MemoryStore {
     async fn finish(&self, claim: &Claim, state: ClaimState) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut table = self.table.lock().await;
-        match table.claims.get_mut(claim.key().as_str()) {
+        let table = &mut *table;
+        let pk = claim.key().as_str();
+        match table.claims.get_mut(pk) {
             Some(record) if record.held_by(claim) => {
+                let released = state == ClaimState::Released;
                 record.state = state;
-                record.expires_at = expiry(now, self.retention);
+                // A logged event keeps the log's expiry; a released one leaves the log.
+                record.expires_at = match table.journal.get(pk) {
+                    Some(journey) => journey.expires_at,
+                    None => expiry(now, self.retention),
+                };
+                if released {
+                    table.journal.remove(pk);
+                }
                 Ok(())
             }
             _ => Err(StoreError::ClaimLost {
@@ -123,6 +151,116 @@ impl IdempotencyStore for MemoryStore {
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         self.finish(claim, ClaimState::Released).await
+    }
+}
+
+#[async_trait]
+impl Journal for MemoryStore {
+    async fn claim_recorded(
+        &self,
+        key: &IdempotencyKey,
+        payload_hash: &PayloadHash,
+        lease_until: DateTime<Utc>,
+        entry: &EventEntry,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now = self.clock.now();
+        let mut table = self.table.lock().await;
+        if let Some(outcome) = table
+            .claims
+            .get(key.as_str())
+            .and_then(|r| r.blocks(payload_hash, now))
+        {
+            return Ok(outcome);
+        }
+        let claim = Claim::new(key.clone(), lease_until);
+        let record = ClaimRecord::claimed(
+            &claim,
+            *payload_hash,
+            now,
+            self.retention.max(self.journal_ttl),
+        );
+        table.journal.insert(
+            key.as_str().to_owned(),
+            EventJourney {
+                event: entry.clone(),
+                deliveries: BTreeMap::new(),
+                expires_at: record.expires_at,
+            },
+        );
+        table.claims.insert(key.as_str().to_owned(), record);
+        Ok(ClaimOutcome::Claimed(claim))
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &IdempotencyKey,
+        vendor: Vendor,
+        entry: &DeliveryEntry,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let mut table = self.table.lock().await;
+        let Some(journey) = table
+            .journal
+            .get_mut(key.as_str())
+            .filter(|j| j.expires_at.timestamp() > now.timestamp())
+        else {
+            return Ok(false);
+        };
+        let newer = journey
+            .deliveries
+            .get(&vendor)
+            .is_none_or(|old| old.at <= entry.at);
+        if newer {
+            journey.deliveries.insert(vendor, entry.clone());
+        }
+        Ok(true)
+    }
+
+    async fn event(&self, key: &IdempotencyKey) -> Result<Option<EventJourney>, StoreError> {
+        let now = self.clock.now();
+        let table = self.table.lock().await;
+        Ok(table
+            .journal
+            .get(key.as_str())
+            .filter(|j| j.expires_at.timestamp() > now.timestamp())
+            .cloned())
+    }
+
+    async fn recent(&self, filter: &EventFilter) -> Result<Vec<EventJourney>, StoreError> {
+        let now = self.clock.now();
+        let table = self.table.lock().await;
+        let mut found: Vec<EventJourney> = table
+            .journal
+            .values()
+            .filter(|j| j.expires_at.timestamp() > now.timestamp())
+            .filter(|j| j.event.received_at >= filter.since && j.matches(filter))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| {
+            (b.event.received_at, &b.event.source, &b.event.event_id).cmp(&(
+                a.event.received_at,
+                &a.event.source,
+                &a.event.event_id,
+            ))
+        });
+        found.truncate(filter.limit.min(MAX_LIST));
+        Ok(found)
+    }
+
+    async fn put_raw(&self, raw: &RawRecord) -> Result<(), StoreError> {
+        let mut table = self.table.lock().await;
+        table.raws.insert(raw.id.pk(), raw.clone());
+        Ok(())
+    }
+
+    async fn raw(&self, id: &RawId) -> Result<Option<RawRecord>, StoreError> {
+        let now = self.clock.now();
+        let table = self.table.lock().await;
+        Ok(table
+            .raws
+            .get(&id.pk())
+            .filter(|r| r.expires_at.timestamp() > now.timestamp())
+            .cloned())
     }
 }
 

@@ -6,11 +6,12 @@
 //! # The table
 //!
 //! One DynamoDB table, partition key `pk` (string) only, on-demand billing, TTL on
-//! `expires_at`. [`dynamo::create_table`] is its only definition.
+//! `expires_at`, and the keys-only index `recent` listing the delivery log. [`dynamo::create_table`] is its only definition.
 //!
 //! | item | `pk` | attributes |
 //! |---|---|---|
-//! | inbound event claim | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
+//! | inbound event claim (+ its delivery-log entry, `j_*` and `d`, see [`journal`]) | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
+//! | kept raw request (sealed, see [`sealed`]) | `raw#<id>` | `r_source`, `r_event`, `r_received`, `r_body`, `expires_at` |
 //! | link (per vendor and contact) | `lnk#<vendor>#<sha256 hex of contact key>` | `vendor_id`, `fields`, `recent`, `lease_token`, `lease_until` |
 //! | limiter | `lim#<vendor>#<account>` | `tat` |
 //!
@@ -41,16 +42,23 @@ pub mod clock;
 pub mod dynamo;
 mod error;
 pub mod idempotency;
+pub mod journal;
 pub mod keys;
 pub mod limiter;
 pub mod link;
 pub mod memory;
+pub mod sealed;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
 };
+pub use journal::{
+    DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry, EventFilter, EventJourney,
+    Journal, RawId, RawRecord, mask_contact,
+};
 pub use keys::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, PayloadHash};
 pub use limiter::{GcraParams, Permit, RateLimiter, Reservation, wait_for_permit};
 pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};
+pub use sealed::{RawKey, SealError};

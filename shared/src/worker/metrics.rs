@@ -71,7 +71,13 @@ pub struct Metrics {
     counts: Mutex<BTreeMap<(Vendor, Counter), u64>>,
     /// Counts of messages whose vendor cannot be told (unreadable messages).
     unattributed: Mutex<BTreeMap<Counter, u64>>,
+    /// End-to-end lags (occurred → synced, ms) per vendor, for percentiles locally; in
+    /// Lambda each is an EMF value and CloudWatch computes p50/p99.
+    lags: Mutex<BTreeMap<Vendor, Vec<u64>>>,
 }
+
+/// The EMF metric of the end-to-end lag: from the change's `occurred_at` to its sync.
+pub const LAG_METRIC: &str = "EndToEndLag";
 
 /// The CloudWatch namespace of the metrics.
 pub const NAMESPACE: &str = "ProfileRelay";
@@ -82,7 +88,48 @@ impl Metrics {
             output,
             counts: Mutex::default(),
             unattributed: Mutex::default(),
+            lags: Mutex::default(),
         }
+    }
+
+    /// Records one synced delivery's end-to-end lag (occurred → synced).
+    pub fn lag(&self, vendor: Vendor, lag_ms: u64) {
+        if let Ok(mut lags) = self.lags.lock() {
+            lags.entry(vendor).or_default().push(lag_ms);
+        }
+        if self.output == MetricsOutput::Emf {
+            #[allow(
+                clippy::print_stdout,
+                reason = "EMF lines are read by CloudWatch from stdout"
+            )]
+            {
+                println!(
+                    "{}",
+                    lag_line(
+                        vendor.as_str(),
+                        lag_ms,
+                        chrono::Utc::now().timestamp_millis()
+                    )
+                );
+            }
+        }
+    }
+
+    /// The `p`-th percentile (nearest rank, 0 < p ≤ 100) of `vendor`'s recorded lags.
+    pub fn lag_percentile(&self, vendor: Vendor, p: f64) -> Option<u64> {
+        let mut lags = self.lags.lock().ok()?.get(&vendor)?.clone();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_unstable();
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "a rank within a short list"
+        )]
+        let rank = ((p / 100.0) * lags.len() as f64).ceil().max(1.0) as usize;
+        lags.get(rank.min(lags.len()) - 1).copied()
     }
 
     pub fn count(&self, vendor: Vendor, counter: Counter) {
@@ -155,9 +202,46 @@ pub fn emf_line(vendor: &str, counter: Counter, timestamp_ms: i64) -> String {
     .to_string()
 }
 
+/// One EMF document: the end-to-end lag of one synced delivery, in milliseconds.
+pub fn lag_line(vendor: &str, lag_ms: u64, timestamp_ms: i64) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Vendor"]],
+                "Metrics": [{"Name": LAG_METRIC, "Unit": "Milliseconds"}]
+            }]
+        },
+        "Vendor": vendor,
+        LAG_METRIC: lag_ms
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lags_are_emf_milliseconds_and_percentiles_are_nearest_rank() {
+        let line: serde_json::Value =
+            serde_json::from_str(&lag_line("hood", 1234, 1_700_000_000_000)).unwrap();
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+            json!({"Name": "EndToEndLag", "Unit": "Milliseconds"})
+        );
+        assert_eq!(line["EndToEndLag"], 1234);
+        let m = Metrics::new(MetricsOutput::Memory);
+        assert_eq!(m.lag_percentile(Vendor::Hood, 50.0), None);
+        for ms in (1..=100).rev() {
+            m.lag(Vendor::Hood, ms * 10);
+        }
+        assert_eq!(m.lag_percentile(Vendor::Hood, 50.0), Some(500));
+        assert_eq!(m.lag_percentile(Vendor::Hood, 99.0), Some(990));
+        assert_eq!(m.lag_percentile(Vendor::Hood, 100.0), Some(1000));
+        assert_eq!(m.lag_percentile(Vendor::Channelio, 50.0), None);
+    }
 
     #[test]
     fn emf_lines_follow_the_specification() {

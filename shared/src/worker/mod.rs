@@ -49,8 +49,8 @@ use crate::mapping::Mappings;
 use crate::plan::VendorState;
 use crate::queue::{MAX_DELAY, MAX_VISIBILITY, OutboundMessage, Queue, ReceivedMessage};
 use crate::store::{
-    Clock, ContactKeyHash, DeliveryId, LeaseOutcome, Link, LinkKey, LinkLease, LinkStore,
-    RateLimiter,
+    Clock, ContactKeyHash, DeliveryEntry, DeliveryId, DeliveryStatus, IdempotencyKey, Journal,
+    LeaseOutcome, Link, LinkKey, LinkLease, LinkStore, RateLimiter,
 };
 use crate::vendors::{ErrorClass, Vendor, VendorError};
 
@@ -197,9 +197,18 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
     pub metrics: Arc<Metrics>,
+    /// The delivery log each attempt's outcome is recorded in (one write per attempt that
+    /// reached the delivery step; waits for a slot or a lease are not recorded).
+    pub journal: Option<Arc<dyn Journal>>,
 }
 
 impl Worker {
+    /// Records each delivery attempt in `journal`.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "assembled once at start-up from named parts"
@@ -225,6 +234,7 @@ impl Worker {
             clock,
             policy,
             metrics,
+            journal: None,
         }
     }
 
@@ -382,11 +392,25 @@ impl Worker {
             }
         };
         let now = self.clock.now();
+        let mut vendor_id = None;
         let next = match parsed.retry.retry_not_before {
             Some(at) if at - NOT_BEFORE_TOLERANCE > now => Next::NotYet(at),
-            _ => self.deliver(&parsed, deadline).await,
+            _ => self.deliver(&parsed, deadline, &mut vendor_id).await,
         };
-        let (disposition, outcome) = self.dispose(next, &parsed.retry);
+        let (mut disposition, outcome) = self.dispose(next, &parsed.retry);
+        let attempted = matches!(
+            outcome,
+            Outcome::Synced { .. }
+                | Outcome::Skipped { .. }
+                | Outcome::Retried
+                | Outcome::Throttled
+                | Outcome::AuthFailed
+                | Outcome::DeadLettered
+        );
+        let attempts = parsed.retry.attempts + u32::from(attempted);
+        if let Disposition::RetryAfter { retry, .. } = &mut disposition {
+            retry.attempts = attempts;
+        }
         let calls = match outcome {
             Outcome::Synced { calls } => calls,
             _ => 0,
@@ -422,6 +446,54 @@ impl Worker {
             "delivery"
         );
         self.metrics.count(parsed.vendor, outcome.counter());
+        if matches!(outcome, Outcome::Synced { .. }) {
+            let lag = (self.clock.now() - parsed.change.event.occurred_at).num_milliseconds();
+            self.metrics
+                .lag(parsed.vendor, u64::try_from(lag).unwrap_or(0));
+        }
+        if attempted && let Some(journal) = &self.journal {
+            let entry = DeliveryEntry {
+                status: match (&outcome, &disposition) {
+                    (Outcome::Synced { .. }, _) => DeliveryStatus::Synced,
+                    (Outcome::Skipped { .. }, _) => DeliveryStatus::Skipped,
+                    (_, Disposition::DeadLetter(_)) => DeliveryStatus::DeadLettered,
+                    _ => DeliveryStatus::Retrying,
+                },
+                reason: match (&outcome, &disposition) {
+                    (Outcome::Skipped { reason }, _) => Some((*reason).to_owned()),
+                    (_, Disposition::DeadLetter(reason)) => {
+                        Some(crate::store::journal::cut_reason(reason))
+                    }
+                    (Outcome::Throttled, _) => Some("vendor answered 429".to_owned()),
+                    (Outcome::AuthFailed, _) => Some("vendor refused our credentials".to_owned()),
+                    (_, Disposition::RetryAfter { retry, .. }) => retry
+                        .last_error
+                        .as_deref()
+                        .map(crate::store::journal::cut_reason),
+                    _ => None,
+                },
+                next_attempt_at: match &disposition {
+                    Disposition::RetryAfter { .. } => Some(
+                        self.clock.now() + TimeDelta::from_std(retry_in_ms).unwrap_or_default(),
+                    ),
+                    _ => None,
+                },
+                vendor_id,
+                attempts,
+                calls,
+                latency_ms: millis(started.elapsed()),
+                at: self.clock.now(),
+            };
+            let event = &parsed.change.event;
+            match IdempotencyKey::inbound(&event.source, &event.event_id) {
+                Ok(key) => {
+                    if let Err(error) = journal.record_delivery(&key, parsed.vendor, &entry).await {
+                        tracing::warn!(vendor = %parsed.vendor, %error, "could not record the delivery in the log");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "no log key for the delivery"),
+            }
+        }
         (disposition, Some(parsed))
     }
 
@@ -494,7 +566,12 @@ impl Worker {
         (Disposition::RetryAfter { delay, retry }, outcome)
     }
 
-    async fn deliver(&self, message: &DeliveryMessage, deadline: DateTime<Utc>) -> Next {
+    async fn deliver(
+        &self,
+        message: &DeliveryMessage,
+        deadline: DateTime<Utc>,
+        vendor_id: &mut Option<String>,
+    ) -> Next {
         let vendor = message.vendor;
         let now = self.clock.now();
         // A vendor left out of the settings is not synced into, for every source (said
@@ -585,6 +662,7 @@ impl Worker {
                     ..link
                 };
                 next.remember(delivery);
+                vendor_id.clone_from(&next.vendor_id);
                 if let Err(error) = self.links.commit(&lease, &next).await {
                     // The vendor has the change; only our record of it was lost (the lease
                     // expired during a slow call). A later change re-plans from the old record.
@@ -608,6 +686,7 @@ impl Worker {
                     // Keep an id learned before the failure (a created profile) so the retry
                     // patches it instead of looking it up again; the delivery stays unapplied.
                     Some(id) => {
+                        *vendor_id = Some(id.clone());
                         let next = Link {
                             vendor_id: Some(id.clone()),
                             ..link
@@ -941,6 +1020,7 @@ mod tests {
     fn earlier_failures(clock: &ManualClock) -> RetryState {
         RetryState {
             failures: 2,
+            attempts: 2,
             first_failed_at: Some(clock.now() - TimeDelta::minutes(3)),
             last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
             waiting_since: Some(clock.now() - TimeDelta::minutes(3)),
@@ -1045,7 +1125,12 @@ mod tests {
         );
         let again = i.queue.take_one();
         assert!((30..=36).contains(&secs(again.delay)), "{:?}", again.delay);
-        assert_eq!(state_of(&again), before, "a 429 is no failure");
+        // An attempt (the vendor was called), but no failure.
+        let expected = RetryState {
+            attempts: before.attempts + 1,
+            ..before.clone()
+        };
+        assert_eq!(state_of(&again), expected, "a 429 is no failure");
         assert_eq!(i.worker.metrics.total(Counter::Throttled), 1);
         // The shared schedule: no permit for anyone before Retry-After.
         let Reservation::TooFar(at) = i.limiter.reserve(Duration::from_secs(29)).await.unwrap()
@@ -1065,7 +1150,7 @@ mod tests {
         i.worker.handle(&m, in_a_minute(&clock), true).await;
         let again = i.queue.take_one();
         assert_eq!(secs(again.delay), 900);
-        assert_eq!(state_of(&again), before);
+        assert_eq!(state_of(&again), expected);
         let Reservation::TooFar(at) = i.limiter.reserve(Duration::ZERO).await.unwrap() else {
             panic!("penalised")
         };
@@ -1104,8 +1189,11 @@ mod tests {
         );
         assert_eq!(
             state_of(&again),
-            before,
-            "not the message's fault: no failure"
+            RetryState {
+                attempts: before.attempts + 1,
+                ..before.clone()
+            },
+            "not the message's fault: no failure (one attempt more)"
         );
         assert_eq!(a.worker.metrics.total(Counter::AuthFailed), 1);
 

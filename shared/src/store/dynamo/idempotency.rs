@@ -27,14 +27,60 @@ impl IdempotencyStore for DynamoStore {
         payload_hash: &PayloadHash,
         lease_until: DateTime<Utc>,
     ) -> Result<ClaimOutcome, StoreError> {
+        self.put_claim(key, payload_hash, lease_until, self.retention, Item::new())
+            .await
+    }
+
+    async fn complete(&self, claim: &Claim, result: &str) -> Result<(), StoreError> {
+        check_result(result)?;
+        let update = self
+            .finish(
+                claim,
+                "SET #state = :completed, #result = :result, #exp = if_not_exists(#jexp, :exp) \
+                 REMOVE #lease, #token",
+            )
+            .expression_attribute_names("#result", item::RESULT)
+            .expression_attribute_values(":completed", s(item::COMPLETED))
+            .expression_attribute_values(":result", s(result));
+        self.fenced(claim, update).await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        // A released event leaves the delivery log (and its index) too.
+        let update = self
+            .finish(
+                claim,
+                "SET #state = :released, #exp = if_not_exists(#jexp, :exp) \
+                 REMOVE #lease, #token, #jday, #d",
+            )
+            .expression_attribute_names("#jday", super::journal::J_DAY)
+            .expression_attribute_names("#d", super::journal::DELIVERIES)
+            .expression_attribute_values(":released", s(item::RELEASED));
+        self.fenced(claim, update).await
+    }
+}
+
+impl DynamoStore {
+    /// The claim's conditional PutItem, with `extra` attributes (the journal entry) in the
+    /// same item.
+    pub(super) async fn put_claim(
+        &self,
+        key: &IdempotencyKey,
+        payload_hash: &PayloadHash,
+        lease_until: DateTime<Utc>,
+        retention: chrono::TimeDelta,
+        extra: Item,
+    ) -> Result<ClaimOutcome, StoreError> {
         let now = self.clock.now();
         let claim = Claim::new(key.clone(), lease_until);
-        let record = ClaimRecord::claimed(&claim, *payload_hash, now, self.retention);
+        let record = ClaimRecord::claimed(&claim, *payload_hash, now, retention);
+        let mut put = item::claim_item(key.as_str(), &record);
+        put.extend(extra);
         let sent = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item::claim_item(key.as_str(), &record)))
+            .set_item(Some(put))
             .condition_expression(CLAIMABLE)
             .expression_attribute_names("#pk", item::PK)
             .expression_attribute_names("#exp", item::EXPIRES_AT)
@@ -65,29 +111,6 @@ impl IdempotencyStore for DynamoStore {
         old.blocks(payload_hash, now)
             .ok_or_else(|| malformed("condition failed on a claimable record"))
     }
-
-    async fn complete(&self, claim: &Claim, result: &str) -> Result<(), StoreError> {
-        check_result(result)?;
-        let update = self
-            .finish(
-                claim,
-                "SET #state = :completed, #result = :result, #exp = :exp REMOVE #lease, #token",
-            )
-            .expression_attribute_names("#result", item::RESULT)
-            .expression_attribute_values(":completed", s(item::COMPLETED))
-            .expression_attribute_values(":result", s(result));
-        self.fenced(claim, update).await
-    }
-
-    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
-        let update = self
-            .finish(
-                claim,
-                "SET #state = :released, #exp = :exp REMOVE #lease, #token",
-            )
-            .expression_attribute_values(":released", s(item::RELEASED));
-        self.fenced(claim, update).await
-    }
 }
 
 type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -105,6 +128,7 @@ impl DynamoStore {
             .expression_attribute_names("#exp", item::EXPIRES_AT)
             .expression_attribute_names("#lease", item::LEASE_UNTIL)
             .expression_attribute_names("#token", item::CLAIM_TOKEN)
+            .expression_attribute_names("#jexp", super::journal::J_EXPIRES)
             .expression_attribute_values(
                 ":exp",
                 n(expiry(self.clock.now(), self.retention).timestamp()),

@@ -5,6 +5,7 @@
 
 mod idempotency;
 mod item;
+mod journal;
 mod limiter;
 mod link;
 
@@ -16,14 +17,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use chrono::TimeDelta;
 
+pub use journal::RECENT_INDEX;
 pub use limiter::DynamoRateLimiter;
 
 use super::idempotency::DEFAULT_RETENTION;
+use super::journal::DEFAULT_JOURNAL_TTL;
 use super::{Clock, GcraParams, LimiterKey, StoreError};
 
 /// The store over one DynamoDB table. Cheap to clone (the SDK client is shared).
@@ -33,6 +36,7 @@ pub struct DynamoStore {
     table: String,
     clock: Arc<dyn Clock>,
     retention: TimeDelta,
+    journal_ttl: TimeDelta,
 }
 
 impl DynamoStore {
@@ -43,7 +47,21 @@ impl DynamoStore {
             table: table.into(),
             clock,
             retention: DEFAULT_RETENTION,
+            journal_ttl: DEFAULT_JOURNAL_TTL,
         }
+    }
+
+    /// Keeps the delivery log and raw events for `ttl` instead of 14 days.
+    pub fn with_journal_ttl(self, journal_ttl: TimeDelta) -> Self {
+        Self {
+            journal_ttl,
+            ..self
+        }
+    }
+
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
     }
 
     /// Keeps finished claims for `retention` instead of 7 days.
@@ -74,8 +92,23 @@ pub struct TableDefinition {
     pub ttl_attribute: &'static str,
     /// `PAY_PER_REQUEST` (on demand).
     pub billing_mode: &'static str,
-    /// Global secondary indexes (none: every access is by key).
-    pub global_secondary_indexes: &'static [&'static str],
+    /// Global secondary indexes: only `recent` (the delivery log's listing), partition
+    /// key `j_day` (S, the UTC day of receipt) and sort key `j_received` (N, epoch ms),
+    /// keys only (the claim's PutItem writes the index once; the completion and the
+    /// delivery updates change no key, so they do not). Every other access is by key.
+    pub global_secondary_indexes: &'static [GlobalIndex],
+}
+
+/// A global secondary index of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlobalIndex {
+    pub name: &'static str,
+    /// Partition key (type S).
+    pub partition_key: &'static str,
+    /// Sort key (type N).
+    pub sort_key: &'static str,
+    /// `KEYS_ONLY`.
+    pub projection: &'static str,
 }
 
 /// The one table.
@@ -83,7 +116,12 @@ pub const TABLE: TableDefinition = TableDefinition {
     partition_key: item::PK,
     ttl_attribute: item::EXPIRES_AT,
     billing_mode: "PAY_PER_REQUEST",
-    global_secondary_indexes: &[],
+    global_secondary_indexes: &[GlobalIndex {
+        name: journal::RECENT_INDEX,
+        partition_key: journal::J_DAY,
+        sort_key: journal::J_RECEIVED,
+        projection: "KEYS_ONLY",
+    }],
 };
 
 /// Creates the table ([`TABLE`]: partition key `pk` of type S, on-demand billing) and
@@ -91,7 +129,7 @@ pub const TABLE: TableDefinition = TableDefinition {
 /// tests, the local CLI and the docs. An existing table is left as it is, with TTL enabled
 /// if it was not.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let created = client
+    let mut create = client
         .create_table()
         .table_name(name)
         .attribute_definitions(
@@ -100,7 +138,50 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .map_err(backend("CreateTable"))?,
-        )
+        );
+    for index in TABLE.global_secondary_indexes {
+        create = create
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(index.partition_key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(backend("CreateTable"))?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(index.sort_key)
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .map_err(backend("CreateTable"))?,
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(index.partition_key)
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .map_err(backend("CreateTable"))?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(index.sort_key)
+                            .key_type(KeyType::Range)
+                            .build()
+                            .map_err(backend("CreateTable"))?,
+                    )
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(index.projection))
+                            .build(),
+                    )
+                    .build()
+                    .map_err(backend("CreateTable"))?,
+            );
+    }
+    let created = create
         .key_schema(
             KeySchemaElement::builder()
                 .attribute_name(TABLE.partition_key)
