@@ -3,6 +3,7 @@
 pub mod config;
 pub mod demo;
 pub mod relay;
+pub mod ui;
 
 pub use config::{ConfigError, LocalConfig};
 pub use relay::{LocalRelay, StartError, Stopped};

@@ -84,6 +84,8 @@ pub struct DeadLetterFilter {
     pub reason: Option<String>,
     /// Only those dead-lettered at or after this instant.
     pub since: Option<DateTime<Utc>>,
+    /// Only the message with this SQS message id (the dashboard's replay button).
+    pub message_id: Option<String>,
 }
 
 impl DeadLetterFilter {
@@ -209,6 +211,37 @@ where
     result
 }
 
+/// One dead letter as a listing shows it: its SQS message id (what a single replay names),
+/// what it says about itself, and the event it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    pub message_id: String,
+    pub letter: DeadLetter,
+    /// The delivery log's id of the event (its idempotency key), when the body reads.
+    pub event: Option<String>,
+    pub source: Option<String>,
+}
+
+/// Every dead letter (up to `max`), oldest first as the queue gives them, leaving every
+/// one in the queue.
+pub async fn letters(dead_letters: &dyn Queue, max: usize) -> Result<Vec<Letter>, QueueError> {
+    let mut out = Vec::new();
+    sweep(dead_letters, None, |message| {
+        if out.len() < max {
+            let parsed = DeliveryMessage::from_body(&message.body).ok();
+            out.push(Letter {
+                message_id: message.message_id.clone(),
+                letter: DeadLetter::of(&message),
+                event: parsed.as_ref().map(DeliveryMessage::event_key),
+                source: parsed.map(|p| p.change.event.source),
+            });
+        }
+        async move { Ok(Some(message)) }
+    })
+    .await?;
+    Ok(out)
+}
+
 /// Counts the dead letters by vendor and reason, leaving every one in the queue.
 pub async fn list(
     dead_letters: &dyn Queue,
@@ -331,7 +364,11 @@ pub async fn replay(
         let note = &note;
         async move {
             let letter = DeadLetter::of(&message);
-            if !filter.takes(&letter) {
+            let named = filter
+                .message_id
+                .as_ref()
+                .is_none_or(|id| *id == message.message_id);
+            if !named || !filter.takes(&letter) {
                 note(&|r| r.filtered_out += 1);
                 return Ok(Some(message));
             }
@@ -432,7 +469,11 @@ pub async fn reingest_events(
         let note = &note;
         async move {
             let letter = DeadLetter::of(&message);
-            if !filter.takes(&letter) {
+            let named = filter
+                .message_id
+                .as_ref()
+                .is_none_or(|id| *id == message.message_id);
+            if !named || !filter.takes(&letter) {
                 note(&|r| r.filtered_out += 1);
                 return Ok(Some(message));
             }
@@ -570,6 +611,7 @@ mod tests {
             vendor: Some(Vendor::Hood),
             reason: Some("HTTP 400".into()),
             since: Some(since),
+            message_id: None,
         };
         let dry = replay(&q, &to, &Mode::Redrive, &hood_since, None, true)
             .await

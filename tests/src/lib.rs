@@ -1,5 +1,6 @@
 //! Helpers shared by the workspace integration tests (servers the harness starts, fixtures).
 
+pub mod browser;
 pub mod dynamodb_local;
 pub mod journal_conformance;
 pub mod moto;

@@ -49,6 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         vendor: args.vendor,
         reason: args.reason.clone(),
         since: args.since,
+        message_id: None,
     };
     let counts = relay_shared::replay::list(&queue, &filter).await?;
     if args.json {

@@ -77,6 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         vendor: args.vendor,
         reason: args.reason.clone(),
         since: args.since,
+        message_id: None,
     };
     let plain = !args.remap
         && args.from == From::Deliveries

@@ -164,6 +164,12 @@ pub trait RateLimiter: Send + Sync {
 
     /// After a 429: no permit anywhere before `now + retry_after`, then the steady rate.
     async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError>;
+
+    /// When the next permit is free, without taking it: `None` when one is free now (or
+    /// the backend does not say). For dashboards; writes nothing.
+    async fn next_free(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Acquires a permit, sleeping until each `RetryAt`; gives up (`false`) when the next

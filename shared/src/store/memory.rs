@@ -354,6 +354,17 @@ impl RateLimiter for MemoryRateLimiter {
         }
     }
 
+    async fn next_free(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        let table = self.table.lock().await;
+        Ok(
+            match self.params.decide(table.tats.get(&self.pk).copied(), now) {
+                Decision::Grant { .. } => None,
+                Decision::Deny { retry_at: at } => Some(from_epoch_ms(at)),
+            },
+        )
+    }
+
     async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError> {
         let now = self.clock.now().timestamp_millis();
         let mut table = self.table.lock().await;
