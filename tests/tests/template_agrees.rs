@@ -284,3 +284,82 @@ async fn a_function_answers_not_found_for_the_other_functions_route() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The `dynamodb:LeadingKeys` and actions of one table statement of the template.
+fn table_access(statement: &Value) -> (Vec<String>, Vec<String>) {
+    let actions = match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(s) => s.iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+        other => panic!("Action: {other:?}"),
+    };
+    let leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{:?} has no LeadingKeys condition", statement["Sid"]))
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    (actions, leading)
+}
+
+fn statement<'a>(statements: &'a Value, sid: &str) -> &'a Value {
+    statements
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some(sid))
+        .unwrap_or_else(|| panic!("no statement {sid}"))
+}
+
+fn allowed(prefixes: &[String], key: &str) -> bool {
+    prefixes
+        .iter()
+        .any(|p| key.starts_with(p.trim_end_matches('*')))
+}
+
+#[test]
+fn each_function_may_write_only_its_own_items() {
+    use relay_shared::store::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, RawId};
+    use relay_shared::vendors::Vendor;
+
+    let t = template();
+    let ingest = statement(
+        &resource(&t, "StoreAndEnqueuePolicy")["Properties"]["PolicyDocument"]["Statement"],
+        "IdempotencyClaims",
+    );
+    let worker_policies = resource(&t, "SyncWorkerFunction")["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap();
+    let worker = worker_policies
+        .iter()
+        .find_map(|p| {
+            p["Statement"].as_sequence().and_then(|s| {
+                s.iter()
+                    .find(|s| s["Sid"].as_str() == Some("DeliveryState"))
+                    .cloned()
+            })
+        })
+        .unwrap();
+
+    // The store calls the conformance suites allow (PutItem, UpdateItem): no reads or
+    // deletes from the functions; the worker only updates.
+    let (ingest_actions, ingest_keys) = table_access(ingest);
+    assert_eq!(ingest_actions, ["dynamodb:PutItem", "dynamodb:UpdateItem"]);
+    let (worker_actions, worker_keys) = table_access(&worker);
+    assert_eq!(worker_actions, ["dynamodb:UpdateItem"]);
+
+    // The items each function writes, as the code names them.
+    let claim = IdempotencyKey::inbound("typeform", "01JD8Z9K3M4N5P6Q7R8S9T0V1W").unwrap();
+    let raw = RawId::of("typeform", b"{}").pk();
+    let link = LinkKey::new(Vendor::Hood, &ContactKeyHash::of("email:ann@example.com"));
+    let limiter = LimiterKey::new(Vendor::Hood, "default").unwrap();
+    for key in [claim.as_str(), raw.as_str()] {
+        assert!(allowed(&ingest_keys, key), "ingest must write {key}");
+    }
+    for key in [link.as_str(), limiter.as_str()] {
+        assert!(!allowed(&ingest_keys, key), "ingest must not write {key}");
+        assert!(allowed(&worker_keys, key), "the worker must write {key}");
+    }
+    // The worker records each delivery's outcome on the event's item.
+    assert!(allowed(&worker_keys, claim.as_str()));
+    assert!(!allowed(&worker_keys, raw.as_str()), "the worker never writes raw requests");
+}
