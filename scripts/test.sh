@@ -33,6 +33,15 @@ if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
 fi
 echo "DynamoDB Local:  $DYNAMODB_ENDPOINT"
 
+step "headless Chromium (the dashboard test)"
+if [ -z "${CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing Debian's chromium and chromium-driver..." >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+echo "chromedriver:    $(${CHROMEDRIVER:-chromedriver} --version 2>/dev/null | head -1)"
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
