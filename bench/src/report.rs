@@ -300,6 +300,18 @@ pub fn render(r: &Report) -> String {
         headers.extend(s.vendors.iter().copied());
         headers.push("in all");
         table(&mut out, &headers, &rows, &[]);
+        let b = &s.new_contact_batched;
+        let _ = writeln!(
+            out,
+            "  new contacts in batches of {} (as Lambda gets them): {:.2} Hood calls per contact ({:.2} of them lookups); {} contacts synced into Hood in {:.1} s = {:.1} per minute (Hood's limit: {:.0} one-call contacts per minute)",
+            b.batch_size,
+            b.hood_calls_per_contact,
+            b.hood_lookups_per_contact,
+            b.contacts,
+            b.seconds,
+            b.hood_contacts_per_minute,
+            b.physical_limit_per_minute
+        );
         let _ = writeln!(
             out,
             "  sandbox rule violations {}, dead letters {}\n",

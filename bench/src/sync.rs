@@ -57,6 +57,24 @@ pub struct Round {
     pub ddb_calls_per_event_in_all: f64,
 }
 
+/// New contacts delivered as Lambda gets them from SQS: batches of 10 handled together
+/// (the deliveries of a batch run concurrently, so their Hood lookups share list calls).
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchedRound {
+    pub contacts: usize,
+    pub batch_size: usize,
+    /// Hood HTTP requests per new contact: lookups (shared) + creates (+ patches).
+    pub hood_calls_per_contact: f64,
+    /// Of those, list calls (lookups) per contact.
+    pub hood_lookups_per_contact: f64,
+    /// Seconds from the first batch to the last Hood sync.
+    pub seconds: f64,
+    /// New contacts synced into Hood per minute under its production schedule.
+    pub hood_contacts_per_minute: f64,
+    /// Hood's limit in one-call contacts per minute (150/min).
+    pub physical_limit_per_minute: f64,
+}
+
 /// The sync part of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -70,6 +88,8 @@ pub struct Report {
     pub update: Round,
     /// A message already applied, received again (SQS at-least-once): per vendor.
     pub redelivery: BTreeMap<&'static str, VendorCost>,
+    /// Other new contacts, in batches of 10 as SQS hands them to the worker.
+    pub new_contact_batched: BatchedRound,
     /// Requests the sandbox vendors found breaking a documented rule (must be 0).
     pub vendor_rule_violations: usize,
     pub dead_letters: usize,
@@ -234,6 +254,26 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// Works the queue empty in batches of `size` handled together, as Lambda does.
+    async fn drain_batched(&self, size: u16) -> anyhow::Result<()> {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(600);
+        while !self.queue.is_empty() {
+            if tokio::time::Instant::now() > give_up {
+                bail!("the worker did not empty the queue within 10 minutes");
+            }
+            let batch = self
+                .queue
+                .receive(size, Duration::from_millis(200))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let deadline = Utc::now() + TimeDelta::seconds(60);
+            self.worker.handle_batch(&batch, deadline, true).await;
+        }
+        Ok(())
+    }
+}
+
 /// What one message cost.
 struct Sample {
     link: u64,
@@ -311,6 +351,26 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         redelivery.insert(vendor.as_str(), VendorCost::average(&[sample]));
     }
 
+    // Other new contacts, as SQS hands them to Lambda: ten at a time.
+    let fresh = crate::ingest::deliveries(&format!("{run_id}b"), contacts, contacts);
+    rig.ingest(&fresh).await?;
+    let hood_before = rig.sandbox.requests_of(Vendor::Hood);
+    let started = std::time::Instant::now();
+    rig.drain_batched(10).await?;
+    let hood: Vec<_> = rig.sandbox.requests_of(Vendor::Hood)[hood_before.len()..].to_vec();
+    let seconds = started.elapsed().as_secs_f64();
+    let n = contacts.max(1) as f64;
+    let lookups = hood.iter().filter(|r| r.method == "GET").count() as f64;
+    let new_contact_batched = BatchedRound {
+        contacts,
+        batch_size: 10,
+        hood_calls_per_contact: round(hood.len() as f64 / n, 3),
+        hood_lookups_per_contact: round(lookups / n, 3),
+        seconds: round(seconds, 1),
+        hood_contacts_per_minute: round(n / seconds * 60.0, 1),
+        physical_limit_per_minute: 150.0,
+    };
+
     let vendors = ["hood", "channelio", "chatwoot"].to_vec();
     let report = Report {
         contacts,
@@ -318,6 +378,7 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         new_contact,
         update,
         redelivery,
+        new_contact_batched,
         vendor_rule_violations: rig.sandbox.violation_count(),
         dead_letters: rig.dead_letters.len(),
     };
