@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod disk;
 pub mod relay;
 
 pub use config::{ConfigError, LocalConfig};
