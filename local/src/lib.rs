@@ -6,4 +6,4 @@ pub mod disk;
 pub mod relay;
 
 pub use config::{ConfigError, LocalConfig};
-pub use relay::{LocalRelay, StartError, Stopped};
+pub use relay::{LocalRelay, Resumed, StartError, Stopped, Storage};

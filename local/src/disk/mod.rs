@@ -241,6 +241,7 @@ fn run(mut conn: Connection, jobs: &mpsc::Receiver<Job>, lock: File) {
     drop(conn);
     // Closing the file releases the OS lock; unlocking first makes the order explicit.
     let _ = lock.unlock();
+    drop(lock);
 }
 
 /// WAL (readers never block the writer, a commit is one append), `synchronous = FULL` (a
