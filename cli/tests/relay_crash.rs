@@ -489,3 +489,31 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
         problems.join("\n")
     );
 }
+
+/// One relay per data directory: a second `relay serve` on the same one exits at once,
+/// naming the directory, instead of sharing (and corrupting) the first one's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_relay_on_the_same_data_directory_is_refused() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sandbox);
+    let first = Relay::start(&config);
+    let second = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains("is in use by another relay") && stderr.contains("data"),
+        "{stderr}"
+    );
+    // The first one is unaffected and stops cleanly.
+    let output = first.stop();
+    assert!(
+        output.contains("stopped; 0 undelivered, 0 dead-lettered"),
+        "{output}"
+    );
+}
