@@ -139,7 +139,12 @@ struct Opened {
     dead_letters: Arc<dyn Queue>,
     backing: Backing,
     resumed: Option<Resumed>,
+    /// The on-disk store, swept of expired claims while the relay runs.
+    sweep: Option<DiskStore>,
 }
+
+/// How often a long-running relay deletes claims past their retention.
+const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
 
 async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, StartError> {
     match storage {
@@ -158,6 +163,7 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
                     dead_letters,
                 },
                 resumed: None,
+                sweep: None,
             })
         }
         Storage::Disk(dir) => {
@@ -186,7 +192,8 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
             Ok(Opened {
                 idempotency: Arc::new(store.clone()),
                 links: Arc::new(store.clone()),
-                limiters: Box::new(store),
+                limiters: Box::new(store.clone()),
+                sweep: Some(store),
                 queue: Arc::new(queue.clone()),
                 dead_letters: Arc::new(dead_letters.clone()),
                 backing: Backing::Disk {
@@ -233,6 +240,7 @@ impl LocalRelay {
             dead_letters,
             backing,
             resumed,
+            sweep,
         } = open(&storage, &clock).await?;
         let (ingest, disabled_sources) = build_ingest(
             mappings.clone(),
@@ -293,9 +301,12 @@ impl LocalRelay {
         });
 
         let (stop_workers, stopped) = watch::channel(false);
-        let workers = (0..config.worker.concurrency.max(1))
+        let mut workers: Vec<JoinHandle<()>> = (0..config.worker.concurrency.max(1))
             .map(|_| tokio::spawn(work(worker.clone(), queue.clone(), stopped.clone())))
             .collect();
+        if let Some(store) = sweep {
+            workers.push(tokio::spawn(sweep_claims(store, stopped)));
+        }
         Ok(LocalRelay {
             addr,
             ingest,
@@ -381,6 +392,20 @@ async fn work(worker: Arc<Worker>, queue: Arc<dyn Queue>, mut stop: watch::Recei
                 tracing::error!(%error, "local queue failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Deletes expired claims every [`SWEEP_EVERY`] until told to stop (they already count as
+/// absent; this keeps the file from growing with every event).
+async fn sweep_claims(store: DiskStore, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        if let Err(error) = store.sweep_expired().await {
+            tracing::warn!(%error, "could not delete expired claims");
         }
     }
 }
