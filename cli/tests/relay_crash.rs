@@ -222,11 +222,8 @@ impl Relay {
 
     /// SIGINT (Ctrl-C): stop accepting, deliver what is queued, exit. Answers the output.
     fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
         let exit = self.child.wait().unwrap();
         let _ = self.closed.recv_timeout(Duration::from_secs(10));
         let output = self.output();
