@@ -376,7 +376,8 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
         if todo.is_empty() {
             break;
         }
-        // A claim the killed run held answers 409 until its lease (30 s) ends.
+        // The claims the killed run held mid-request are free at the restart, so a retry
+        // is accepted at once; anything else (a 409) is retried a second later.
         if answers.values().any(|a| matches!(a, Answer::Status(_))) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

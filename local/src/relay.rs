@@ -98,6 +98,8 @@ pub struct Resumed {
     pub recovered: usize,
     /// Link leases the previous run held, released.
     pub leases_released: usize,
+    /// Ingest claims the previous run held mid-request, whose senders may retry at once.
+    pub claims_freed: usize,
     pub dead_letters: usize,
 }
 
@@ -181,12 +183,14 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
             let recover = |e: &dyn std::fmt::Display| StartError::Recover(e.to_string());
             let recovered = queue.recover_in_flight().await.map_err(|e| recover(&e))?;
             let leases_released = store.release_all_leases().await.map_err(|e| recover(&e))?;
+            let claims_freed = store.end_claim_leases().await.map_err(|e| recover(&e))?;
             store.sweep_expired().await.map_err(|e| recover(&e))?;
             let resumed = Resumed {
                 file,
                 queued: queue.len().await.map_err(|e| recover(&e))?,
                 recovered,
                 leases_released,
+                claims_freed,
                 dead_letters: dead_letters.len().await.map_err(|e| recover(&e))?,
             };
             Ok(Opened {

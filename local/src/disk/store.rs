@@ -126,6 +126,25 @@ impl DiskStore {
             .await
     }
 
+    /// Ends the lease of every claim still in progress now. Only for start-up, while holding
+    /// the data directory's lock: the process that held them has ended mid-request, so its
+    /// sender got no answer and will retry. The retry (same payload) takes the key over at
+    /// once, as it would once the lease (30 s) ran out; another payload still meets
+    /// `PayloadMismatch`. Answers how many.
+    pub async fn end_claim_leases(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now().timestamp_millis();
+        self.db
+            .write("end claim leases", move |tx| {
+                tx.execute(
+                    "UPDATE claims SET lease_until = MIN(lease_until, ?1)
+                     WHERE state = 'in_progress'",
+                    [now],
+                )
+                .map_err(sql("end claim leases"))
+            })
+            .await
+    }
+
     async fn finish(&self, claim: &Claim, state: ClaimState) -> Result<(), StoreError> {
         let now = self.clock.now();
         let expires_at = expiry(now, self.retention).timestamp();
@@ -644,6 +663,49 @@ mod tests {
         assert_eq!(store.sweep_expired().await.unwrap(), 0);
         clock.advance(DEFAULT_RETENTION);
         assert_eq!(store.sweep_expired().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn start_up_ends_the_claim_leases_of_the_ended_process_for_the_same_payload_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock();
+        let store = DiskStore::new(Db::open(dir.path()).unwrap(), clock.clone());
+        let key = IdempotencyKey::inbound("typeform", "mid-request").unwrap();
+        let (hash, other) = (PayloadHash::of(b"a"), PayloadHash::of(b"b"));
+        let lease = clock.now() + TimeDelta::seconds(30);
+        let ClaimOutcome::Claimed(dead) = store.claim(&key, &hash, lease).await.unwrap() else {
+            panic!("fresh key")
+        };
+        let done = IdempotencyKey::inbound("typeform", "answered").unwrap();
+        let ClaimOutcome::Claimed(answered) = store.claim(&done, &hash, lease).await.unwrap()
+        else {
+            panic!("fresh key")
+        };
+        store.complete(&answered, "ok").await.unwrap();
+        assert_eq!(
+            store.claim(&key, &hash, lease).await.unwrap(),
+            ClaimOutcome::InProgress { until: lease }
+        );
+
+        assert_eq!(store.end_claim_leases().await.unwrap(), 1);
+        assert_eq!(
+            store.claim(&key, &other, lease).await.unwrap(),
+            ClaimOutcome::PayloadMismatch
+        );
+        let ClaimOutcome::Claimed(retry) = store.claim(&key, &hash, lease).await.unwrap() else {
+            panic!("the sender's retry takes the key over")
+        };
+        assert!(matches!(
+            store.complete(&dead, "late").await,
+            Err(StoreError::ClaimLost { .. })
+        ));
+        store.complete(&retry, "fresh").await.unwrap();
+        assert_eq!(
+            store.claim(&done, &hash, lease).await.unwrap(),
+            ClaimOutcome::Completed {
+                result: "ok".into()
+            }
+        );
     }
 
     #[tokio::test]
