@@ -232,14 +232,57 @@ impl Relay {
     }
 }
 
-fn write_config(dir: &Path, sandbox: &Sandbox) -> std::path::PathBuf {
-    // The built-in mappings without Hood (a delivery for an unconfigured vendor is
-    // dead-lettered).
+/// Which vendors a run syncs into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Channel.io and Chatwoot.
+    ChannelioChatwoot,
+    /// Hood alone (its documented 10/s and 150/min: a small storm).
+    Hood,
+}
+
+fn write_config(dir: &Path, sandbox: &Sandbox, target: Target) -> std::path::PathBuf {
+    // The built-in mappings with only the target's vendors (a delivery for a vendor that is
+    // not configured is dead-lettered).
     let all = r#"vendors = ["hood", "channelio", "chatwoot"]"#;
     assert!(BUILTIN_MAPPINGS.contains(all));
-    let mappings = BUILTIN_MAPPINGS.replace(all, r#"vendors = ["channelio", "chatwoot"]"#);
-    std::fs::write(dir.join("mappings.toml"), mappings).unwrap();
     let c = sandbox.credentials();
+    let (vendors, sections) = match target {
+        Target::ChannelioChatwoot => (
+            r#"vendors = ["channelio", "chatwoot"]"#,
+            format!(
+                r#"[vendors.channelio]
+base_url = "{channelio}"
+access_key = "{key}"
+access_secret = "{secret}"
+
+[vendors.chatwoot]
+base_url = "{chatwoot}"
+api_access_token = "{token}"
+account_id = {account}
+"#,
+                channelio = sandbox.channelio_url(),
+                key = c.channel_access_key.expose_secret(),
+                secret = c.channel_access_secret.expose_secret(),
+                chatwoot = sandbox.chatwoot_url(),
+                token = c.chatwoot_token.expose_secret(),
+                account = c.chatwoot_account_id,
+            ),
+        ),
+        Target::Hood => (
+            r#"vendors = ["hood"]"#,
+            format!(
+                "[vendors.hood]\nbase_url = \"{}\"\ntoken = \"{}\"\n",
+                sandbox.hood_url(),
+                c.hood_token.expose_secret()
+            ),
+        ),
+    };
+    std::fs::write(
+        dir.join("mappings.toml"),
+        BUILTIN_MAPPINGS.replace(all, vendors),
+    )
+    .unwrap();
     let text = format!(
         r#"mappings = "mappings.toml"
 
@@ -253,26 +296,11 @@ secrets = ["{TYPEFORM_SECRET}"]
 [sources.standard]
 secrets = ["{STANDARD_SECRET}"]
 
-[vendors.channelio]
-base_url = "{channelio}"
-access_key = "{key}"
-access_secret = "{secret}"
-
-[vendors.chatwoot]
-base_url = "{chatwoot}"
-api_access_token = "{token}"
-account_id = {account}
-
+{sections}
 [worker]
 concurrency = 4
 drain_timeout_secs = 120
-"#,
-        channelio = sandbox.channelio_url(),
-        key = c.channel_access_key.expose_secret(),
-        secret = c.channel_access_secret.expose_secret(),
-        chatwoot = sandbox.chatwoot_url(),
-        token = c.chatwoot_token.expose_secret(),
-        account = c.chatwoot_account_id,
+"#
     );
     let file = dir.join("relay.toml");
     std::fs::write(&file, text).unwrap();
@@ -322,13 +350,34 @@ async fn storm(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_after_restart() {
+    crash_mid_storm(Target::ChannelioChatwoot, EVENTS, KILL_AFTER).await;
+}
+
+/// The same at Hood, whose creates follow a lookup by e-mail, and whose limiter schedule
+/// must carry over the restart (the sandbox counts Hood's 10/s and 150/min windows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_killed_mid_storm_creates_each_hood_profile_once_and_keeps_hoods_limits() {
+    crash_mid_storm(Target::Hood, 30, 10).await;
+}
+
+/// `events` events; SIGKILL once `kill_after` were accepted; restart; senders retry.
+#[allow(
+    clippy::print_stdout,
+    reason = "the run's numbers, shown with --no-capture"
+)]
+async fn crash_mid_storm(target: Target, events: usize, kill_after: usize) {
     let sandbox = Sandbox::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &sandbox);
-    let events: Arc<Vec<Event>> = Arc::new((0..EVENTS).map(event).collect());
+    let config = write_config(dir.path(), &sandbox, target);
+    let total = events;
+    let delivered = |sandbox: &Sandbox| match target {
+        Target::ChannelioChatwoot => sandbox.chatwoot_contacts().len(),
+        Target::Hood => sandbox.hood_profiles().len(),
+    };
+    let events: Arc<Vec<Event>> = Arc::new((0..total).map(event).collect());
     let sender = Arc::new(Sender::new());
 
-    // Phase 1: the storm, and SIGKILL once KILL_AFTER events were accepted.
+    // Phase 1: the storm, and SIGKILL once `kill_after` events were accepted.
     let relay = Relay::start(&config);
     let taken = Arc::new(AtomicUsize::new(0));
     let first = {
@@ -339,14 +388,14 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
             relay.base.clone(),
         );
         tokio::spawn(
-            async move { storm(&sender, &base, &events, (0..EVENTS).collect(), &taken).await },
+            async move { storm(&sender, &base, &events, (0..total).collect(), &taken).await },
         )
     };
-    while taken.load(Ordering::SeqCst) < KILL_AFTER && !first.is_finished() {
+    while taken.load(Ordering::SeqCst) < kill_after && !first.is_finished() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     relay.kill();
-    let delivered_at_kill = sandbox.chatwoot_contacts().len();
+    let delivered_at_kill = delivered(&sandbox);
     let first = first.await.unwrap();
     let accepted_before_kill: Vec<usize> = first
         .iter()
@@ -354,8 +403,8 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
         .map(|(i, _)| *i)
         .collect();
     assert!(
-        accepted_before_kill.len() >= KILL_AFTER && accepted_before_kill.len() < EVENTS,
-        "the kill must fall inside the storm: {} of {EVENTS} accepted",
+        accepted_before_kill.len() >= kill_after && accepted_before_kill.len() < total,
+        "the kill must fall inside the storm: {} of {total} accepted",
         accepted_before_kill.len()
     );
     assert!(
@@ -370,9 +419,7 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
     let mut answers: BTreeMap<usize, Answer> = first.into_iter().collect();
     let retries = AtomicUsize::new(0);
     for _round in 0..60 {
-        let todo: Vec<usize> = (0..EVENTS)
-            .filter(|i| answers[i] != Answer::Taken)
-            .collect();
+        let todo: Vec<usize> = (0..total).filter(|i| answers[i] != Answer::Taken).collect();
         if todo.is_empty() {
             break;
         }
@@ -416,7 +463,7 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
         .and_then(|l| l.split(' ').next())
         .unwrap_or("?");
     println!(
-        "killed after {} of {EVENTS} events accepted, {delivered_at_kill} contacts delivered; \
+        "killed after {} of {total} events accepted, {delivered_at_kill} contacts delivered; \
          restart found {queued_at_start:?} deliveries queued ({recovered} in flight at the kill); \
          {} sender retries after the restart",
         accepted_before_kill.len(),
@@ -425,48 +472,94 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
 
     // Every contact exactly once at each vendor, created once: none missing, none twice.
     let mut problems = Vec::new();
-    let mut chatwoot: BTreeMap<String, usize> = BTreeMap::new();
-    for c in sandbox.chatwoot_contacts() {
-        *chatwoot.entry(c.email.unwrap_or_default()).or_default() += 1;
-    }
-    let mut channelio: BTreeMap<String, usize> = BTreeMap::new();
-    for u in sandbox.channelio_users() {
-        let email = u.profile.get("email").and_then(Value::as_str).unwrap_or("");
-        *channelio.entry(email.to_string()).or_default() += 1;
-    }
-    let mut creates: BTreeMap<String, usize> = BTreeMap::new();
-    for r in sandbox.requests_of(Vendor::Chatwoot) {
-        if r.method == Method::POST && r.path.ends_with("/contacts") {
-            let email = r
-                .body
-                .as_ref()
-                .and_then(|b| b["email"].as_str())
-                .unwrap_or("");
-            *creates.entry(email.to_string()).or_default() += 1;
+    let count_by = |emails: Vec<Option<String>>| {
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for e in emails {
+            *by.entry(e.unwrap_or_default()).or_default() += 1;
         }
-    }
-    for i in 0..EVENTS {
+        by
+    };
+    let creates = |vendor: Vendor, path: &dyn Fn(&str) -> bool| {
+        count_by(
+            sandbox
+                .requests_of(vendor)
+                .into_iter()
+                .filter(|r| r.method == Method::POST && path(&r.path))
+                .map(|r| {
+                    r.body
+                        .as_ref()
+                        .and_then(|b| b["email"].as_str().map(str::to_string))
+                })
+                .collect(),
+        )
+    };
+    let seen: Vec<(&str, BTreeMap<String, usize>)> = match target {
+        Target::ChannelioChatwoot => vec![
+            (
+                "chatwoot contacts",
+                count_by(
+                    sandbox
+                        .chatwoot_contacts()
+                        .into_iter()
+                        .map(|c| c.email)
+                        .collect(),
+                ),
+            ),
+            (
+                "chatwoot creates",
+                creates(Vendor::Chatwoot, &|p: &str| p.ends_with("/contacts")),
+            ),
+            (
+                "channelio users",
+                count_by(
+                    sandbox
+                        .channelio_users()
+                        .into_iter()
+                        .map(|u| {
+                            u.profile
+                                .get("email")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        })
+                        .collect(),
+                ),
+            ),
+        ],
+        Target::Hood => vec![
+            (
+                "hood profiles",
+                count_by(
+                    sandbox
+                        .hood_profiles()
+                        .into_iter()
+                        .map(|p| p.email)
+                        .collect(),
+                ),
+            ),
+            (
+                "hood creates",
+                creates(Vendor::Hood, &|p: &str| p == "/v1/hood/profiles"),
+            ),
+        ],
+    };
+    for i in 0..total {
         let e = email(i);
         let accepted = if accepted_before_kill.contains(&i) {
             "accepted before the kill"
         } else {
             "accepted after the restart"
         };
-        for (vendor, seen) in [
-            ("chatwoot contacts", &chatwoot),
-            ("chatwoot creates", &creates),
-            ("channelio users", &channelio),
-        ] {
-            let n = seen.get(&e).copied().unwrap_or(0);
+        for (what, by) in &seen {
+            let n = by.get(&e).copied().unwrap_or(0);
             if n != 1 {
-                problems.push(format!("{e} ({accepted}): {n} {vendor}, want 1"));
+                problems.push(format!("{e} ({accepted}): {n} {what}, want 1"));
             }
         }
     }
-    for (vendor, seen) in [("chatwoot", &chatwoot), ("channelio", &channelio)] {
-        let total: usize = seen.values().sum();
-        if total != EVENTS {
-            problems.push(format!("{vendor}: {total} records, want {EVENTS}"));
+    for (what, by) in &seen {
+        let count: usize = by.values().sum();
+        if count != total {
+            problems.push(format!("{what}: {count} in all, want {total}"));
         }
     }
     match queued_at_start {
@@ -494,7 +587,7 @@ async fn a_relay_killed_mid_storm_delivers_every_accepted_event_exactly_once_aft
 async fn a_second_relay_on_the_same_data_directory_is_refused() {
     let sandbox = Sandbox::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &sandbox);
+    let config = write_config(dir.path(), &sandbox, Target::ChannelioChatwoot);
     let first = Relay::start(&config);
     let second = Command::new(env!("CARGO_BIN_EXE_relay"))
         .args(["serve", "--config"])
