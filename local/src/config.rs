@@ -51,15 +51,23 @@ pub struct LocalConfig {
 pub struct ServerSection {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where `relay serve` keeps its store and queue (relative to the config file);
+    /// [`DEFAULT_DATA_DIR`] beside the config file when absent. Unused with `--memory`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: default_listen(),
+            data_dir: None,
         }
     }
 }
+
+/// The data directory when the config names none, beside the config file.
+pub const DEFAULT_DATA_DIR: &str = ".relay";
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8787))
@@ -111,11 +119,22 @@ impl LocalConfig {
             error,
         })?;
         let mut config = Self::parse(&file, &text, |name| std::env::var(name).ok())?;
-        if let (Some(mappings), Some(dir)) = (&config.mappings, path.parent())
+        let dir = path.parent().unwrap_or(Path::new(""));
+        if let Some(mappings) = &config.mappings
             && mappings.is_relative()
         {
             config.mappings = Some(dir.join(mappings));
         }
+        let data_dir = config
+            .server
+            .data_dir
+            .take()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        config.server.data_dir = Some(if data_dir.is_relative() {
+            dir.join(data_dir)
+        } else {
+            data_dir
+        });
         Ok(config)
     }
 
@@ -229,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn the_data_directory_is_beside_the_config_file_unless_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "[server]\n").unwrap();
+        let config = LocalConfig::load(&file).unwrap();
+        assert_eq!(config.server.data_dir, Some(dir.path().join(".relay")));
+        std::fs::write(&file, "[server]\ndata_dir = \"state\"\n").unwrap();
+        let config = LocalConfig::load(&file).unwrap();
+        assert_eq!(config.server.data_dir, Some(dir.path().join("state")));
+        std::fs::write(&file, "[server]\ndata_dir = \"/var/lib/relay\"\n").unwrap();
+        let config = LocalConfig::load(&file).unwrap();
+        assert_eq!(
+            config.server.data_dir,
+            Some(PathBuf::from("/var/lib/relay"))
+        );
+    }
+
+    #[test]
     fn the_example_config_parses_with_its_variables_set() {
         let text = include_str!("../../relay.example.toml");
         let config = LocalConfig::parse("relay.example.toml", text, |name| {
@@ -238,6 +275,7 @@ mod tests {
         assert_eq!(config.vendors.vendors().len(), 4);
         assert_eq!(config.sources.len(), 6);
         assert_eq!(config.server.listen.port(), 8787);
+        assert_eq!(config.server.data_dir, Some(PathBuf::from(".relay")));
         let shown = format!("{config:?}");
         assert!(
             !shown.contains("value-of-HOOD_TOKEN"),

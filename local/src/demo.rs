@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use super::config::{LocalConfig, ServerSection, SourceSection, WorkerSection};
-use super::relay::{LocalRelay, StartError};
+use super::relay::{LocalRelay, StartError, Storage};
 use relay_sandbox::samples::SAMPLES;
 use relay_sandbox::{Sandbox, SandboxError};
 use relay_shared::ingress::signature::{SignRequest, Verifier};
@@ -102,6 +102,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
     let config = LocalConfig {
         server: ServerSection {
             listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: None,
         },
         mappings: None,
         sources: secrets
@@ -126,7 +127,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             drain_timeout_secs: 30,
         },
     };
-    let relay = LocalRelay::start(config).await?;
+    let relay = LocalRelay::start(config, Storage::Memory).await?;
     let base = format!("http://{}", relay.addr());
     let client = reqwest::Client::new();
 

@@ -2,8 +2,9 @@
 
 pub mod config;
 pub mod demo;
+pub mod disk;
 pub mod relay;
 pub mod ui;
 
 pub use config::{ConfigError, LocalConfig};
-pub use relay::{LocalRelay, StartError, Stopped};
+pub use relay::{LocalRelay, Resumed, StartError, Stopped, Storage};

@@ -1,8 +1,10 @@
-//! The whole pipeline in one process: the shared webhook router, ingest, an embedded
-//! in-memory store and queue, and the worker delivering in the background — the same code
-//! the Lambda functions run, wired to in-process adapters.
+//! The whole pipeline in one process: the shared webhook router, ingest, an embedded store
+//! and queue — on disk ([`Storage::Disk`], `relay serve`'s default) or in memory — and the
+//! worker delivering in the background: the same code the Lambda functions run, wired to
+//! in-process adapters.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +19,40 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::LocalConfig;
+use super::disk::{Db, DiskError, DiskQueue, DiskStore};
 use relay_shared::assembly::{
-    AssemblyError, DEFAULT_LIMITS, WorkerParts, build_ingest, build_worker, load_mappings,
+    AssemblyError, DEFAULT_LIMITS, LimiterStore, WorkerParts, build_ingest, build_worker,
+    load_mappings,
 };
 use relay_shared::ingress::{Ingest, IngestMetrics, RouterConfig, router};
-use relay_shared::queue::Queue;
 use relay_shared::queue::memory::MemoryQueue;
+use relay_shared::queue::{Queue, QueueError};
 use relay_shared::store::memory::MemoryStore;
-use relay_shared::store::{Clock, SystemClock};
+use relay_shared::store::{Clock, IdempotencyStore, LinkStore, SystemClock};
 use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
 
 /// How long a delivery stays invisible after it is taken from the local queue.
 const VISIBILITY: Duration = Duration::from_secs(60);
+
+/// Receives after which the on-disk queue moves a delivery to the dead letters (the
+/// template's `maxReceiveCount`): only copies that keep failing to be processed at all,
+/// such as one that crashes the relay each time.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// The queue names in the database file.
+const QUEUE: &str = "deliveries";
+const DEAD_LETTERS: &str = "dead-letters";
+
+/// Where the relay keeps claims, links, limiters, the queue and the dead letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In this process only: everything is lost when it stops (tests, `relay demo`,
+    /// `relay serve --memory`).
+    Memory,
+    /// In `relay.sqlite3` in this directory (created when absent), kept across restarts and
+    /// crashes; one relay per directory.
+    Disk(PathBuf),
+}
 
 /// Why the local relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -46,23 +70,156 @@ pub enum StartError {
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("local store: {0}")]
+    Store(#[from] DiskError),
+    #[error("local store: {0}")]
+    Recover(String),
 }
 
 /// What was left when the relay stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped {
-    /// Deliveries still queued when the drain timeout ran out (lost with the process).
+    /// Deliveries still queued when the drain timeout ran out: lost with the process in
+    /// memory, kept for the next start on disk (`persistent`).
     pub undelivered: usize,
     pub dead_letters: usize,
+    /// True when the store is on disk.
+    pub persistent: bool,
+}
+
+/// What an on-disk relay found at start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resumed {
+    /// The database file.
+    pub file: PathBuf,
+    /// Deliveries queued (including the recovered ones).
+    pub queued: usize,
+    /// Deliveries the previous run had taken but not finished, visible again at once.
+    pub recovered: usize,
+    /// Link leases the previous run held, released.
+    pub leases_released: usize,
+    /// Ingest claims the previous run held mid-request, whose senders may retry at once.
+    pub claims_freed: usize,
+    pub dead_letters: usize,
+}
+
+/// The adapters of one [`Storage`].
+enum Backing {
+    Memory {
+        queue: Arc<MemoryQueue>,
+        dead_letters: Arc<MemoryQueue>,
+    },
+    Disk {
+        queue: Arc<DiskQueue>,
+        dead_letters: Arc<DiskQueue>,
+    },
+}
+
+impl Backing {
+    /// Deliveries held by the queue (`Err` when the store cannot be read).
+    async fn queued(&self) -> Result<usize, QueueError> {
+        match self {
+            Backing::Memory { queue, .. } => Ok(queue.len()),
+            Backing::Disk { queue, .. } => queue.len().await,
+        }
+    }
+
+    async fn dead(&self) -> Result<usize, QueueError> {
+        match self {
+            Backing::Memory { dead_letters, .. } => Ok(dead_letters.len()),
+            Backing::Disk { dead_letters, .. } => dead_letters.len().await,
+        }
+    }
+}
+
+/// The store and queues of `storage`, recovered from the previous run on disk.
+struct Opened {
+    idempotency: Arc<dyn IdempotencyStore>,
+    links: Arc<dyn LinkStore>,
+    limiters: Box<dyn LimiterStore + Send + Sync>,
+    queue: Arc<dyn Queue>,
+    dead_letters: Arc<dyn Queue>,
+    backing: Backing,
+    resumed: Option<Resumed>,
+    /// The on-disk store, swept of expired claims while the relay runs.
+    sweep: Option<DiskStore>,
+}
+
+/// How often a long-running relay deletes claims past their retention.
+const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+
+async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, StartError> {
+    match storage {
+        Storage::Memory => {
+            let store = MemoryStore::new(clock.clone());
+            let dead_letters = Arc::new(MemoryQueue::new(VISIBILITY));
+            let queue = Arc::new(MemoryQueue::new(VISIBILITY));
+            Ok(Opened {
+                idempotency: Arc::new(store.clone()),
+                links: Arc::new(store.clone()),
+                limiters: Box::new(store),
+                queue: queue.clone(),
+                dead_letters: dead_letters.clone(),
+                backing: Backing::Memory {
+                    queue,
+                    dead_letters,
+                },
+                resumed: None,
+                sweep: None,
+            })
+        }
+        Storage::Disk(dir) => {
+            let dir = dir.clone();
+            // Opening creates the file and applies the schema: blocking work.
+            let db = tokio::task::spawn_blocking(move || Db::open(&dir))
+                .await
+                .map_err(|e| StartError::Recover(e.to_string()))??;
+            let file = db.file().to_path_buf();
+            let store = DiskStore::new(db.clone(), clock.clone());
+            let dead_letters = DiskQueue::new(db.clone(), DEAD_LETTERS, VISIBILITY, clock.clone());
+            let queue = DiskQueue::new(db, QUEUE, VISIBILITY, clock.clone())
+                .with_dead_letter(&dead_letters, MAX_RECEIVES);
+            // We hold the directory's lock, so the run that took these has ended.
+            let recover = |e: &dyn std::fmt::Display| StartError::Recover(e.to_string());
+            let recovered = queue.recover_in_flight().await.map_err(|e| recover(&e))?;
+            let leases_released = store.release_all_leases().await.map_err(|e| recover(&e))?;
+            let claims_freed = store.end_claim_leases().await.map_err(|e| recover(&e))?;
+            store.sweep_expired().await.map_err(|e| recover(&e))?;
+            let resumed = Resumed {
+                file,
+                queued: queue.len().await.map_err(|e| recover(&e))?,
+                recovered,
+                leases_released,
+                claims_freed,
+                dead_letters: dead_letters.len().await.map_err(|e| recover(&e))?,
+            };
+            Ok(Opened {
+                idempotency: Arc::new(store.clone()),
+                links: Arc::new(store.clone()),
+                limiters: Box::new(store.clone()),
+                sweep: Some(store),
+                queue: Arc::new(queue.clone()),
+                dead_letters: Arc::new(dead_letters.clone()),
+                backing: Backing::Disk {
+                    queue: Arc::new(queue),
+                    dead_letters: Arc::new(dead_letters),
+                },
+                resumed: Some(resumed),
+            })
+        }
+    }
 }
 
 /// A running local relay.
 pub struct LocalRelay {
     addr: SocketAddr,
     pub ingest: Arc<Ingest>,
-    pub queue: Arc<MemoryQueue>,
-    pub dead_letters: Arc<MemoryQueue>,
+    pub queue: Arc<dyn Queue>,
+    pub dead_letters: Arc<dyn Queue>,
     pub metrics: Arc<Metrics>,
+    /// What the on-disk store held at start (`None` in memory).
+    pub resumed: Option<Resumed>,
+    backing: Backing,
     /// Sources that have no secret and therefore answer 404.
     pub disabled_sources: Vec<String>,
     stop_http: watch::Sender<bool>,
@@ -73,17 +230,26 @@ pub struct LocalRelay {
 }
 
 impl LocalRelay {
-    /// Binds, then serves and delivers in background tasks until [`LocalRelay::shutdown`].
-    pub async fn start(config: LocalConfig) -> Result<LocalRelay, StartError> {
+    /// Opens `storage` (on disk: takes the directory's lock and gives back what the
+    /// previous run held), binds, then serves and delivers in background tasks until
+    /// [`LocalRelay::shutdown`].
+    pub async fn start(config: LocalConfig, storage: Storage) -> Result<LocalRelay, StartError> {
         let mappings = Arc::new(load_mappings(config.mappings.as_deref())?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = MemoryStore::new(clock.clone());
-        let dead_letters = Arc::new(MemoryQueue::new(VISIBILITY));
-        let queue = Arc::new(MemoryQueue::new(VISIBILITY));
+        let Opened {
+            idempotency,
+            links,
+            limiters,
+            queue,
+            dead_letters,
+            backing,
+            resumed,
+            sweep,
+        } = open(&storage, &clock).await?;
         let (ingest, disabled_sources) = build_ingest(
             mappings.clone(),
             &config.source_secrets(),
-            Arc::new(store.clone()),
+            idempotency,
             queue.clone(),
             clock.clone(),
             Arc::new(IngestMetrics::in_memory()),
@@ -93,8 +259,8 @@ impl LocalRelay {
         let worker = Arc::new(build_worker(WorkerParts {
             mappings,
             vendors: &config.vendors,
-            links: Arc::new(store.clone()),
-            limiter_store: &store,
+            links,
+            limiter_store: limiters.as_ref(),
             limiter_account: "local",
             limits: DEFAULT_LIMITS,
             queue: queue.clone(),
@@ -139,15 +305,20 @@ impl LocalRelay {
         });
 
         let (stop_workers, stopped) = watch::channel(false);
-        let workers = (0..config.worker.concurrency.max(1))
+        let mut workers: Vec<JoinHandle<()>> = (0..config.worker.concurrency.max(1))
             .map(|_| tokio::spawn(work(worker.clone(), queue.clone(), stopped.clone())))
             .collect();
+        if let Some(store) = sweep {
+            workers.push(tokio::spawn(sweep_claims(store, stopped)));
+        }
         Ok(LocalRelay {
             addr,
             ingest,
             queue,
             dead_letters,
             metrics,
+            resumed,
+            backing,
             disabled_sources,
             stop_http,
             stop_workers,
@@ -166,13 +337,22 @@ impl LocalRelay {
     /// Answers whether it got there.
     pub async fn idle(&self, timeout: Duration) -> bool {
         let until = tokio::time::Instant::now() + timeout;
-        while !self.queue.is_empty() {
+        loop {
+            match self.backing.queued().await {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the local queue"),
+            }
             if tokio::time::Instant::now() >= until {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        true
+    }
+
+    /// Deliveries held by the queue now, visible or not.
+    pub async fn queued(&self) -> Result<usize, QueueError> {
+        self.backing.queued().await
     }
 
     /// Stops accepting requests, lets in-flight requests finish, delivers what is queued
@@ -183,7 +363,7 @@ impl LocalRelay {
         let _ = server.await;
         if !self.idle(self.drain_timeout).await {
             tracing::warn!(
-                queued = self.queue.len(),
+                queued = self.backing.queued().await.unwrap_or_default(),
                 "drain timeout reached with deliveries still queued"
             );
         }
@@ -192,14 +372,15 @@ impl LocalRelay {
             let _ = worker.await;
         }
         Stopped {
-            undelivered: self.queue.len(),
-            dead_letters: self.dead_letters.len(),
+            undelivered: self.backing.queued().await.unwrap_or_default(),
+            dead_letters: self.backing.dead().await.unwrap_or_default(),
+            persistent: matches!(self.backing, Backing::Disk { .. }),
         }
     }
 }
 
 /// One worker loop: takes batches until told to stop; a batch in progress always finishes.
-async fn work(worker: Arc<Worker>, queue: Arc<MemoryQueue>, mut stop: watch::Receiver<bool>) {
+async fn work(worker: Arc<Worker>, queue: Arc<dyn Queue>, mut stop: watch::Receiver<bool>) {
     loop {
         let batch = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -215,6 +396,20 @@ async fn work(worker: Arc<Worker>, queue: Arc<MemoryQueue>, mut stop: watch::Rec
                 tracing::error!(%error, "local queue failed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Deletes expired claims every [`SWEEP_EVERY`] until told to stop (they already count as
+/// absent; this keeps the file from growing with every event).
+async fn sweep_claims(store: DiskStore, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        if let Err(error) = store.sweep_expired().await {
+            tracing::warn!(%error, "could not delete expired claims");
         }
     }
 }

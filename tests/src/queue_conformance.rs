@@ -11,6 +11,39 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use relay_shared::queue::{OutboundMessage, Queue, QueueError, ReceivedMessage};
 
+/// The local relay's on-disk queues in a fresh data directory (removed when dropped): a
+/// queue with the suite's visibility and, with `max_receives`, a redrive policy to the
+/// dead-letter queue beside it in the same file.
+pub struct DiskQueues {
+    pub queue: relay_local::disk::DiskQueue,
+    pub dead_letters: relay_local::disk::DiskQueue,
+    _dir: tempfile::TempDir,
+}
+
+impl DiskQueues {
+    pub fn fresh(max_receives: Option<u32>) -> DiskQueues {
+        use std::sync::Arc;
+
+        use relay_local::disk::{Db, DiskQueue};
+        use relay_shared::store::SystemClock;
+
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let db = Db::open(dir.path()).expect("the data directory opens");
+        let clock = Arc::new(SystemClock);
+        let dead_letters =
+            DiskQueue::new(db.clone(), "dead-letters", MIN_VISIBILITY, clock.clone());
+        let mut queue = DiskQueue::new(db, "deliveries", MIN_VISIBILITY, clock);
+        if let Some(max) = max_receives {
+            queue = queue.with_dead_letter(&dead_letters, max);
+        }
+        DiskQueues {
+            queue,
+            dead_letters,
+            _dir: dir,
+        }
+    }
+}
+
 /// Shortest visibility timeout the suite's queues may have.
 pub const MIN_VISIBILITY: Duration = Duration::from_secs(60);
 

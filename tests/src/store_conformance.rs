@@ -59,6 +59,28 @@ impl Fixture {
         }
     }
 
+    /// The local relay's on-disk (SQLite) adapter in a fresh data directory, removed when
+    /// the fixture is dropped. No backend calls are recorded: each operation is one SQLite
+    /// transaction on the store's own thread.
+    pub async fn disk() -> Fixture {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let clock = start_clock();
+        let db = relay_local::disk::Db::open(dir.path()).expect("the data directory opens");
+        let store = relay_local::disk::DiskStore::new(db, clock.clone());
+        let limiters = store.clone();
+        Fixture {
+            idempotency: Arc::new(store.clone()),
+            links: Arc::new(store),
+            // The closure owns the directory, so it lives exactly as long as the fixture.
+            limiter: Box::new(move |key, params| {
+                let _dir = &dir;
+                Arc::new(limiters.limiter(key, params))
+            }),
+            clock,
+            calls: None,
+        }
+    }
+
     /// The DynamoDB adapter on a fresh table in DynamoDB Local.
     pub async fn dynamodb() -> Fixture {
         let table = fresh_table().await.expect("DynamoDB Local table");

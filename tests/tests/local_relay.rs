@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use http::Method;
 use relay_local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_local::{LocalConfig, LocalRelay};
+use relay_local::{LocalConfig, LocalRelay, Storage};
 use relay_sandbox::Sandbox;
 use relay_sandbox::samples::sample;
 use relay_shared::ingress::signature::{SignRequest, Verifier};
@@ -28,6 +28,7 @@ async fn relay(sandbox: &Sandbox) -> LocalRelay {
     let config = LocalConfig {
         server: ServerSection {
             listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: None,
         },
         mappings: None,
         sources: BTreeMap::from([(
@@ -47,7 +48,7 @@ async fn relay(sandbox: &Sandbox) -> LocalRelay {
             drain_timeout_secs: 30,
         },
     };
-    LocalRelay::start(config).await.unwrap()
+    LocalRelay::start(config, Storage::Memory).await.unwrap()
 }
 
 async fn post_typeform(relay: &LocalRelay, body: &str) -> (u16, Value) {

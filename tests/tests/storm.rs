@@ -47,13 +47,12 @@ use futures::future::join_all;
 use http::{HeaderMap, Method};
 use relay_local::config::{ServerSection, SourceSection, WorkerSection};
 use relay_local::demo::max_in_window;
-use relay_local::{LocalConfig, LocalRelay};
+use relay_local::{LocalConfig, LocalRelay, Storage};
 use relay_sandbox::Sandbox;
 use relay_shared::ingress::signature::{
     Encoding, SignRequest, SignatureScheme, TagEncoding, Verifier,
 };
 use relay_shared::mapping::BUILTIN_MAPPINGS;
-use relay_shared::queue::Queue;
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::Counter;
 use relay_shared::worker::setup::VendorConfigs;
@@ -1866,6 +1865,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
     let config = LocalConfig {
         server: ServerSection {
             listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: None,
         },
         mappings: Some(mapping_file.clone()),
         sources: secrets
@@ -1890,7 +1890,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
             drain_timeout_secs: 30,
         },
     };
-    let relay = LocalRelay::start(config).await;
+    let relay = LocalRelay::start(config, Storage::Memory).await;
     std::fs::remove_dir_all(&dir).ok();
     let relay = relay.unwrap_or_else(|e| {
         panic!("the relay must load the built-in mappings plus sources with `phone_region`: {e}")

@@ -361,5 +361,8 @@ fn each_function_may_write_only_its_own_items() {
     }
     // The worker records each delivery's outcome on the event's item.
     assert!(allowed(&worker_keys, claim.as_str()));
-    assert!(!allowed(&worker_keys, raw.as_str()), "the worker never writes raw requests");
+    assert!(
+        !allowed(&worker_keys, raw.as_str()),
+        "the worker never writes raw requests"
+    );
 }

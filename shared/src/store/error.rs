@@ -34,8 +34,9 @@ pub enum StoreError {
         /// What was wrong.
         reason: String,
     },
-    /// DynamoDB (or the network to it) failed; usually worth retrying later.
-    #[error("DynamoDB {operation} failed: {message}")]
+    /// The backend (DynamoDB or the network to it; the local relay's SQLite file) failed;
+    /// usually worth retrying later.
+    #[error("store backend {operation} failed: {message}")]
     Backend {
         /// The API operation, e.g. `PutItem`.
         operation: &'static str,

@@ -39,7 +39,9 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn new(key: IdempotencyKey, lease_until: DateTime<Utc>) -> Self {
+    /// A fresh claim with a new fencing token, as an adapter returns it from a successful
+    /// claim (public for adapters outside this crate, such as relay-local's disk store).
+    pub fn new(key: IdempotencyKey, lease_until: DateTime<Utc>) -> Self {
         Self {
             key,
             token: Uuid::new_v4(),
@@ -146,7 +148,7 @@ impl ClaimRecord {
     }
 
     /// The record a successful claim writes.
-    pub(crate) fn claimed(
+    pub fn claimed(
         claim: &Claim,
         payload_hash: PayloadHash,
         now: DateTime<Utc>,
@@ -163,19 +165,19 @@ impl ClaimRecord {
     }
 
     /// True while `claim` is the current claimant (the fencing check).
-    pub(crate) fn held_by(&self, claim: &Claim) -> bool {
+    pub fn held_by(&self, claim: &Claim) -> bool {
         matches!(&self.state, ClaimState::InProgress { token, .. } if *token == claim.token)
     }
 }
 
 /// `from + retention`, truncated to whole seconds (the TTL attribute's unit).
-pub(crate) fn expiry(from: DateTime<Utc>, retention: TimeDelta) -> DateTime<Utc> {
+pub fn expiry(from: DateTime<Utc>, retention: TimeDelta) -> DateTime<Utc> {
     let at = from + retention;
     DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
 /// Checks the result budget before any call is made.
-pub(crate) fn check_result(result: &str) -> Result<(), StoreError> {
+pub fn check_result(result: &str) -> Result<(), StoreError> {
     if result.len() > MAX_RESULT_BYTES {
         Err(StoreError::ResultTooLarge { len: result.len() })
     } else {

@@ -65,7 +65,8 @@ impl DeliveryId {
         &self.0
     }
 
-    pub(crate) fn from_stored(s: String) -> Self {
+    /// A delivery id as an adapter stored it (public for adapters outside this crate).
+    pub fn from_stored(s: String) -> Self {
         DeliveryId(s)
     }
 }
@@ -79,7 +80,9 @@ pub struct LinkLease {
 }
 
 impl LinkLease {
-    pub(crate) fn new(key: LinkKey, until: DateTime<Utc>) -> Self {
+    /// A fresh lease with a new fencing token, as an adapter returns it from a successful
+    /// lease (public for adapters outside this crate).
+    pub fn new(key: LinkKey, until: DateTime<Utc>) -> Self {
         LinkLease {
             key,
             token: Uuid::new_v4(),
