@@ -27,6 +27,7 @@ use relay_shared::assembly::{
 use relay_shared::ingress::{Ingest, IngestMetrics, RouterConfig, router};
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{Queue, QueueError};
+use relay_shared::store::Journal;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{Clock, IdempotencyStore, LinkStore, SystemClock};
 use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
@@ -135,6 +136,8 @@ impl Backing {
 /// The store and queues of `storage`, recovered from the previous run on disk.
 struct Opened {
     idempotency: Arc<dyn IdempotencyStore>,
+    /// The delivery log, in the same store as the claims it rides on.
+    journal: Arc<dyn Journal>,
     links: Arc<dyn LinkStore>,
     limiters: Box<dyn LimiterStore + Send + Sync>,
     queue: Arc<dyn Queue>,
@@ -156,6 +159,7 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
             let queue = Arc::new(MemoryQueue::new(VISIBILITY));
             Ok(Opened {
                 idempotency: Arc::new(store.clone()),
+                journal: Arc::new(store.clone()),
                 links: Arc::new(store.clone()),
                 limiters: Box::new(store),
                 queue: queue.clone(),
@@ -195,6 +199,7 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
             };
             Ok(Opened {
                 idempotency: Arc::new(store.clone()),
+                journal: Arc::new(store.clone()),
                 links: Arc::new(store.clone()),
                 limiters: Box::new(store.clone()),
                 sweep: Some(store),
@@ -238,6 +243,7 @@ impl LocalRelay {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let Opened {
             idempotency,
+            journal,
             links,
             limiters,
             queue,
@@ -254,22 +260,45 @@ impl LocalRelay {
             clock.clone(),
             Arc::new(IngestMetrics::in_memory()),
         )?;
-        let ingest = Arc::new(ingest);
+        // Every accepted event is logged (`/ui`); its raw request is kept, sealed, when a
+        // key is set (RELAY_RAW_KEY), for a replay that maps it again.
+        let raw_key = match std::env::var("RELAY_RAW_KEY") {
+            Ok(text) if !text.is_empty() => Some(
+                relay_shared::store::RawKey::from_base64(&secrecy::SecretString::from(text))
+                    .map_err(|e| StartError::Invalid(format!("RELAY_RAW_KEY: {e}")))?,
+            ),
+            _ => None,
+        };
+        let ingest = Arc::new(ingest.with_recording(
+            relay_shared::ingress::ingest::Recording::new(journal.clone(), raw_key),
+        ));
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let worker = Arc::new(build_worker(WorkerParts {
-            mappings,
-            vendors: &config.vendors,
-            links,
-            limiter_store: limiters.as_ref(),
-            limiter_account: "local",
-            limits: DEFAULT_LIMITS,
+        let worker = Arc::new(
+            build_worker(WorkerParts {
+                mappings,
+                vendors: &config.vendors,
+                links,
+                limiter_store: limiters.as_ref(),
+                limiter_account: "local",
+                limits: DEFAULT_LIMITS,
+                queue: queue.clone(),
+                dead_letters: dead_letters.clone(),
+                clock,
+                policy: RetryPolicy::default(),
+                metrics: metrics.clone(),
+            })?
+            .with_journal(journal.clone()),
+        );
+        let dashboard = crate::ui::RelayDashboard {
+            journal,
             queue: queue.clone(),
             dead_letters: dead_letters.clone(),
-            clock,
-            policy: RetryPolicy::default(),
-            metrics: metrics.clone(),
-        })?);
-
+            limiters: worker
+                .limiters
+                .iter()
+                .map(|(v, l)| (*v, (DEFAULT_LIMITS(*v), l.clone())))
+                .collect(),
+        };
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|error| StartError::Listen {
@@ -290,7 +319,8 @@ impl LocalRelay {
             axum::Router::new()
                 .route("/events", post(put_event))
                 .with_state(ingest.clone()),
-        );
+        )
+        .merge(crate::ui::router(Arc::new(dashboard)));
         let (stop_http, mut http_stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             let shutdown = async move {

@@ -32,6 +32,8 @@ pub struct Fixture {
     pub clock: Arc<ManualClock>,
     /// Backend calls, when the adapter has a backend.
     pub calls: Option<CallLog>,
+    /// What the adapter needs kept alive (the disk adapter's data directory).
+    pub keep: Option<tempfile::TempDir>,
 }
 
 impl Fixture {
@@ -44,6 +46,22 @@ impl Fixture {
             claims: Arc::new(store),
             clock,
             calls: None,
+            keep: None,
+        }
+    }
+
+    /// The local relay's on-disk adapter (SQLite) in a fresh data directory.
+    pub async fn disk() -> Fixture {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let clock = start_clock();
+        let db = relay_local::disk::Db::open(dir.path()).expect("the data directory opens");
+        let store = relay_local::disk::DiskStore::new(db, clock.clone());
+        Fixture {
+            journal: Arc::new(store.clone()),
+            claims: Arc::new(store),
+            clock,
+            calls: None,
+            keep: Some(dir),
         }
     }
 
@@ -57,6 +75,7 @@ impl Fixture {
             claims: Arc::new(store),
             clock,
             calls: Some(table.calls),
+            keep: None,
         }
     }
 

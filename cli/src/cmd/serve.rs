@@ -35,6 +35,10 @@ async fn serve(path: &std::path::Path, memory: bool) -> anyhow::Result<()> {
     println!(
         "  POST /hooks/forms/{{source}}, POST /hooks/crm/{{source}}, POST /events (EventBridge events), GET /health"
     );
+    println!(
+        "  dashboard: http://{}/ui (events, dead letters with replay, request rates and limiters)",
+        relay.addr()
+    );
     match &relay.resumed {
         Some(resumed) => println!(
             "  store: {} ({} deliveries queued, {} of them taken by the previous run and resumed; {} dead letters)",

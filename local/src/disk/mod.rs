@@ -15,6 +15,7 @@
 //! Adding a table (e.g. the delivery journal) is one more entry in [`MIGRATIONS`] and an
 //! adapter over [`Db::write`] / [`Db::read`].
 
+mod journal;
 mod queue;
 mod store;
 
@@ -72,6 +73,24 @@ pub const MIGRATIONS: &[&str] = &[
          receipt TEXT UNIQUE
      );
      CREATE INDEX messages_visible ON messages (queue, visible_at, seq);",
+    // 2: the delivery log (one row per logged event, written with its claim) and the
+    // sealed raw requests a replay maps again.
+    "CREATE TABLE journal (
+         pk TEXT PRIMARY KEY,
+         entry TEXT NOT NULL,
+         deliveries TEXT NOT NULL,
+         received_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX journal_recent ON journal (received_at);
+     CREATE TABLE raw_requests (
+         pk TEXT PRIMARY KEY,
+         source TEXT NOT NULL,
+         fallback_event_id TEXT NOT NULL,
+         received_at INTEGER NOT NULL,
+         sealed BLOB NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// Why the on-disk store could not be opened or used.

@@ -52,7 +52,7 @@ impl From<DiskError> for StoreError {
     }
 }
 
-fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+pub(super) fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |error| DiskError::Sqlite { operation, error }.into()
 }
 
@@ -66,9 +66,11 @@ fn malformed(pk: &str, reason: impl Into<String>) -> StoreError {
 /// The on-disk store. Clones share the database, like instances sharing one table.
 #[derive(Debug, Clone)]
 pub struct DiskStore {
-    db: Db,
-    clock: Arc<dyn Clock>,
-    retention: TimeDelta,
+    pub(super) db: Db,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) retention: TimeDelta,
+    /// How long the delivery log and the raw requests are kept.
+    pub(super) journal_ttl: TimeDelta,
 }
 
 impl DiskStore {
@@ -78,6 +80,16 @@ impl DiskStore {
             db,
             clock,
             retention: DEFAULT_RETENTION,
+            journal_ttl: relay_shared::store::DEFAULT_JOURNAL_TTL,
+        }
+    }
+
+    /// Keeps the delivery log and the raw requests for `ttl` instead of 14 days.
+    #[must_use]
+    pub fn with_journal_ttl(self, journal_ttl: TimeDelta) -> Self {
+        DiskStore {
+            journal_ttl,
+            ..self
         }
     }
 
@@ -165,6 +177,23 @@ impl DiskStore {
                         return Err(malformed(pk, "a claim is finished as in progress"));
                     }
                 };
+                // A logged event keeps its claim as long as its log entry; a released
+                // claim (nothing was enqueued) drops out of the log.
+                let logged: Option<i64> = tx
+                    .query_row("SELECT expires_at FROM journal WHERE pk = ?1", [pk], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(sql("finish claim"))?;
+                let expires_at = match (&state, logged) {
+                    (ClaimState::Released, Some(_)) => {
+                        tx.execute("DELETE FROM journal WHERE pk = ?1", [pk])
+                            .map_err(sql("finish claim"))?;
+                        expires_at
+                    }
+                    (_, Some(log)) => expires_at.max(log),
+                    (_, None) => expires_at,
+                };
                 tx.execute(
                     "UPDATE claims SET state = ?2, result = ?3, lease_until = NULL,
                          token = NULL, expires_at = ?4
@@ -176,6 +205,41 @@ impl DiskStore {
             })
             .await
     }
+}
+
+/// Takes the claim of `key` inside `tx` unless a record blocks it (one claim's rules,
+/// shared by [`IdempotencyStore::claim`] and the delivery log's recorded claim).
+pub(super) fn claim_in(
+    tx: &Transaction<'_>,
+    key: &IdempotencyKey,
+    payload_hash: &PayloadHash,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    retention: TimeDelta,
+) -> Result<ClaimOutcome, StoreError> {
+    let pk = key.as_str();
+    if let Some(outcome) = read_claim(tx, pk)?.and_then(|r| r.blocks(payload_hash, now)) {
+        return Ok(outcome);
+    }
+    let claim = Claim::new(key.clone(), lease_until);
+    let record = ClaimRecord::claimed(&claim, *payload_hash, now, retention);
+    tx.execute(
+        "INSERT INTO claims (pk, payload_hash, state, lease_until, token, result, expires_at)
+         VALUES (?1, ?2, 'in_progress', ?3, ?4, NULL, ?5)
+         ON CONFLICT (pk) DO UPDATE SET
+             payload_hash = excluded.payload_hash, state = excluded.state,
+             lease_until = excluded.lease_until, token = excluded.token,
+             result = NULL, expires_at = excluded.expires_at",
+        params![
+            pk,
+            payload_hash.to_hex(),
+            lease_until.timestamp_millis(),
+            claim.token().to_string(),
+            record.expires_at.timestamp(),
+        ],
+    )
+    .map_err(sql("claim"))?;
+    Ok(ClaimOutcome::Claimed(claim))
 }
 
 fn read_claim(tx: &Transaction<'_>, pk: &str) -> Result<Option<ClaimRecord>, StoreError> {
@@ -239,31 +303,7 @@ impl IdempotencyStore for DiskStore {
         let (key, payload_hash) = (key.clone(), *payload_hash);
         self.db
             .write("claim", move |tx| {
-                let pk = key.as_str();
-                if let Some(outcome) =
-                    read_claim(tx, pk)?.and_then(|r| r.blocks(&payload_hash, now))
-                {
-                    return Ok(outcome);
-                }
-                let claim = Claim::new(key.clone(), lease_until);
-                let record = ClaimRecord::claimed(&claim, payload_hash, now, retention);
-                tx.execute(
-                    "INSERT INTO claims (pk, payload_hash, state, lease_until, token, result, expires_at)
-                     VALUES (?1, ?2, 'in_progress', ?3, ?4, NULL, ?5)
-                     ON CONFLICT (pk) DO UPDATE SET
-                         payload_hash = excluded.payload_hash, state = excluded.state,
-                         lease_until = excluded.lease_until, token = excluded.token,
-                         result = NULL, expires_at = excluded.expires_at",
-                    params![
-                        pk,
-                        payload_hash.to_hex(),
-                        lease_until.timestamp_millis(),
-                        claim.token().to_string(),
-                        record.expires_at.timestamp(),
-                    ],
-                )
-                .map_err(sql("claim"))?;
-                Ok(ClaimOutcome::Claimed(claim))
+                claim_in(tx, &key, &payload_hash, lease_until, now, retention)
             })
             .await
     }
