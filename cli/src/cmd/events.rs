@@ -1,4 +1,5 @@
-//! `relay events` and `relay event <id>`: the delivery log of a deployed stack's table.
+//! `relay events` and `relay event <id>`: the delivery log of a deployed stack's table or of
+//! a local relay's data directory.
 //!
 //! Both read through the [`Journal`] trait object [`open`] answers, so another backend
 //! (the local relay's on-disk store) plugs in with one more arm there.
@@ -19,8 +20,12 @@ use relay_shared::vendors::Vendor;
 pub struct StoreArgs {
     /// The stack's DynamoDB table (stack output TableName). Credentials come from the usual
     /// AWS chain; `DYNAMODB_ENDPOINT` or `AWS_ENDPOINT_URL_DYNAMODB` point at DynamoDB Local.
-    #[arg(long, env = "RELAY_TABLE")]
-    pub table: String,
+    #[arg(long, env = "RELAY_TABLE", required_unless_present = "data_dir")]
+    pub table: Option<String>,
+    /// The data directory of a local relay (`relay serve`'s `[server] data_dir`, `.relay`
+    /// beside its config by default), read while it runs.
+    #[arg(long, conflicts_with = "table")]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// List recent events and where each delivery stands.
@@ -97,23 +102,34 @@ pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config.build())
 }
 
-/// The log behind `args`.
-pub async fn open(args: &StoreArgs) -> Arc<dyn Journal> {
-    Arc::new(DynamoStore::new(
+/// The log behind `args`: a local relay's data directory, or a stack's table.
+pub async fn open(args: &StoreArgs) -> anyhow::Result<Arc<dyn Journal>> {
+    if let Some(dir) = &args.data_dir {
+        let db = relay_local::disk::Db::open_read_only(dir)?;
+        return Ok(Arc::new(relay_local::disk::DiskStore::new(
+            db,
+            Arc::new(SystemClock),
+        )));
+    }
+    let table = args
+        .table
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("give --table or --data-dir"))?;
+    Ok(Arc::new(DynamoStore::new(
         dynamodb_client().await,
-        args.table.clone(),
+        table,
         Arc::new(SystemClock),
-    ))
+    )))
 }
 
 pub async fn run_list(args: ListArgs) -> anyhow::Result<()> {
-    let journal = open(&args.store).await;
+    let journal = open(&args.store).await?;
     print!("{}", list(journal.as_ref(), &args).await?);
     Ok(())
 }
 
 pub async fn run_show(args: ShowArgs) -> anyhow::Result<()> {
-    let journal = open(&args.store).await;
+    let journal = open(&args.store).await?;
     print!("{}", show(journal.as_ref(), &args).await?);
     Ok(())
 }

@@ -180,8 +180,56 @@ impl Db {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("relay-sqlite".into())
-            .spawn(move || run(conn, &queue, lock))
+            .spawn(move || run(conn, &queue, Some(lock)))
             .map_err(io)?;
+        Ok(Db {
+            jobs,
+            file: Arc::new(file),
+        })
+    }
+
+    /// Opens the database of the data directory `dir` for reading only, beside a running
+    /// relay (WAL lets readers work while it writes): no lock is taken, no schema applied.
+    /// For `relay events --data-dir`.
+    pub fn open_read_only(dir: &Path) -> Result<Db, DiskError> {
+        let file = dir.join(DB_FILE);
+        if !file.exists() {
+            return Err(DiskError::Io {
+                dir: dir.to_path_buf(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no {DB_FILE}: has `relay serve` run with this data directory?"),
+                ),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(DiskError::sqlite("open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(DiskError::sqlite("busy_timeout"))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(DiskError::sqlite("user_version"))?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version != known {
+            return Err(DiskError::Malformed {
+                what: "schema version",
+                reason: format!(
+                    "{} has version {version}, this relay reads {known}: start `relay serve` once with this relay",
+                    file.display()
+                ),
+            });
+        }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("relay-sqlite-reader".into())
+            .spawn(move || run(conn, &queue, None))
+            .map_err(|error| DiskError::Io {
+                dir: dir.to_path_buf(),
+                error,
+            })?;
         Ok(Db {
             jobs,
             file: Arc::new(file),
@@ -253,14 +301,16 @@ impl Db {
 }
 
 /// The database thread: runs jobs in order until every handle is dropped.
-fn run(mut conn: Connection, jobs: &mpsc::Receiver<Job>, lock: File) {
+fn run(mut conn: Connection, jobs: &mpsc::Receiver<Job>, lock: Option<File>) {
     while let Ok(job) = jobs.recv() {
         job(&mut conn);
     }
     drop(conn);
     // Closing the file releases the OS lock; unlocking first makes the order explicit.
-    let _ = lock.unlock();
-    drop(lock);
+    if let Some(lock) = lock {
+        let _ = lock.unlock();
+        drop(lock);
+    }
 }
 
 /// WAL (readers never block the writer, a commit is one append), `synchronous = FULL` (a
