@@ -6,6 +6,7 @@ pub mod journal_conformance;
 pub mod moto;
 pub mod pipeline;
 pub mod queue_conformance;
+pub mod sqs_pipeline;
 pub mod stateful_vendors;
 pub mod store_conformance;
 pub mod vendors;
