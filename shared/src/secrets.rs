@@ -31,7 +31,8 @@ use tokio::time::Instant;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::ingress::SourceSecrets;
+/// Signing secrets per source name; several per source while rotating (current first).
+pub type SourceSecrets = std::collections::HashMap<String, Vec<SecretString>>;
 
 /// Why secrets could not be read. Never contains a secret.
 #[derive(Debug, thiserror::Error)]

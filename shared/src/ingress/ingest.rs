@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
-use secrecy::SecretString;
 use serde_json::Value;
 
 use super::error::IngestError;
 use super::metrics::IngestMetrics;
 pub use super::outcome::{Accepted, EventWarning, RefusedEvent};
-use super::signature::{InboundRequest, SecretError};
+use super::signature::InboundRequest;
+pub use super::verifiers::{SetupError, SourceSecrets};
 use super::verifiers::{VerifierSet, Verifiers};
 use crate::delivery::DeliveryMessage;
 use crate::mapping::{
@@ -63,9 +63,6 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long a claim is held when the caller gives no deadline (local runs).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// Signing secrets per source name; several per source while rotating (current first).
-pub type SourceSecrets = HashMap<String, Vec<SecretString>>;
-
 /// How long a duplicate arriving while the first copy is still being enqueued waits for
 /// it before being answered `409 event_in_progress`: enqueueing takes milliseconds, and
 /// senders count a 4xx as a failed delivery.
@@ -80,14 +77,6 @@ pub struct WebhookDelivery<'a> {
     pub content_type: Option<&'a str>,
     /// The invocation's deadline (Lambda), bounding how long the claim is held.
     pub deadline: Option<DateTime<Utc>>,
-}
-
-/// A source that could not be enabled at start-up.
-#[derive(Debug, thiserror::Error)]
-#[error("source `{source_name}`: {error}")]
-pub struct SetupError {
-    pub source_name: String,
-    pub error: SecretError,
 }
 
 /// The ingest service; built once per cold start and shared by all requests.

@@ -14,10 +14,19 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::error::IngestError;
-use super::ingest::{SetupError, SourceSecrets};
 use super::signature::{InboundRequest, SignatureError, Verified, Verifier};
 use crate::mapping::Mappings;
 use crate::secrets::{Refresh, RefreshingParameter};
+
+pub use crate::secrets::SourceSecrets;
+
+/// A source that could not be enabled at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("source `{source_name}`: {error}")]
+pub struct SetupError {
+    pub source_name: String,
+    pub error: super::signature::SecretError,
+}
 
 /// The verifiers built from one set of secrets.
 #[derive(Debug, Default)]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{ClaimOutcome, IdempotencyKey, PayloadHash, StoreError};
-use crate::vendors::Vendor;
+use crate::model::Vendor;
 
 /// How long the log (and the raw events) are kept by default.
 pub const DEFAULT_JOURNAL_TTL: TimeDelta = TimeDelta::days(14);

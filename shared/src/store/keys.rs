@@ -9,7 +9,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::vendors::Vendor;
+use crate::model::Vendor;
 
 /// Longest sender event id kept as it is in a claim key (DynamoDB's partition key limit is
 /// 2048 bytes); longer ones are hashed. Real ids (UUIDs, `msg_…`, numbers) are far shorter.

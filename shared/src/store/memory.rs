@@ -23,7 +23,7 @@ use super::{
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
     Permit, RateLimiter, StoreError,
 };
-use crate::vendors::Vendor;
+use crate::model::Vendor;
 
 #[derive(Debug, Default)]
 struct Table {
@@ -379,9 +379,9 @@ impl RateLimiter for MemoryRateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Vendor;
     use crate::store::ManualClock;
     use crate::store::clock::from_epoch_ms;
-    use crate::vendors::Vendor;
 
     fn setup() -> (Arc<ManualClock>, MemoryStore) {
         let clock = Arc::new(ManualClock::new(from_epoch_ms(1_800_000_000_000)));

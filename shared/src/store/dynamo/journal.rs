@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::item::{self, Item, n, s};
 use super::{DynamoStore, backend};
+use crate::model::Vendor;
 use crate::store::clock::from_epoch_ms;
 use crate::store::idempotency::expiry;
 use crate::store::journal::{
@@ -22,7 +23,6 @@ use crate::store::journal::{
     RawRecord,
 };
 use crate::store::{ClaimOutcome, IdempotencyKey, PayloadHash, StoreError};
-use crate::vendors::Vendor;
 
 /// The GSI listing recent events.
 pub const RECENT_INDEX: &str = "recent";

@@ -3,11 +3,12 @@
 //! the first write that may carry them.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::client::HoodClient;
-use super::lookup::Field;
+use super::client::{HoodClient, ProfileFilter};
+use super::lookup::{Field, Role, WINDOW};
 use super::wire::{CreateProfileProperty, PatchProfile, Profile, ProfileProperty};
 use crate::plan::{HoodLookup, HoodPlan, HoodProfileOp};
 use crate::vendors::Vendor;
@@ -213,4 +214,75 @@ fn pick(
         );
     }
     Some(first.id.clone())
+}
+
+/// Coalesced lookups ([`super::lookup`]).
+impl HoodClient {
+    /// The profiles whose `field` is one of the values asked for together with `value`
+    /// (at least those matching `value`), in one list call shared by concurrent lookups.
+    pub(super) async fn lookup(
+        &self,
+        run: &mut Run<'_>,
+        field: Field,
+        value: &str,
+    ) -> Result<(Arc<Vec<Profile>>, bool), VendorError> {
+        let value_fits = !value.contains(',');
+        if !value_fits {
+            // A value with a comma cannot be one of an `in` list: look it up alone.
+            return Ok((Arc::new(self.list_one(run, field, value).await?), false));
+        }
+        match self.lookups.join(field, value) {
+            Role::Leader => {
+                tokio::time::sleep(WINDOW).await;
+                let Some(batch) = self.lookups.take(field) else {
+                    // Cannot happen (only the leader takes); look up alone.
+                    return Ok((Arc::new(self.list_one(run, field, value).await?), false));
+                };
+                let shared = batch.values.len() > 1;
+                let result = if shared {
+                    self.list_many(run, field, &batch.values).await
+                } else {
+                    self.list_one(run, field, value).await
+                }
+                .map(Arc::new);
+                // Followers may have gone (a deadline); nobody listening is fine.
+                let _ = batch.answer.send(Some(result.clone()));
+                result.map(|found| (found, shared))
+            }
+            Role::Follower(mut rx) => {
+                let answered = rx.wait_for(Option::is_some).await.ok().and_then(|a| a.clone());
+                match answered {
+                    Some(result) => result.map(|found| (found, true)),
+                    // The leader was cancelled before answering.
+                    None => Ok((Arc::new(self.list_one(run, field, value).await?), false)),
+                }
+            }
+        }
+    }
+
+    async fn list_one(
+        &self,
+        run: &mut Run<'_>,
+        field: Field,
+        value: &str,
+    ) -> Result<Vec<Profile>, VendorError> {
+        let filter = match field {
+            Field::Email => ProfileFilter::Email(value),
+            Field::Phone => ProfileFilter::MobilePhoneNumber(value),
+        };
+        run.step(self.list_profiles(filter)).await
+    }
+
+    async fn list_many(
+        &self,
+        run: &mut Run<'_>,
+        field: Field,
+        values: &[String],
+    ) -> Result<Vec<Profile>, VendorError> {
+        let filter = match field {
+            Field::Email => ProfileFilter::EmailIn(values),
+            Field::Phone => ProfileFilter::MobilePhoneNumberIn(values),
+        };
+        run.step(self.list_profiles(filter)).await
+    }
 }
