@@ -5,20 +5,14 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use chrono::Utc;
-use http::Method;
-use relay_local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_local::{LocalConfig, LocalRelay, Storage};
+use relay_local::{LocalRelay, Storage};
 use relay_sandbox::Sandbox;
 use relay_sandbox::samples::sample;
-use relay_shared::ingress::signature::{SignRequest, Verifier};
-use relay_shared::mapping::Mappings;
 use relay_shared::vendors::VendorConfigs;
-use secrecy::SecretString;
+use relay_tests::local;
 
 const SECRET: &str = "tf-events-local";
 
@@ -41,59 +35,23 @@ fn relay_cmd(args: &[&str]) -> (bool, String) {
 async fn the_log_of_a_running_local_relay_is_listed_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start().await.unwrap();
-    let config = LocalConfig {
-        server: ServerSection {
-            listen: ([127, 0, 0, 1], 0).into(),
-            data_dir: None,
-        },
-        mappings: None,
-        sources: BTreeMap::from([(
-            "typeform".to_string(),
-            SourceSection {
-                secrets: vec![SecretString::from(SECRET)],
-            },
-        )]),
-        vendors: VendorConfigs {
+    let mut config = local::config(
+        "typeform",
+        SECRET,
+        VendorConfigs {
             hood: Some(sandbox.hood_config()),
             channelio: Some(sandbox.channelio_config()),
             chatwoot: Some(sandbox.chatwoot_config()),
             ..VendorConfigs::default()
         },
-        worker: WorkerSection {
-            concurrency: 2,
-            drain_timeout_secs: 10,
-        },
-    };
+    );
+    config.worker.drain_timeout_secs = 10;
     let relay = LocalRelay::start(config, Storage::Disk(dir.path().to_path_buf()))
         .await
         .unwrap();
-    let url = format!("http://{}/hooks/forms/typeform", relay.addr());
     let body = sample("typeform").unwrap().body;
-    let scheme = Mappings::builtin()
-        .unwrap()
-        .source("typeform")
-        .unwrap()
-        .signature
-        .clone()
-        .unwrap();
-    let headers = Verifier::new(&scheme, &[SecretString::from(SECRET)])
-        .unwrap()
-        .sign(&SignRequest {
-            method: &Method::POST,
-            uri: &url,
-            body: body.as_bytes(),
-            now: Utc::now(),
-            delivery_id: None,
-        })
-        .unwrap();
-    let status = reqwest::Client::new()
-        .post(&url)
-        .headers(headers)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
+    let status = local::post_signed(relay.addr(), "typeform", SECRET, body)
         .await
-        .unwrap()
         .status();
     assert_eq!(status, 202);
     assert!(relay.idle(Duration::from_secs(30)).await);

@@ -89,6 +89,14 @@ pub struct DeadLetterFilter {
 }
 
 impl DeadLetterFilter {
+    /// Whether `message` (read as `letter`) is one this filter takes.
+    fn passes(&self, message: &ReceivedMessage, letter: &DeadLetter) -> bool {
+        self.message_id
+            .as_ref()
+            .is_none_or(|id| *id == message.message_id)
+            && self.takes(letter)
+    }
+
     fn takes(&self, letter: &DeadLetter) -> bool {
         self.vendor.is_none_or(|v| letter.vendor == Some(v))
             && self
@@ -250,7 +258,7 @@ pub async fn list(
     let mut counts: BTreeMap<(Option<Vendor>, String), ReasonCount> = BTreeMap::new();
     sweep(dead_letters, None, |message| {
         let letter = DeadLetter::of(&message);
-        if filter.takes(&letter) {
+        if filter.passes(&message, &letter) {
             let entry = counts
                 .entry((letter.vendor, letter.reason.clone()))
                 .or_insert_with(|| ReasonCount {
@@ -364,11 +372,7 @@ pub async fn replay(
         let note = &note;
         async move {
             let letter = DeadLetter::of(&message);
-            let named = filter
-                .message_id
-                .as_ref()
-                .is_none_or(|id| *id == message.message_id);
-            if !named || !filter.takes(&letter) {
+            if !filter.passes(&message, &letter) {
                 note(&|r| r.filtered_out += 1);
                 return Ok(Some(message));
             }
@@ -469,11 +473,7 @@ pub async fn reingest_events(
         let note = &note;
         async move {
             let letter = DeadLetter::of(&message);
-            let named = filter
-                .message_id
-                .as_ref()
-                .is_none_or(|id| *id == message.message_id);
-            if !named || !filter.takes(&letter) {
+            if !filter.passes(&message, &letter) {
                 note(&|r| r.filtered_out += 1);
                 return Ok(Some(message));
             }

@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod dynamodb_local;
 pub mod journal_conformance;
+pub mod local;
 pub mod moto;
 pub mod pipeline;
 pub mod queue_conformance;

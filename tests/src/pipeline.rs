@@ -117,22 +117,15 @@ impl Pipeline {
     }
 }
 
-/// The worker of a pipeline: the stateful vendors behind a fast shared limiter in `store`,
-/// the given queues (memory here, moto SQS in the tests of production queue semantics).
-pub fn worker_for(
-    vendors: &StatefulVendors,
-    store: &DynamoStore,
-    queue: Arc<dyn Queue>,
-    dead_letters: Arc<dyn Queue>,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-) -> Worker {
+/// The settings of the stateful vendors: Hood, Channel.io and Chatwoot with their test
+/// credentials, every call held to [`CLIENT_TIMEOUT`] (tests inject slower answers).
+pub fn vendor_configs(vendors: &StatefulVendors) -> VendorConfigs {
     let http = HttpSettings {
         timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400),
         connect_timeout_ms: 200,
         ..HttpSettings::default()
     };
-    let configs = VendorConfigs {
+    VendorConfigs {
         hood: Some(HoodConfig {
             base_url: vendors.hood.uri(),
             token: SecretString::from(HOOD_TOKEN),
@@ -151,7 +144,20 @@ pub fn worker_for(
             account_id: CHATWOOT_ACCOUNT,
             http,
         }),
-    };
+    }
+}
+
+/// The worker of a pipeline: the stateful vendors behind a fast shared limiter in `store`,
+/// the given queues (memory here, moto SQS in the tests of production queue semantics).
+pub fn worker_for(
+    vendors: &StatefulVendors,
+    store: &DynamoStore,
+    queue: Arc<dyn Queue>,
+    dead_letters: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Worker {
+    let configs = vendor_configs(vendors);
     build_worker(WorkerParts {
         mappings: webhooks::mappings(),
         vendors: &configs,

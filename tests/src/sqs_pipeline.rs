@@ -22,21 +22,15 @@ use relay_shared::queue::Queue;
 use relay_shared::queue::sqs::SqsQueue;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{Clock, GcraParams, SystemClock};
-use relay_shared::vendors::{ChannelConfig, ChatwootConfig, HoodConfig, HttpSettings, Vendor};
-use relay_shared::worker::setup::VendorConfigs;
+use relay_shared::vendors::Vendor;
 use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
-use secrecy::SecretString;
 use serde_json::json;
 use tower::ServiceExt;
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
 use crate::dynamodb_local::{LocalTable, fresh_table};
 use crate::moto;
-use crate::pipeline::CLIENT_TIMEOUT;
-use crate::stateful_vendors::{
-    CHANNEL_KEY, CHANNEL_SECRET, CHATWOOT_ACCOUNT, CHATWOOT_TOKEN, Faults, HOOD_TOKEN,
-    StatefulVendors,
-};
+use crate::stateful_vendors::{Faults, StatefulVendors};
 use crate::webhooks;
 
 /// The production settings of the delivery path, as `template.yaml` sets them (the tests
@@ -197,31 +191,7 @@ impl SqsPipeline {
         let channel_arrivals = Arrivals::mount(&vendors.channel).await;
         let chatwoot_arrivals = Arrivals::mount(&vendors.chatwoot).await;
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let http = HttpSettings {
-            timeout_ms: u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400),
-            connect_timeout_ms: 200,
-            ..HttpSettings::default()
-        };
-        let configs = VendorConfigs {
-            hood: Some(HoodConfig {
-                base_url: vendors.hood.uri(),
-                token: SecretString::from(HOOD_TOKEN),
-                http,
-            }),
-            channelio: Some(ChannelConfig {
-                base_url: vendors.channel.uri(),
-                access_key: SecretString::from(CHANNEL_KEY),
-                access_secret: SecretString::from(CHANNEL_SECRET),
-                http,
-            }),
-            omnivibe: None,
-            chatwoot: Some(ChatwootConfig {
-                base_url: vendors.chatwoot.uri(),
-                api_access_token: SecretString::from(CHATWOOT_TOKEN),
-                account_id: CHATWOOT_ACCOUNT,
-                http,
-            }),
-        };
+        let configs = crate::pipeline::vendor_configs(&vendors);
         let worker = build_worker(WorkerParts {
             mappings: webhooks::mappings(),
             vendors: &configs,

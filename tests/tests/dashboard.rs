@@ -6,46 +6,22 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
 use fantoccini::Locator;
-use http::Method;
-use relay_local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_local::{LocalConfig, LocalRelay, Storage};
+use relay_local::{LocalRelay, Storage};
 use relay_sandbox::samples::sample;
-use relay_shared::ingress::signature::{SignRequest, Verifier};
-use relay_shared::mapping::Mappings;
 use relay_shared::vendors::{HoodConfig, VendorConfigs};
 use relay_tests::browser::Browser;
+use relay_tests::local;
 use relay_tests::stateful_vendors::{Faults, HOOD_TOKEN, StatefulVendors};
 use secrecy::SecretString;
 
 const SECRET: &str = "tf-dashboard-secret";
 
 async fn post_typeform(relay: &LocalRelay, body: &str) -> u16 {
-    let url = format!("http://{}/hooks/forms/typeform", relay.addr());
-    let m = Mappings::builtin().unwrap();
-    let scheme = m.source("typeform").unwrap().signature.clone().unwrap();
-    let headers = Verifier::new(&scheme, &[SecretString::from(SECRET)])
-        .unwrap()
-        .sign(&SignRequest {
-            method: &Method::POST,
-            uri: &url,
-            body: body.as_bytes(),
-            now: Utc::now(),
-            delivery_id: None,
-        })
-        .unwrap();
-    reqwest::Client::new()
-        .post(&url)
-        .headers(headers)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    local::post_signed(relay.addr(), "typeform", SECRET, body)
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -70,30 +46,18 @@ async fn a_dead_letter_is_replayed_from_the_dashboard_and_shows_synced() {
         ..Faults::default()
     })
     .await;
-    let config = LocalConfig {
-        server: ServerSection {
-            listen: ([127, 0, 0, 1], 0).into(),
-            data_dir: None,
-        },
-        mappings: None,
-        sources: BTreeMap::from([(
-            "typeform".to_string(),
-            SourceSection {
-                secrets: vec![SecretString::from(SECRET)],
-            },
-        )]),
-        vendors: VendorConfigs {
+    let mut config = local::config(
+        "typeform",
+        SECRET,
+        VendorConfigs {
             hood: Some(HoodConfig::new(
                 vendors.hood.uri(),
                 SecretString::from(HOOD_TOKEN),
             )),
             ..VendorConfigs::default()
         },
-        worker: WorkerSection {
-            concurrency: 2,
-            drain_timeout_secs: 10,
-        },
-    };
+    );
+    config.worker.drain_timeout_secs = 10;
     let relay = LocalRelay::start(config, Storage::Memory).await.unwrap();
     let body = sample("typeform").unwrap().body;
     assert_eq!(post_typeform(&relay, body).await, 202);

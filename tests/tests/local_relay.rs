@@ -5,74 +5,35 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use http::Method;
-use relay_local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_local::{LocalConfig, LocalRelay, Storage};
+use relay_local::{LocalRelay, Storage};
 use relay_sandbox::Sandbox;
 use relay_sandbox::samples::sample;
-use relay_shared::ingress::signature::{SignRequest, Verifier};
 use relay_shared::mapping::{EventDefaults, Mappings};
 use relay_shared::plan::{VendorState, plan_channelio};
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::setup::VendorConfigs;
-use secrecy::SecretString;
+use relay_tests::local;
 use serde_json::{Value, json};
 
 const SECRET: &str = "tf-local-secret";
 
 async fn relay(sandbox: &Sandbox) -> LocalRelay {
-    let config = LocalConfig {
-        server: ServerSection {
-            listen: ([127, 0, 0, 1], 0).into(),
-            data_dir: None,
-        },
-        mappings: None,
-        sources: BTreeMap::from([(
-            "typeform".to_string(),
-            SourceSection {
-                secrets: vec![SecretString::from(SECRET)],
-            },
-        )]),
-        vendors: VendorConfigs {
-            hood: Some(sandbox.hood_config()),
-            channelio: Some(sandbox.channelio_config()),
-            omnivibe: Some(sandbox.omnivibe_config()),
-            chatwoot: Some(sandbox.chatwoot_config()),
-        },
-        worker: WorkerSection {
-            concurrency: 2,
-            drain_timeout_secs: 30,
-        },
+    let vendors = VendorConfigs {
+        hood: Some(sandbox.hood_config()),
+        channelio: Some(sandbox.channelio_config()),
+        omnivibe: Some(sandbox.omnivibe_config()),
+        chatwoot: Some(sandbox.chatwoot_config()),
     };
-    LocalRelay::start(config, Storage::Memory).await.unwrap()
+    LocalRelay::start(local::config("typeform", SECRET, vendors), Storage::Memory)
+        .await
+        .unwrap()
 }
 
 async fn post_typeform(relay: &LocalRelay, body: &str) -> (u16, Value) {
-    let url = format!("http://{}/hooks/forms/typeform", relay.addr());
-    let m = Mappings::builtin().unwrap();
-    let scheme = m.source("typeform").unwrap().signature.clone().unwrap();
-    let headers = Verifier::new(&scheme, &[SecretString::from(SECRET)])
-        .unwrap()
-        .sign(&SignRequest {
-            method: &Method::POST,
-            uri: &url,
-            body: body.as_bytes(),
-            now: Utc::now(),
-            delivery_id: None,
-        })
-        .unwrap();
-    let response = reqwest::Client::new()
-        .post(&url)
-        .headers(headers)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = local::post_signed(relay.addr(), "typeform", SECRET, body).await;
     (response.status().as_u16(), response.json().await.unwrap())
 }
 

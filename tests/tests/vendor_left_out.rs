@@ -5,19 +5,14 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
-use http::Method;
-use relay_local::config::{ServerSection, SourceSection, WorkerSection};
-use relay_local::{LocalConfig, LocalRelay, Storage};
+use relay_local::{LocalRelay, Storage};
 use relay_sandbox::Sandbox;
 use relay_sandbox::samples::sample;
-use relay_shared::ingress::signature::{SignRequest, Verifier};
 use relay_shared::mapping::Mappings;
 use relay_shared::vendors::{Vendor, VendorConfigs};
-use secrecy::SecretString;
+use relay_tests::local;
 
 const SECRET: &str = "tf-left-out-secret";
 
@@ -40,29 +35,16 @@ fn the_vendors_sources_list_but_the_settings_leave_out_are_known_at_start_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_left_out_is_skipped_for_every_event_and_nothing_is_dead_lettered() {
     let sandbox = Sandbox::start().await.unwrap();
-    let config = LocalConfig {
-        server: ServerSection {
-            listen: ([127, 0, 0, 1], 0).into(),
-            data_dir: None,
-        },
-        mappings: None,
-        sources: BTreeMap::from([(
-            "typeform".to_string(),
-            SourceSection {
-                secrets: vec![SecretString::from(SECRET)],
-            },
-        )]),
-        // Typeform's mapping syncs into Hood, Channel.io and Chatwoot; Channel.io is left out.
-        vendors: VendorConfigs {
+    // Typeform's mapping syncs into Hood, Channel.io and Chatwoot; Channel.io is left out.
+    let config = local::config(
+        "typeform",
+        SECRET,
+        VendorConfigs {
             hood: Some(sandbox.hood_config()),
             chatwoot: Some(sandbox.chatwoot_config()),
             ..VendorConfigs::default()
         },
-        worker: WorkerSection {
-            concurrency: 2,
-            drain_timeout_secs: 30,
-        },
-    };
+    );
     let m = Mappings::builtin().unwrap();
     assert!(
         m.source("typeform")
@@ -72,11 +54,7 @@ async fn a_vendor_left_out_is_skipped_for_every_event_and_nothing_is_dead_letter
         "the test needs a source that lists the vendor left out"
     );
     let relay = LocalRelay::start(config, Storage::Memory).await.unwrap();
-    let url = format!("http://{}/hooks/forms/typeform", relay.addr());
-    let scheme = m.source("typeform").unwrap().signature.clone().unwrap();
-    let verifier = Verifier::new(&scheme, &[SecretString::from(SECRET)]).unwrap();
     let template = sample("typeform").unwrap().body;
-    let client = reqwest::Client::new();
     for i in 0..3 {
         // Three different people (their own event ids, e-mail addresses and phones).
         let body = template
@@ -91,23 +69,8 @@ async fn a_vendor_left_out_is_skipped_for_every_event_and_nothing_is_dead_letter
             .replace("Ann.Lee@Example.com", &format!("Ann.Lee+{i}@Example.com"))
             .replace("+14155552671", &format!("+1415555267{i}"));
         assert_ne!(body, template);
-        let headers = verifier
-            .sign(&SignRequest {
-                method: &Method::POST,
-                uri: &url,
-                body: body.as_bytes(),
-                now: Utc::now(),
-                delivery_id: None,
-            })
-            .unwrap();
-        let status = client
-            .post(&url)
-            .headers(headers)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        let status = local::post_signed(relay.addr(), "typeform", SECRET, &body)
             .await
-            .unwrap()
             .status();
         assert_eq!(status, 202);
     }
