@@ -98,46 +98,38 @@ fn webflow_form_submission() {
 }
 
 #[test]
-fn hubspot_batch_yields_one_change_per_event() {
+fn a_hubspot_batch_yields_one_change_per_contact() {
     let changes = extract("hubspot");
-    let ids: Vec<&str> = changes.iter().map(|c| c.event.event_id.as_str()).collect();
-    assert_eq!(
-        ids,
-        [
-            "3817289201",
-            "3817289202",
-            "3817289203",
-            "3817289204",
-            "3817289205"
-        ]
-    );
-    let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.event.kind).collect();
-    use ChangeKind::*;
-    assert_eq!(kinds, [Created, Updated, Updated, Updated, Deleted]);
-    assert_eq!(
-        changes[0].event.occurred_at,
-        Utc.timestamp_millis_opt(1_763_647_200_000).unwrap()
-    );
-    assert!(
-        changes[..4]
-            .iter()
-            .all(|c| c.contact.key.as_str() == "hubspot:901")
-    );
-    assert_eq!(changes[4].contact.key.as_str(), "hubspot:902");
+    // Four events for contact 901 (creation, e-mail, first name, phone) are one change; the
+    // deletion of 902 stays its own.
+    let [dana, gone] = changes.try_into().unwrap();
+    assert_eq!(gone.event.event_id, "3817289205");
+    assert_eq!(gone.event.kind, ChangeKind::Deleted);
+    assert_eq!(gone.contact.key.as_str(), "hubspot:902");
 
-    assert!(changes[0].contact.email.is_none() && changes[0].contact.phone.is_none());
-    assert_eq!(
-        changes[1].contact.email.as_ref().unwrap().as_str(),
-        "dana@example.com"
-    );
     assert!(
-        changes[1].contact.phone.is_none(),
-        "a propertyChange carries only its own property"
+        dana.event.event_id.starts_with("3817289201+3~"),
+        "{}",
+        dana.event.event_id
     );
-    assert_eq!(custom(&changes[2]), json!({"first_name": "Dana"}));
     assert_eq!(
-        changes[3].contact.phone.as_ref().unwrap().as_str(),
-        "+16175550121"
+        dana.event.kind,
+        ChangeKind::Created,
+        "it was created in this batch"
+    );
+    assert_eq!(
+        dana.event.occurred_at,
+        Utc.timestamp_millis_opt(1_763_647_201_500).unwrap(),
+        "when the newest of its events happened"
+    );
+    let p = &dana.contact;
+    assert_eq!(p.key.as_str(), "hubspot:901");
+    assert_eq!(p.email.as_ref().unwrap().as_str(), "dana@example.com");
+    assert_eq!(p.phone.as_ref().unwrap().as_str(), "+16175550121");
+    assert_eq!(custom(&dana), json!({"first_name": "Dana"}));
+    assert_eq!(
+        p.full_name, None,
+        "a first name alone does not replace the whole name at a vendor"
     );
 }
 
@@ -264,7 +256,8 @@ fn an_invalid_address_costs_only_the_address_and_the_warning_names_the_field_not
         mapped.warnings,
         [FieldWarning {
             field: "email".into(),
-            code: "email_invalid"
+            code: "email_invalid",
+            event: None,
         }]
     );
     let contact = &mapped.change.contact;
@@ -285,7 +278,8 @@ fn an_invalid_phone_costs_only_the_phone() {
         mapped.warnings,
         [FieldWarning {
             field: "phone".into(),
-            code: "phone_invalid"
+            code: "phone_invalid",
+            event: None,
         }]
     );
     assert_eq!(mapped.change.contact.phone, None);
@@ -306,7 +300,8 @@ fn unreadable_tags_cost_only_themselves() {
         mapped.warnings,
         [FieldWarning {
             field: "tags".into(),
-            code: "tags_invalid"
+            code: "tags_invalid",
+            event: None,
         }]
     );
     assert_eq!(
@@ -479,4 +474,178 @@ fn a_batch_source_refuses_a_non_list() {
         .extract(&json!({"eventId": 1}), &defaults())
         .unwrap_err();
     assert_eq!(err.code(), "payload_not_event_list");
+}
+
+fn hubspot_event(id: u64, object: u64, at_ms: i64, property: Option<(&str, &str)>) -> Value {
+    let mut event = json!({
+        "eventId": id, "subscriptionId": 2200413, "portalId": 62515, "appId": 1160452,
+        "occurredAt": at_ms, "attemptNumber": 0, "objectId": object,
+        "subscriptionType": "contact.propertyChange", "changeSource": "CRM_UI",
+        "sourceId": "userId:100"
+    });
+    match property {
+        Some((name, value)) => {
+            event["propertyName"] = json!(name);
+            event["propertyValue"] = json!(value);
+        }
+        None => event["subscriptionType"] = json!("contact.deletion"),
+    }
+    event
+}
+
+const T0: i64 = 1_763_647_200_000;
+
+#[test]
+fn a_hubspot_edit_of_four_properties_is_one_change_with_the_full_name() {
+    let body = json!([
+        hubspot_event(51, 7001, T0, Some(("firstname", "Zoë"))),
+        hubspot_event(52, 7001, T0 + 3, Some(("lastname", "Åström-Núñez"))),
+        hubspot_event(53, 7002, T0 + 4, Some(("firstname", "山田"))),
+        hubspot_event(
+            54,
+            7001,
+            T0 + 5,
+            Some(("email", "Zoe.Astrom+crm@Example.SE"))
+        ),
+        hubspot_event(55, 7001, T0 + 9, Some(("mobilephone", "+46 70-123 45 67"))),
+        hubspot_event(56, 7002, T0 + 6, Some(("lastname", "太郎"))),
+    ]);
+    let events = map("hubspot", &body);
+    let [zoe, yamada] = events.as_slice() else {
+        panic!("two contacts, two changes: {events:?}")
+    };
+    let z = &change(zoe).change;
+    assert!(zoe.event_id.starts_with("51+3~"), "{}", zoe.event_id);
+    assert_eq!(z.event.event_id, zoe.event_id);
+    assert_eq!(z.event.kind, ChangeKind::Updated);
+    assert_eq!(
+        z.event.occurred_at,
+        Utc.timestamp_millis_opt(T0 + 9).unwrap()
+    );
+    assert_eq!(z.contact.full_name.as_deref(), Some("Zoë Åström-Núñez"));
+    assert_eq!(
+        z.contact.email.as_ref().unwrap().as_str(),
+        "zoe.astrom+crm@example.se"
+    );
+    assert_eq!(z.contact.phone.as_ref().unwrap().as_str(), "+46701234567");
+    let y = &change(yamada).change;
+    assert_eq!(y.contact.key.as_str(), "hubspot:7002");
+    assert_eq!(y.contact.full_name.as_deref(), Some("山田 太郎"));
+    assert_eq!(
+        y.event.occurred_at,
+        Utc.timestamp_millis_opt(T0 + 6).unwrap()
+    );
+}
+
+#[test]
+fn combined_hubspot_changes_keep_the_newest_value_and_a_retry_has_the_same_id() {
+    // Two e-mail changes of one contact in one batch, the newer one first in the array.
+    let body = json!([
+        hubspot_event(62, 7003, T0 + 2_000, Some(("email", "new@example.com"))),
+        hubspot_event(61, 7003, T0, Some(("email", "old@example.com"))),
+        hubspot_event(63, 7003, T0 + 2_000, Some(("company", "Nordwind GmbH"))),
+    ]);
+    let first = map("hubspot", &body);
+    let [only] = first.as_slice() else {
+        panic!("{first:?}")
+    };
+    let c = &change(only).change.contact;
+    assert_eq!(c.email.as_ref().unwrap().as_str(), "new@example.com");
+    assert_eq!(c.organization.as_deref(), Some("Nordwind GmbH"));
+    // HubSpot's retry: the same events, attempt counters raised and the order changed.
+    let mut retried = body.as_array().unwrap().clone();
+    retried.reverse();
+    for e in &mut retried {
+        e["attemptNumber"] = json!(1);
+    }
+    let again = map("hubspot", &Value::Array(retried));
+    let [again] = again.as_slice() else {
+        panic!("{again:?}")
+    };
+    assert!(only.event_id.starts_with("61+2~"), "{}", only.event_id);
+    assert_eq!(
+        again.event_id, only.event_id,
+        "the same events in another order: the same id"
+    );
+    assert_eq!(
+        change(again)
+            .change
+            .contact
+            .email
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "new@example.com",
+        "newest wins whatever the order in the array"
+    );
+    // Other events (one more property) are another change.
+    let mut more = body.as_array().unwrap().clone();
+    more.push(hubspot_event(
+        64,
+        7003,
+        T0 + 2_100,
+        Some(("phone", "030 901820")),
+    ));
+    let other = map("hubspot", &Value::Array(more));
+    assert_ne!(change(&other[0]).change.event.event_id, only.event_id);
+}
+
+#[test]
+fn a_deletion_is_not_combined_and_splits_the_changes_around_it() {
+    let body = json!([
+        hubspot_event(71, 7004, T0, Some(("email", "ivo@example.hr"))),
+        hubspot_event(72, 7004, T0 + 1, None),
+        hubspot_event(73, 7004, T0 + 2, Some(("email", "ivo.novi@example.hr"))),
+        hubspot_event(74, 7004, T0 + 3, Some(("firstname", "Ivo"))),
+    ]);
+    let events = map("hubspot", &body);
+    let kinds: Vec<(String, ChangeKind)> = events
+        .iter()
+        .map(|e| (e.event_id.clone(), change(e).change.event.kind))
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!(kinds[0], ("71".to_string(), ChangeKind::Updated));
+    assert_eq!(kinds[1], ("72".to_string(), ChangeKind::Deleted));
+    assert!(kinds[2].0.starts_with("73+1~"), "{kinds:?}");
+    assert_eq!(
+        change(&events[2])
+            .change
+            .contact
+            .email
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "ivo.novi@example.hr"
+    );
+}
+
+#[test]
+fn a_bad_field_in_a_combined_change_costs_that_field_and_other_events_keep_their_places() {
+    let mut body = vec![
+        hubspot_event(81, 7005, T0, Some(("phone", "call me"))),
+        hubspot_event(82, 7005, T0 + 1, Some(("email", "Mia@Example.it"))),
+    ];
+    body.insert(
+        1,
+        json!({"eventId": 90, "subscriptionType": "deal.creation", "objectId": 77, "occurredAt": T0, "attemptNumber": 0}),
+    );
+    let events = map("hubspot", &Value::Array(body));
+    assert_eq!(events.len(), 2);
+    let mia = change(&events[0]);
+    assert!(events[0].event_id.starts_with("81+1~"));
+    assert_eq!(
+        mia.change.contact.email.as_ref().unwrap().as_str(),
+        "mia@example.it"
+    );
+    assert_eq!(mia.change.contact.phone, None);
+    assert_eq!(mia.warnings.len(), 1);
+    assert_eq!(mia.warnings[0].code, "phone_invalid");
+    assert_eq!(
+        mia.warnings[0].event.as_deref(),
+        Some("81"),
+        "the sender's own event the field came from"
+    );
+    assert!(
+        matches!(&events[1].outcome, EventOutcome::Ignored { kind } if kind == "deal.creation")
+    );
 }

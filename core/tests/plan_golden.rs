@@ -22,6 +22,10 @@ fn mappings() -> Mappings {
 
 fn changes(source: &str) -> Vec<ContactChange> {
     let body: Value = serde_json::from_str(sample(source).unwrap().body).unwrap();
+    changes_of(source, &body)
+}
+
+fn changes_of(source: &str, body: &Value) -> Vec<ContactChange> {
     let defaults = EventDefaults {
         event_id: "msg_1".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 20, 15, 0, 0).unwrap(),
@@ -29,7 +33,7 @@ fn changes(source: &str) -> Vec<ContactChange> {
     mappings()
         .source(source)
         .unwrap()
-        .extract(&body, &defaults)
+        .extract(body, &defaults)
         .unwrap()
 }
 
@@ -204,7 +208,10 @@ fn hood_sends_only_what_changed_and_nothing_when_nothing_did() {
 #[test]
 fn hood_cannot_create_without_email_or_phone() {
     let m = mappings();
-    let mut change = changes("hubspot").remove(0);
+    // HubSpot's contact.creation alone (the sample's first event) carries no identifier.
+    let body: Value = serde_json::from_str(sample("hubspot").unwrap().body).unwrap();
+    let creation = Value::Array(vec![body[0].clone()]);
+    let mut change = changes_of("hubspot", &creation).remove(0);
     change.contact.organization = Some("Acme".into());
     let err = plan_hood(
         &change,
@@ -233,50 +240,49 @@ fn hood_cannot_create_without_email_or_phone() {
 }
 
 #[test]
-fn hubspot_events_plan_per_event() {
+fn a_hubspot_batch_plans_once_per_contact() {
     let m = mappings();
     let hood = m.vendors.hood().unwrap();
+    // The sample: contact 901's creation, e-mail, first name and phone, and 902's deletion.
     let all = changes("hubspot");
-    // contact.creation carries no properties: nothing for Hood.
+    assert_eq!(all.len(), 2);
+    // The combined change resolves the profile by e-mail, then phone, and creates it with
+    // both in one call (the first name alone is not a full name, and not mapped to Hood).
+    let dana = plan_hood(&all[0], &unknown(), hood, &BTreeSet::new()).unwrap();
+    let requests = dana.plan.requests();
     assert_eq!(
-        plan_hood(&all[0], &unknown(), hood, &BTreeSet::new())
-            .unwrap()
-            .plan
-            .profile,
-        HoodProfileOp::Skip(SkipReason::NoMappedFields)
+        shape(&requests),
+        [
+            s("GET", "/v1/hood/profiles?email=eq:dana%40example.com"),
+            s(
+                "GET",
+                "/v1/hood/profiles?mobile_phone_number=eq:%2B16175550121"
+            ),
+            s("POST", "/v1/hood/profiles"),
+        ]
     );
-    // The e-mail change resolves the profile by e-mail.
-    let email = plan_hood(&all[1], &unknown(), hood, &BTreeSet::new()).unwrap();
     assert_eq!(
-        shape(&email.plan.requests())[0],
-        s("GET", "/v1/hood/profiles?email=eq:dana%40example.com")
-    );
-    // firstname is not mapped to Hood.
-    assert_eq!(
-        plan_hood(&all[2], &known("9"), hood, &BTreeSet::new())
-            .unwrap()
-            .plan
-            .profile,
-        HoodProfileOp::Skip(SkipReason::NoMappedFields)
+        requests[2].body,
+        Some(json!({"email": "dana@example.com", "mobile_phone_number": "+16175550121"}))
     );
     // Deletion: Hood documents no delete.
     for planned in [
-        plan_hood(&all[4], &known("9"), hood, &BTreeSet::new())
+        plan_hood(&all[1], &known("9"), hood, &BTreeSet::new())
             .unwrap()
             .plan
             .requests(),
-        plan_channelio(&all[4], &known("u"), m.vendors.channelio().unwrap())
+        plan_channelio(&all[1], &known("u"), m.vendors.channelio().unwrap())
             .unwrap()
             .plan
             .requests(),
-        plan_chatwoot(&all[4], &known("3"), m.vendors.chatwoot().unwrap())
+        plan_chatwoot(&all[1], &known("3"), m.vendors.chatwoot().unwrap())
             .unwrap()
             .plan
             .requests(1),
     ] {
         assert!(planned.is_empty());
     }
-    assert_eq!(all[4].event.kind, ChangeKind::Deleted);
+    assert_eq!(all[1].event.kind, ChangeKind::Deleted);
 }
 
 #[test]

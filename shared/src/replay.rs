@@ -445,6 +445,7 @@ async fn remapped(remap: &Remap<'_>, body: &str) -> Result<String, Left> {
             Ok(again.to_body())
         }
         EventOutcome::Ignored { .. } => Err(Left::NoLongerMaps("ignored".into())),
+        EventOutcome::Repeated { .. } => Err(Left::NoLongerMaps("repeated".into())),
         EventOutcome::Refused(e) => Err(Left::NoLongerMaps(e.code().to_owned())),
     }
 }

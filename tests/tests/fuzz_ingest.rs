@@ -2047,10 +2047,17 @@ fn validly_signed_outcome(
             counts
         );
         if let Some(events) = events_in(source, body) {
-            let judged = ["accepted", "duplicates", "conflicts", "ignored", "refused"]
-                .iter()
-                .map(|f| answer.count(f))
-                .sum::<usize>();
+            let judged = [
+                "accepted",
+                "duplicates",
+                "conflicts",
+                "combined",
+                "ignored",
+                "refused",
+            ]
+            .iter()
+            .map(|f| answer.count(f))
+            .sum::<usize>();
             prop_assert_eq!(judged, events, "every event is accounted for: {:?}", answer);
         }
     } else {

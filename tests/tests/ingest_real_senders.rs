@@ -164,7 +164,9 @@ async fn a_hubspot_batch_accepts_what_it_can_ignores_other_kinds_and_lists_what_
         .send(signed("hubspot", &batch.to_string(), Utc::now()))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["accepted"], 4);
+    // Contact 5101's three events are one change, 5102's one another.
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["combined"], 2);
     assert_eq!(answer["duplicates"], 0);
     assert_eq!(answer["ignored"], 2);
     assert_eq!(
@@ -174,7 +176,7 @@ async fn a_hubspot_batch_accepts_what_it_can_ignores_other_kinds_and_lists_what_
     assert_eq!(answer["refused"][0]["code"], "field_invalid");
     assert_eq!(answer["refused"].as_array().unwrap().len(), 1);
     let messages = h.drain().await;
-    assert_eq!(messages.len(), 4 * 3, "four events, three vendors each");
+    assert_eq!(messages.len(), 2 * 3, "two contacts, three vendors each");
     let phones: Vec<_> = messages
         .iter()
         .filter(|m| m.vendor == Vendor::Hood)
@@ -256,7 +258,8 @@ fn real_retries() -> Vec<Retry> {
             first: hubspot_batch(0).to_string(),
             retry: hubspot_batch(1).to_string(),
             delivery_id: None,
-            events: 4,
+            // Six events: three of contact 5101 (one change), one of 5102, two of other kinds.
+            events: 2,
         },
         Retry {
             source: "pipedrive",
@@ -445,12 +448,18 @@ async fn a_batch_carrying_one_event_twice_counts_the_copy_as_a_duplicate() {
             Utc::now(),
         ))
         .await;
+    // The three events of contact 5101 are one change; the copy is a duplicate.
     assert_eq!(
-        (status, &answer["accepted"], &answer["duplicates"]),
-        (StatusCode::ACCEPTED, &json!(3), &json!(1)),
+        (
+            status,
+            &answer["accepted"],
+            &answer["combined"],
+            &answer["duplicates"]
+        ),
+        (StatusCode::ACCEPTED, &json!(1), &json!(2), &json!(1)),
         "{answer}"
     );
-    assert_eq!(h.drain().await.len(), 3 * 3);
+    assert_eq!(h.drain().await.len(), 3);
 
     // The same id with other contents in one delivery is a conflict, not a second change.
     let mut other = first.clone();

@@ -26,9 +26,9 @@
 //! real 10/s and 150/min: neither `LocalConfig` nor the worker lets the relay's schedule be
 //! raised, so the storm is sized to them). All problems are collected and reported at once.
 //!
-//! HubSpot contacts: the built-in mapping takes one property per event and keys contacts
-//! by `objectId`; `firstname`/`lastname` go to custom fields no vendor maps, so their names
-//! are not checked (issue 14). Each HubSpot contact here has a `contact.creation` and an
+//! HubSpot contacts: the built-in mapping takes one property per event, keys contacts by
+//! `objectId` and combines a contact's events of one batch into one change, whose
+//! `firstname` and `lastname` make up the full name (checked like every other source's). Each HubSpot contact here has a `contact.creation` and an
 //! `email` propertyChange; their phones, from `phone`/`mobilephone` propertyChanges, are
 //! checked exactly like every other source's.
 //!
@@ -273,6 +273,9 @@ struct Delivery {
     usable: usize,
     /// Events of kinds without a mapping.
     ignored: usize,
+    /// Contact changes the usable events make (fewer in a HubSpot batch, which combines a
+    /// contact's events); each is synced once per vendor.
+    changes: usize,
     warnings: BTreeSet<Warning>,
     /// A single event with no usable identifier: the error code expected.
     refused: Option<&'static str>,
@@ -327,6 +330,11 @@ fn iso_ms(t: DateTime<Utc>) -> String {
 struct HubspotBatch {
     items: Vec<Value>,
     usable: usize,
+    /// The contact changes its usable events make: one per contact (the mapping combines
+    /// a contact's events of one batch), a deletion apart.
+    changes: usize,
+    /// Contacts with a (not deleting) change in the batch so far.
+    changed: BTreeSet<u64>,
     ignored: usize,
     warnings: Vec<Warning>,
 }
@@ -382,6 +390,7 @@ impl Storm {
             events,
             usable,
             ignored,
+            changes: usable,
             warnings: warnings.into_iter().collect(),
             refused,
             concurrent,
@@ -660,12 +669,16 @@ impl Storm {
             events.push((id, item));
         }
         batch.usable += events.len();
+        if batch.changed.insert(object_id) {
+            batch.changes += 1;
+        }
         batch.items.extend(events.into_iter().map(|(_, item)| item));
         self.contacts.push(Expected {
             label: format!("hubspot {object_id}"),
             email: p.want_email,
             phone: p.want_phone,
-            name: None,
+            // The first and last name arrive in one batch: they make up the full name.
+            name: (!last.trim().is_empty()).then_some(p.name),
             tags: Vec::new(),
             country: p.country,
         });
@@ -673,6 +686,13 @@ impl Storm {
 
     fn hubspot_contact_event(&mut self, batch: &mut HubspotBatch, item: (String, Value)) {
         batch.usable += 1;
+        let object = item.1["objectId"].as_u64().unwrap();
+        if item.1["subscriptionType"] == "contact.deletion" {
+            batch.changed.remove(&object);
+            batch.changes += 1;
+        } else if batch.changed.insert(object) {
+            batch.changes += 1;
+        }
         batch.items.push(item.1);
     }
 
@@ -684,7 +704,8 @@ impl Storm {
 
     fn hubspot_send(&mut self, label: &str, batch: HubspotBatch) -> &mut Delivery {
         let events = batch.items.len();
-        self.push(
+        let changes = batch.changes;
+        let d = self.push(
             format!("hubspot batch {label}"),
             "hubspot",
             Value::Array(batch.items),
@@ -693,7 +714,9 @@ impl Storm {
             (events, batch.usable, batch.ignored),
             batch.warnings,
             None,
-        )
+        );
+        d.changes = changes;
+        d
     }
 
     // ---- Pipedrive webhooks v2 (person entity; free-text phones) ----
@@ -1123,6 +1146,12 @@ fn build_storm() -> Storm {
     for c in &mut s.contacts {
         if c.label == "hubspot 1203" {
             c.phone = Some("+5511911112222");
+        }
+        if c.label == "hubspot 1201" {
+            // A first name alone does not make a full name (the last name is not in the
+            // batch), so the vendors keep the old one: not checked until HubSpot
+            // enrichment completes such a change (issue 14).
+            c.name = None;
         }
     }
 
@@ -1621,7 +1650,14 @@ struct SourceCounts {
     other_errors: u64,
 }
 
-const BODY_KEYS: [&str; 5] = ["accepted", "duplicates", "ignored", "warnings", "refused"];
+const BODY_KEYS: [&str; 6] = [
+    "accepted",
+    "duplicates",
+    "combined",
+    "ignored",
+    "warnings",
+    "refused",
+];
 
 /// Checks every answer one delivery got; adds to `tally`.
 fn check_answers(
@@ -1686,12 +1722,15 @@ fn check_answers(
             problem(format!("{at} without accepted/duplicates: {}", a.body));
             continue;
         };
+        // Events of one contact in one HubSpot delivery are one change: the others count
+        // as combined.
+        let combined = n("combined").unwrap_or(0);
         tally.accepted += acc;
         tally.duplicates += dup;
         accepted += acc;
-        if usize::try_from(acc + dup).unwrap() != d.usable {
+        if usize::try_from(acc + dup + combined).unwrap() != d.usable {
             problem(format!(
-                "{at} {}: accepted + duplicates should be the {} usable events",
+                "{at} {}: accepted + duplicates + combined should be the {} usable events",
                 a.body, d.usable
             ));
         }
@@ -1977,7 +2016,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
     let mut want_synced: BTreeMap<Vendor, u64> = BTreeMap::new();
     for d in deliveries {
         for vendor in d.vendors() {
-            *want_synced.entry(*vendor).or_default() += u64::try_from(d.usable).unwrap();
+            *want_synced.entry(*vendor).or_default() += u64::try_from(d.changes).unwrap();
         }
     }
     let count = |v: Vendor, c: Counter| counts.get(&(v, c)).copied().unwrap_or(0);
@@ -1985,7 +2024,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
         let synced = count(*vendor, Counter::Synced);
         if synced != *want {
             problems.push(format!(
-                "{vendor}: {synced} deliveries synced, want {want} (one per usable event)"
+                "{vendor}: {synced} deliveries synced, want {want} (one per contact change)"
             ));
         }
     }

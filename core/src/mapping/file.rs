@@ -99,6 +99,14 @@ pub struct SourceSection {
     /// Namespace of contact keys from `fields.key` (default: the source name).
     #[serde(default)]
     pub key_namespace: Option<String>,
+    /// Events of one delivery for the same contact key become one change, the newest
+    /// value of each field winning (HubSpot sends one event per changed property).
+    #[serde(default)]
+    pub combine_by_key: bool,
+    /// `custom.<name>` fields joined with spaces into `full_name` when a change holds every
+    /// one of them and no full name (HubSpot's `firstname` and `lastname`).
+    #[serde(default)]
+    pub full_name_from: Vec<String>,
     /// Canonical field → JMESPath, relative to one event.
     pub fields: BTreeMap<String, String>,
 }

@@ -317,6 +317,28 @@ impl Compiler<'_> {
                 fields.push((field, expr));
             }
         }
+        let mut full_name_from = Vec::new();
+        for part in &s.full_name_from {
+            match CanonicalField::parse(part) {
+                Some(CanonicalField::Custom(name)) if s.fields.contains_key(part) => {
+                    full_name_from.push(name);
+                }
+                Some(CanonicalField::Custom(_)) => self.err(
+                    at("full_name_from"),
+                    format!("`{part}` is not one of this source's fields"),
+                ),
+                _ => self.err(
+                    at("full_name_from"),
+                    format!("`{part}`: only `custom.<name>` fields can make up a full name"),
+                ),
+            }
+        }
+        if !full_name_from.is_empty() && s.fields.contains_key("full_name") {
+            self.err(
+                at("full_name_from"),
+                "give `full_name` or `full_name_from`, not both",
+            );
+        }
         let identifies = s
             .fields
             .keys()
@@ -343,6 +365,8 @@ impl Compiler<'_> {
             key_namespace: s.key_namespace.unwrap_or_else(|| name.to_string()),
             fields,
             phone_region,
+            combine_by_key: s.combine_by_key,
+            full_name_from,
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use jmespath::{Expression, Rcvar, Variable};
 use serde_json::Value;
+use sha2::Digest as _;
 
 use super::canonical::{CanonicalField, ValueKind};
 use super::error::ExtractError;
@@ -77,6 +78,10 @@ pub struct SourceMapping {
     pub(crate) key_namespace: String,
     pub(crate) fields: Vec<(CanonicalField, Compiled)>,
     pub(crate) phone_region: PhoneRegion,
+    /// Events of one delivery for one contact key become one change ([`combine`]).
+    pub(crate) combine_by_key: bool,
+    /// `custom.<name>` fields that make up `full_name` when a change holds them all.
+    pub(crate) full_name_from: Vec<String>,
 }
 
 /// What the caller knows when the payload does not say.
@@ -121,7 +126,7 @@ impl SourceMapping {
             }
         };
         let batch = self.each.is_some();
-        Ok(events
+        let mapped: Vec<MappedEvent> = events
             .iter()
             .enumerate()
             .map(|(i, event)| {
@@ -132,7 +137,20 @@ impl SourceMapping {
                 };
                 self.map_one(event, fallback_id, defaults.received_at)
             })
-            .collect())
+            .collect();
+        let mut mapped = if self.combine_by_key {
+            combine(mapped)
+        } else {
+            mapped
+        };
+        if !self.full_name_from.is_empty() {
+            for event in &mut mapped {
+                if let EventOutcome::Change(change) = &mut event.outcome {
+                    compose_full_name(&mut change.change.contact, &self.full_name_from);
+                }
+            }
+        }
+        Ok(mapped)
     }
 
     /// Maps one payload into its contact changes, strictly: any event that is refused or
@@ -145,10 +163,12 @@ impl SourceMapping {
     ) -> Result<Vec<ContactChange>, ExtractError> {
         self.map(payload, defaults)?
             .into_iter()
-            .map(|event| match event.outcome {
-                EventOutcome::Change(mapped) => Ok(mapped.change),
-                EventOutcome::Ignored { kind } => Err(self.unknown_kind(kind)),
-                EventOutcome::Refused(error) => Err(error),
+            .filter_map(|event| match event.outcome {
+                EventOutcome::Change(mapped) => Some(Ok(mapped.change)),
+                EventOutcome::Ignored { kind } => Some(Err(self.unknown_kind(kind))),
+                // A copy of an event already taken.
+                EventOutcome::Repeated { .. } => None,
+                EventOutcome::Refused(error) => Some(Err(error)),
             })
             .collect()
     }
@@ -256,6 +276,7 @@ impl SourceMapping {
             },
             warnings,
             occurred_at_given,
+            combined: 0,
         })
     }
 
@@ -461,6 +482,10 @@ pub struct FieldWarning {
     pub field: String,
     /// Stable code: `phone_invalid`, `email_invalid`, `tags_invalid`, ...
     pub code: &'static str,
+    /// In a combined change ([`combine`]): the id of the event the field came from (the
+    /// sender knows its events, not our combined ids); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl FieldWarning {
@@ -468,6 +493,7 @@ impl FieldWarning {
         FieldWarning {
             field: field.into(),
             code,
+            event: None,
         }
     }
 }
@@ -498,6 +524,10 @@ pub struct MappedEvent {
 
 /// What became of one event.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "most events are changes; boxing them would allocate for each one"
+)]
 pub enum EventOutcome {
     /// A contact change to sync.
     Change(MappedChange),
@@ -509,6 +539,12 @@ pub enum EventOutcome {
     },
     /// An event that cannot be synced: no usable identifier, or an unreadable event id.
     Refused(ExtractError),
+    /// A second copy of an event the delivery carries before (the same event id), found
+    /// while combining ([`combine`]): a duplicate, or a conflict when its contents differ.
+    Repeated {
+        /// Whether the copy means something else than the first.
+        conflicting: bool,
+    },
 }
 
 /// A change with what was left out of it.
@@ -520,6 +556,179 @@ pub struct MappedChange {
     /// Whether `occurred_at` came from the payload (else it is the time of receipt, which
     /// differs between a sender's retries).
     pub occurred_at_given: bool,
+    /// Other events of the delivery combined into this change ([`combine`]); 0 for most.
+    pub combined: usize,
+}
+
+/// Combines the changes of one delivery that concern the same contact key into one change
+/// (HubSpot sends a contact edit of four properties as four events, usually in one
+/// request), so each vendor gets one call with the whole edit instead of four.
+///
+/// * Each field takes its value from the newest change that sets it (`occurred_at`; a tie
+///   goes to the later event in the delivery). Custom properties are combined one by one.
+/// * A deletion is never combined: it stays where it was, and changes of the same contact
+///   after it start a new combined change, so the order of "edit, delete, re-create" holds.
+/// * The combined change happened when its newest member did; it is a `created` change if
+///   any member was (`signup` likewise), else the newest member's kind.
+/// * Its event id is the least of its members' ids, a `+` and the number of others, and a
+///   hash of all the members' ids (sorted): a sender's retry of the same events, in any
+///   order, carries the same id, so it is answered as a duplicate. The field warnings of every member are kept, each
+///   under the combined id.
+/// * Ignored and refused events are left as they are, in their places, and so is a second
+///   copy of an event already in the group (the same event id): it is a duplicate.
+pub fn combine(events: Vec<MappedEvent>) -> Vec<MappedEvent> {
+    struct Group {
+        at: usize,
+        members: Vec<(String, MappedChange)>,
+    }
+    let mut slots: Vec<Option<MappedEvent>> = Vec::with_capacity(events.len());
+    let mut groups: Vec<Group> = Vec::new();
+    // The open group of each contact key (closed by a deletion of that contact).
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    for event in events {
+        match event.outcome {
+            EventOutcome::Change(change) if change.change.event.kind != ChangeKind::Deleted => {
+                let key = change.change.contact.key.as_str().to_string();
+                match open.get(&key) {
+                    // The same event twice in one delivery: the copy is not combined, it
+                    // is the duplicate (or, meaning something else, the conflict) it is.
+                    Some(&g)
+                        if groups[g]
+                            .members
+                            .iter()
+                            .any(|(id, _)| *id == event.event_id) =>
+                    {
+                        let conflicting = !groups[g]
+                            .members
+                            .iter()
+                            .any(|(id, m)| *id == event.event_id && m.change == change.change);
+                        slots.push(Some(MappedEvent {
+                            event_id: event.event_id,
+                            outcome: EventOutcome::Repeated { conflicting },
+                        }));
+                    }
+                    Some(&g) => groups[g].members.push((event.event_id, change)),
+                    None => {
+                        open.insert(key, groups.len());
+                        groups.push(Group {
+                            at: slots.len(),
+                            members: vec![(event.event_id, change)],
+                        });
+                        slots.push(None);
+                    }
+                }
+            }
+            EventOutcome::Change(change) => {
+                open.remove(change.change.contact.key.as_str());
+                slots.push(Some(MappedEvent {
+                    event_id: event.event_id,
+                    outcome: EventOutcome::Change(change),
+                }));
+            }
+            outcome => slots.push(Some(MappedEvent {
+                event_id: event.event_id,
+                outcome,
+            })),
+        }
+    }
+    for group in groups {
+        slots[group.at] = Some(merge(group.members));
+    }
+    slots.into_iter().flatten().collect()
+}
+
+/// One change from the changes of one contact (see [`combine`]); `members` is not empty.
+fn merge(mut members: Vec<(String, MappedChange)>) -> MappedEvent {
+    if members.len() == 1 {
+        let (event_id, change) = members.remove(0);
+        return MappedEvent {
+            event_id,
+            outcome: EventOutcome::Change(change),
+        };
+    }
+    let mut ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    let first = ids[0].to_string();
+    let combined = ids.len() - 1;
+    let digest = sha2::Sha256::digest(ids.join("\n").as_bytes());
+    let event_id = format!(
+        "{first}+{}~{}",
+        members.len() - 1,
+        hex::encode(&digest[..6])
+    );
+    let created = members
+        .iter()
+        .any(|(_, m)| m.change.event.kind == ChangeKind::Created);
+    let signup = members
+        .iter()
+        .any(|(_, m)| m.change.event.kind == ChangeKind::Signup);
+    let occurred_at_given = members.iter().all(|(_, m)| m.occurred_at_given);
+    // Oldest first, so each later (newer) member overwrites what it sets; a stable sort
+    // keeps the delivery's order among equal times.
+    members.sort_by_key(|(_, m)| m.change.event.occurred_at);
+    // Each warning names the event it came from.
+    for (id, m) in &mut members {
+        for w in &mut m.warnings {
+            w.event.get_or_insert_with(|| id.clone());
+        }
+    }
+    // Not empty: more than one member (above).
+    let (_, mut out) = members.remove(0);
+    for (_, m) in members {
+        let (event, c) = (m.change.event, m.change.contact);
+        let into = &mut out.change.contact;
+        into.email = c.email.or(into.email.take());
+        into.phone = c.phone.or(into.phone.take());
+        into.full_name = c.full_name.or(into.full_name.take());
+        into.organization = c.organization.or(into.organization.take());
+        into.tags = c.tags.or(into.tags.take());
+        into.lists = c.lists.or(into.lists.take());
+        into.consent.email = c.consent.email.or(into.consent.email);
+        into.consent.texting = c.consent.texting.or(into.consent.texting);
+        into.custom.extend(c.custom);
+        out.change.event.occurred_at = event.occurred_at;
+        out.change.event.kind = event.kind;
+        for w in m.warnings {
+            if !out.warnings.contains(&w) {
+                out.warnings.push(w);
+            }
+        }
+    }
+    if created {
+        out.change.event.kind = ChangeKind::Created;
+    } else if signup {
+        out.change.event.kind = ChangeKind::Signup;
+    }
+    out.change.event.event_id = event_id.clone();
+    out.occurred_at_given = occurred_at_given;
+    out.combined = combined;
+    MappedEvent {
+        event_id,
+        outcome: EventOutcome::Change(out),
+    }
+}
+
+/// Sets `full_name` from the text of the `parts` custom fields when there is no full name
+/// and every part is there and not blank; a change with only some parts keeps no full name
+/// (a first name alone must not replace the whole name at a vendor).
+fn compose_full_name(contact: &mut Contact, parts: &[String]) {
+    if contact.full_name.is_some() {
+        return;
+    }
+    let mut words = Vec::with_capacity(parts.len());
+    for part in parts {
+        match contact
+            .custom
+            .get(part)
+            .and_then(Value::as_str)
+            .map(str::trim)
+        {
+            Some(word) if !word.is_empty() => words.push(word),
+            _ => return,
+        }
+    }
+    let (name, _) = limits::cut(words.join(" "), limits::MAX_NAME_CHARS);
+    contact.full_name = Some(name);
 }
 
 #[derive(Default)]

@@ -285,6 +285,7 @@ impl Ingest {
                     // A batch that carries one event twice: the second copy is a duplicate
                     // (or, meaning something else, a conflict) of the first, decided here —
                     // claiming it would meet our own claim in progress.
+                    outcome.combined += mapped.combined;
                     let hash = meaning_hash(&mapped);
                     match seen.get(&mapped.change.event.event_id) {
                         Some(first) if *first == hash => outcome.duplicates += 1,
@@ -298,6 +299,11 @@ impl Ingest {
                             hashes.push(hash);
                         }
                     }
+                }
+                EventOutcome::Repeated { conflicting: false } => outcome.duplicates += 1,
+                EventOutcome::Repeated { conflicting: true } => {
+                    tracing::warn!(source = %source.name, event_id = %event.event_id, "one delivery carries an event id twice with different contents");
+                    outcome.conflicts += 1;
                 }
                 EventOutcome::Ignored { kind } => {
                     tracing::info!(source = %source.name, event_id = %event.event_id, %kind, "event kind not mapped; ignored");
@@ -437,7 +443,10 @@ impl Ingest {
                 // The field and why, never the value.
                 tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, field = %warning.field, code = warning.code, "field dropped: its value did not normalise");
                 outcome.warnings.push(EventWarning {
-                    event: mapped.change.event.event_id.clone(),
+                    // In a combined change, the sender's own event the field came from.
+                    event: (warning.event.as_ref())
+                        .unwrap_or(&mapped.change.event.event_id)
+                        .clone(),
                     field: warning.field.clone(),
                     code: warning.code,
                 });

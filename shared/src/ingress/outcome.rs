@@ -14,6 +14,10 @@ pub struct Accepted {
     /// Events whose id was used before with a different meaning (not enqueued).
     #[serde(skip_serializing_if = "is_zero")]
     pub conflicts: usize,
+    /// Events combined into another event's change: the same contact, changed by several
+    /// events of one delivery, is one change (HubSpot sends one event per property).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub combined: usize,
     /// Events of kinds the source does not map (nothing to do).
     #[serde(skip_serializing_if = "is_zero")]
     pub ignored: usize,
