@@ -634,6 +634,100 @@ async fn a_hubspot_batch_is_one_record_and_one_change_per_contact() {
     sb.shutdown().await;
 }
 
+fn changes_of(source: &str, body: &Value) -> Vec<ContactChange> {
+    let defaults = EventDefaults {
+        event_id: "msg_2".into(),
+        received_at: Utc.with_ymd_and_hms(2026, 11, 20, 15, 5, 0).unwrap(),
+    };
+    mappings()
+        .source(source)
+        .unwrap()
+        .extract(body, &defaults)
+        .unwrap()
+}
+
+/// One HubSpot edit of four properties of a contact already synced: one call per vendor,
+/// carrying all four (the full name made of the first and last name).
+#[tokio::test]
+async fn a_hubspot_edit_of_four_properties_is_one_call_per_vendor() {
+    // An account in use: Hood already defines the company property.
+    let sb = Sandbox::start_with(SandboxOptions {
+        clock: Arc::new(SteppingClock(ManualClock::new(t0()))),
+        hood_properties: vec!["company_name".into()],
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut relay = Relay::new(&sb);
+    // The sample batch creates contact 901, here with a company too (so this process has
+    // read Hood's property definitions, once, before the edit).
+    let mut first: Value = serde_json::from_str(sample("hubspot").unwrap().body).unwrap();
+    first.as_array_mut().unwrap().push(json!({
+        "eventId": 3817289206_u64, "subscriptionId": 2200413, "portalId": 62515, "appId": 1160452,
+        "occurredAt": 1763647201600_i64, "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0, "objectId": 901, "propertyName": "company", "propertyValue": "Łukasik",
+        "changeSource": "CRM_UI", "sourceId": "userId:100"}));
+    for change in changes_of("hubspot", &first) {
+        assert_no_failures(&relay.deliver(&change).await);
+    }
+    let before: Vec<usize> = [Vendor::Hood, Vendor::Channelio, Vendor::Chatwoot]
+        .iter()
+        .map(|v| sb.requests_of(*v).len())
+        .collect();
+    let at = 1_763_647_500_000_i64;
+    let edit = |id: u64, ms: i64, name: &str, value: &str| {
+        json!({"eventId": id, "subscriptionId": 2200413, "portalId": 62515, "appId": 1160452,
+               "occurredAt": ms, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
+               "objectId": 901, "propertyName": name, "propertyValue": value,
+               "changeSource": "CRM_UI", "sourceId": "userId:100"})
+    };
+    let body = json!([
+        edit(3817289301, at, "firstname", "Dana"),
+        edit(3817289302, at + 2, "lastname", "O'Brien-Łukasik"),
+        edit(3817289303, at + 3, "email", "Dana.OBrien+work@Example.com"),
+        edit(3817289304, at + 4, "company", "Łukasik & Söhne"),
+    ]);
+    let [change] = changes_of("hubspot", &body).try_into().unwrap();
+    let deliveries = relay.deliver(&change).await;
+    assert_no_failures(&deliveries);
+    assert_clean(&sb);
+    let after: Vec<Vec<(String, String, u16)>> =
+        [Vendor::Hood, Vendor::Channelio, Vendor::Chatwoot]
+            .iter()
+            .zip(&before)
+            .map(|(v, n)| routes(&sb, *v)[*n..].to_vec())
+            .collect();
+    assert_eq!(
+        after,
+        vec![
+            vec![rr("PATCH", "/v1/hood/profiles/{id}", 204)],
+            vec![rr("PUT", "/open/v5/users/{user}", 200)],
+            vec![rr(
+                "PUT",
+                "/api/v1/accounts/{account_id}/contacts/{id}",
+                200
+            )],
+        ]
+    );
+    let profiles = sb.hood_profiles();
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(
+        profiles[0].full_name.as_deref(),
+        Some("Dana O'Brien-Łukasik")
+    );
+    assert_eq!(
+        profiles[0].email.as_deref(),
+        Some("dana.obrien+work@example.com")
+    );
+    let users = sb.channelio_users();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].profile["name"], json!("Dana O'Brien-Łukasik"));
+    let contacts = sb.chatwoot_contacts();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0].name.as_deref(), Some("Dana O'Brien-Łukasik"));
+    sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_redelivery_without_links_finds_the_records_instead_of_duplicating() {
     let sb = start().await;
