@@ -1,5 +1,6 @@
 //! Omnivibe client: the agent profile endpoint of `vendor-docs/omnivibe-update-profile.txt`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::Method;
@@ -46,6 +47,14 @@ pub struct OmnivibeAgent {
     pub api_access_token: SecretString,
 }
 
+impl std::fmt::Debug for OmnivibeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OmnivibeAgent")
+            .field("staff_id", &self.staff_id)
+            .finish_non_exhaustive()
+    }
+}
+
 fn default_base_url() -> String {
     DEFAULT_BASE_URL.to_owned()
 }
@@ -66,6 +75,53 @@ impl OmnivibeConfig {
             api_access_token: None,
             http: HttpSettings::default(),
         }
+    }
+}
+
+/// What to write instead of a lone `api_access_token`, in both setting formats.
+const AGENTS_EXAMPLE: &str = "list each agent instead: `agents = [{ staff_id = \"s_7\", api_access_token = \"...\" }]` in relay.toml, `\"agents\": [{\"staff_id\": \"s_7\", \"api_access_token\": \"...\"}]` in the vendor secrets JSON";
+
+impl OmnivibeConfig {
+    /// Why these settings cannot be used, each problem naming the agent by its position and
+    /// staff id, never by its token: a lone `api_access_token` (it would change its owner's
+    /// profile for every staff id), no agent at all, an empty staff id or token, a staff id
+    /// listed twice, or one token given to two staff ids (both would change one profile).
+    pub fn problems(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+
+        let mut problems = Vec::new();
+        if self.api_access_token.is_some() {
+            problems.push(format!(
+                "`api_access_token` alone would change the profile of its owner for every staff id; {AGENTS_EXAMPLE}"
+            ));
+        } else if self.agents.is_empty() {
+            problems.push(format!(
+                "no agents: every staff change would be skipped; {AGENTS_EXAMPLE}"
+            ));
+        }
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();
+        for (index, agent) in self.agents.iter().enumerate() {
+            let staff_id = agent.staff_id.trim();
+            let token = agent.api_access_token.expose_secret().trim();
+            if staff_id.is_empty() {
+                problems.push(format!("agents[{index}]: `staff_id` is empty"));
+            } else if let Some(first) = seen.insert(staff_id, index) {
+                problems.push(format!(
+                    "agents[{index}]: staff id `{staff_id}` is already listed at agents[{first}]; each staff id has one agent"
+                ));
+            }
+            if token.is_empty() {
+                problems.push(format!(
+                    "agents[{index}] (staff id `{staff_id}`): `api_access_token` is empty"
+                ));
+            } else if let Some(other) = tokens.insert(token, staff_id) {
+                problems.push(format!(
+                    "agents[{index}] (staff id `{staff_id}`) has the same token as staff id `{other}`: `PUT /api/v1/profile` changes the token owner's profile, so each agent needs its own token"
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -120,22 +176,25 @@ impl OmnivibeClient {
         })
     }
 
-    /// One client per configured agent, by staff id. A lone `api_access_token` (which
-    /// would let every staff member overwrite its owner's profile) is refused with what
-    /// to write instead.
+    /// One client per configured agent, by staff id (trimmed). The settings are refused
+    /// with every problem at once (see [`OmnivibeConfig::problems`]).
     pub fn agents(config: &OmnivibeConfig) -> Result<Vec<(String, Self)>, ClientBuildError> {
-        if config.api_access_token.is_some() {
+        let problems = config.problems();
+        if !problems.is_empty() {
             return Err(ClientBuildError::Config {
                 vendor: Vendor::Omnivibe,
-                problem: "`api_access_token` alone changes the profile of its owner for every staff id; \
-                          list each agent instead: agents = [{ staff_id = \"s_7\", api_access_token = \"...\" }]"
-                    .into(),
+                problem: problems.join("; "),
             });
         }
         config
             .agents
             .iter()
-            .map(|agent| Ok((agent.staff_id.clone(), Self::for_agent(config, agent)?)))
+            .map(|agent| {
+                Ok((
+                    agent.staff_id.trim().to_string(),
+                    Self::for_agent(config, agent)?,
+                ))
+            })
             .collect()
     }
 
