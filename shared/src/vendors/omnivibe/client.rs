@@ -18,7 +18,8 @@ use crate::vendors::sync::{CallGate, open_gate};
 /// Omnivibe's production host.
 pub const DEFAULT_BASE_URL: &str = "https://app.omnivibe.com.br";
 
-/// Omnivibe connection settings (`api_access_token` of the agent whose profile is kept).
+/// Omnivibe connection settings: the agents whose own profiles are kept, each by staff id
+/// with its own `api_access_token` (checked by [`OmnivibeConfig::problems`]).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OmnivibeConfig {
@@ -38,8 +39,9 @@ pub struct OmnivibeConfig {
     pub http: HttpSettings,
 }
 
-/// One agent: the staff id as your app's events carry it (the mapping's `key`, without the
-/// source's namespace, e.g. `s_7`) and that agent's own API access token.
+/// One agent: the staff id as your app's events carry it (the value of the mapping's
+/// `[vendors.omnivibe] staff_id` field, built in `custom.staff_id` from `detail.staffId`,
+/// e.g. `s_7`) and that agent's own API access token.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OmnivibeAgent {
@@ -213,5 +215,61 @@ impl OmnivibeClient {
         let reply = self.core.call(OP, Method::PUT, url, Some(body)).await?;
         let agent = reply.json(Vendor::Omnivibe, OP)?;
         Ok(reply.with(agent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(agents: &[(&str, &str)]) -> OmnivibeConfig {
+        let mut c = OmnivibeConfig::new(DEFAULT_BASE_URL, "x", SecretString::from("x"));
+        c.agents = agents
+            .iter()
+            .map(|(staff_id, token)| OmnivibeAgent {
+                staff_id: (*staff_id).into(),
+                api_access_token: SecretString::from(*token),
+            })
+            .collect();
+        c
+    }
+
+    #[test]
+    fn staff_ids_are_trimmed_before_they_are_compared_and_used() {
+        let problems = config(&[("s_7", "tok-a"), (" s_7 ", "tok-b")]).problems();
+        assert_eq!(
+            problems,
+            ["agents[1]: staff id `s_7` is already listed at agents[0]; each staff id has one agent"]
+        );
+        let agents = OmnivibeClient::agents(&config(&[(" s_7 ", "tok-a"), ("s_9", "tok-b")]))
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>();
+        assert_eq!(agents, ["s_7", "s_9"]);
+    }
+
+    #[test]
+    fn no_agents_or_a_lone_token_is_refused_saying_what_to_write_in_both_formats() {
+        let none = config(&[]).problems();
+        assert_eq!(none.len(), 1);
+        assert!(none[0].starts_with("no agents"), "{none:?}");
+        let mut lone = config(&[]);
+        lone.api_access_token = Some(SecretString::from("tok-lone"));
+        let error = OmnivibeClient::agents(&lone).unwrap_err().to_string();
+        assert!(error.starts_with("omnivibe: `api_access_token` alone"), "{error}");
+        assert!(error.contains("in relay.toml") && error.contains("in the vendor secrets JSON"));
+        assert!(!error.contains("tok-lone"), "{error}");
+        let shown = format!("{lone:?} {:?}", lone.agents);
+        assert!(!shown.contains("tok-lone"), "{shown}");
+    }
+
+    #[test]
+    fn problems_name_agents_by_position_and_staff_id_never_by_token() {
+        let problems = config(&[("s_7", "tok-same"), ("s_9", "tok-same"), ("s_11", " ")]).problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("agents[1] (staff id `s_9`) has the same token as staff id `s_7`"));
+        assert_eq!(problems[1], "agents[2] (staff id `s_11`): `api_access_token` is empty");
+        assert!(problems.iter().all(|p| !p.contains("tok-same")));
     }
 }

@@ -23,7 +23,9 @@ use crate::vendors::{CallGate, ClientBuildError, HttpSettings, VendorSync};
 
 /// Omnivibe's adapters by staff id: `PUT /api/v1/profile` changes the token owner's
 /// profile, so each agent's changes go through that agent's own token only, and a change
-/// for a staff id with no agent is skipped (`agent_not_configured`).
+/// for a staff id with no agent (or none in the change) is skipped
+/// (`agent_not_configured`, logged with the staff id's hash prefix only). The staff id is
+/// read from the change by the mapping ([`relay_core::vendors::omnivibe::OmnivibeMapping::staff_id`]).
 #[derive(Clone, Default)]
 pub struct OmnivibeAgents {
     by_staff_id: BTreeMap<String, Arc<dyn VendorSync<Plan = relay_core::plans::OmnivibePlan>>>,
