@@ -207,7 +207,7 @@ fn eventbridge_events_by_detail_type() {
     assert_eq!(s.contact.key.as_str(), "app-staff:s_7");
     assert_eq!(
         custom(&s),
-        json!({"display_name": "Hana", "message_signature": "Hana Kim · Support"})
+        json!({"display_name": "Hana", "message_signature": "Hana Kim · Support", "staff_id": "s_7"})
     );
 }
 

@@ -61,7 +61,7 @@ fn entries(vendor: Vendor) -> &'static [(CanonicalField, String)] {
         Vendor::Hood => v.hood().unwrap().fields.entries(),
         Vendor::Channelio => v.channelio().unwrap().fields.entries(),
         Vendor::Chatwoot => v.chatwoot().unwrap().entries(),
-        Vendor::Omnivibe => v.omnivibe().unwrap().entries(),
+        Vendor::Omnivibe => v.omnivibe().unwrap().fields.entries(),
     }
 }
 
@@ -478,6 +478,8 @@ async fn the_worker_commits_the_newer_version_of_an_unchanged_field_on_a_skip() 
     let named = |event: &str, version: i64, name: &str| {
         let mut c = base();
         c.full_name = Some(name.into());
+        // The staff id that picks the Omnivibe agent (the built-in `custom.staff_id`).
+        c.custom.insert("staff_id".into(), json!("4711"));
         change(event, version, c)
     };
     for vendor in VENDORS {
@@ -700,6 +702,7 @@ mod targets {
         targets.insert(Vendor::Omnivibe, Arc::new(agents));
         let mut contact = Contact::new(ContactKey::external("staff", "7").unwrap());
         contact.full_name = Some("Hana Kim".into());
+        contact.custom.insert("staff_id".into(), json!("7"));
         let change = ContactChange {
             event: SyncEvent {
                 source: "app-staff".into(),

@@ -113,6 +113,7 @@ fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {
             )),
         }
     }
+    problems.extend(vendor_problems(&config.vendors));
     if !problems.is_empty() {
         anyhow::bail!(
             "{}: {} problem(s):\n  {}",
@@ -133,6 +134,13 @@ fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {
         config.server.listen,
         vendors.join(", ")
     );
+    if let Some(omnivibe) = &config.vendors.omnivibe {
+        let staff: Vec<&str> = omnivibe.agents.iter().map(|a| a.staff_id.trim()).collect();
+        println!(
+            "  omnivibe agents (staff ids): {}; other staff ids are skipped (agent_not_configured)",
+            staff.join(", ")
+        );
+    }
     for s in mappings.sources() {
         let state = if s.signature.is_none() {
             "EventBridge"
@@ -144,4 +152,28 @@ fn check_relay_config(path: &std::path::Path) -> anyhow::Result<()> {
         println!("  source {:<12} {state}", s.name);
     }
     Ok(())
+}
+
+/// The vendor settings' problems, as the worker would refuse them at start-up: every
+/// Omnivibe agent problem at once, then whatever building the other clients refuses.
+fn vendor_problems(vendors: &relay_shared::vendors::VendorConfigs) -> Vec<String> {
+    let mut problems: Vec<String> = vendors
+        .omnivibe
+        .as_ref()
+        .map(|c| c.problems())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| format!("vendor omnivibe: {p}"))
+        .collect();
+    let mut others = vendors.clone();
+    if !problems.is_empty() {
+        others.omnivibe = None;
+    }
+    if let Err(e) = relay_shared::worker::setup::build_targets(
+        &others,
+        &relay_shared::vendors::sync::open_gate(),
+    ) {
+        problems.push(format!("vendor {e}"));
+    }
+    problems
 }

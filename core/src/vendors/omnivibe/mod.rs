@@ -5,9 +5,10 @@ pub mod mapping;
 pub mod plan;
 pub mod wire;
 
+pub use mapping::OmnivibeMapping;
 pub use plan::{OmnivibePlan, plan_omnivibe};
 
-use crate::mapping::{FieldMap, SectionContext};
+use crate::mapping::SectionContext;
 use crate::model::ContactChange;
 use crate::plan::{PlanError, Planned, PlannedRequest, SkipReason, VendorState};
 use crate::vendors::{PreviewContext, Vendor, VendorModel};
@@ -19,17 +20,17 @@ pub struct Omnivibe;
 impl VendorModel for Omnivibe {
     const VENDOR: Vendor = Vendor::Omnivibe;
     type Section = mapping::OmnivibeSection;
-    type Mapping = FieldMap;
+    type Mapping = OmnivibeMapping;
     type Plan = OmnivibePlan;
 
-    fn compile(section: Self::Section, cx: &mut SectionContext<'_, '_>) -> FieldMap {
+    fn compile(section: Self::Section, cx: &mut SectionContext<'_, '_>) -> OmnivibeMapping {
         mapping::compile(section, cx)
     }
 
     fn plan(
         change: &ContactChange,
         state: &VendorState,
-        mapping: &FieldMap,
+        mapping: &OmnivibeMapping,
     ) -> Result<Planned<OmnivibePlan>, PlanError> {
         plan_omnivibe(change, state, mapping)
     }

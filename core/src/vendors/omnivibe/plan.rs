@@ -13,16 +13,17 @@ pub enum OmnivibePlan {
     Skip(SkipReason),
 }
 
-use crate::mapping::FieldMap;
+use crate::vendors::omnivibe::mapping::OmnivibeMapping;
 use crate::model::{ChangeKind, ContactChange};
 use crate::plan::{PlanError, Planned, PlannedRequest, VendorState, as_text, body_json, changed};
 use crate::vendors::omnivibe::wire::AgentProfile;
 
-/// Plans the agent profile update for a change of the staff record.
+/// Plans the agent profile update for a change of the staff record. Which agent's token
+/// sends it is the adapter's choice, by [`OmnivibeMapping::staff_id`].
 pub fn plan_omnivibe(
     change: &ContactChange,
     state: &VendorState,
-    mapping: &FieldMap,
+    mapping: &OmnivibeMapping,
 ) -> Result<Planned<OmnivibePlan>, PlanError> {
     if change.event.kind == ChangeKind::Deleted {
         return Ok(Planned::skip(OmnivibePlan::Skip(
@@ -30,7 +31,7 @@ pub fn plan_omnivibe(
         )));
     }
     let changed = changed(
-        mapping.project(&change.contact),
+        mapping.fields.project(&change.contact),
         state,
         change.event.occurred_at.timestamp_millis(),
     );

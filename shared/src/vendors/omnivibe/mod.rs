@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use relay_core::vendors::omnivibe::Omnivibe;
 
 use crate::mapping::Mappings;
-use crate::model::{ContactChange, ContactKey};
+use crate::model::ContactChange;
 use crate::plan::{SkipReason, VendorState};
 use crate::store::GcraParams;
 use crate::vendors::deliver::{Deliver, Delivered, DeliveryError, apply};
@@ -23,7 +23,9 @@ use crate::vendors::{CallGate, ClientBuildError, HttpSettings, VendorSync};
 
 /// Omnivibe's adapters by staff id: `PUT /api/v1/profile` changes the token owner's
 /// profile, so each agent's changes go through that agent's own token only, and a change
-/// for a staff id with no agent is skipped (`agent_not_configured`).
+/// for a staff id with no agent (or none in the change) is skipped
+/// (`agent_not_configured`, logged with the staff id's hash prefix only). The staff id is
+/// read from the change by the mapping ([`relay_core::vendors::omnivibe::OmnivibeMapping::staff_id`]).
 #[derive(Clone, Default)]
 pub struct OmnivibeAgents {
     by_staff_id: BTreeMap<String, Arc<dyn VendorSync<Plan = relay_core::plans::OmnivibePlan>>>,
@@ -39,18 +41,33 @@ impl OmnivibeAgents {
         self.by_staff_id.insert(staff_id.into(), sync);
     }
 
-    /// The agent of the staff member `key` names: the configured staff id is the key's id
-    /// (`s_7` of `app-staff:s_7`), or the whole key.
+    /// The agent configured for `staff_id` (exactly, after trimming).
     fn agent_for(
         &self,
-        key: &ContactKey,
+        staff_id: &str,
     ) -> Option<&Arc<dyn VendorSync<Plan = relay_core::plans::OmnivibePlan>>> {
-        let whole = key.as_str();
-        let id = whole.split_once(':').map_or(whole, |(_, id)| id);
-        self.by_staff_id
-            .get(id)
-            .or_else(|| self.by_staff_id.get(whole))
+        self.by_staff_id.get(staff_id)
     }
+
+    /// The configured staff ids.
+    pub fn staff_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_staff_id.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for OmnivibeAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OmnivibeAgents")
+            .field("agents", &self.by_staff_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A short SHA-256 prefix of a staff id, for logs: enough to confirm which configured id
+/// an operator expected, without the id itself in the logs.
+fn staff_hash(staff_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(staff_id.as_bytes())[..6])
 }
 
 #[async_trait]
@@ -62,12 +79,18 @@ impl Deliver for OmnivibeAgents {
         state: &VendorState,
     ) -> Option<Result<Delivered, DeliveryError>> {
         let mapping = mappings.vendors.get::<Omnivibe>()?;
-        let Some(sync) = self.agent_for(&change.contact.key) else {
-            tracing::info!(staff = ?change.contact.key, "no Omnivibe agent is configured for this staff id; skipped");
-            return Some(Ok(Delivered::skipped(
-                state,
-                SkipReason::AgentNotConfigured,
-            )));
+        let staff_id = mapping.staff_id(&change.contact);
+        let Some(sync) = staff_id.as_deref().and_then(|id| self.agent_for(id)) else {
+            let reason = SkipReason::AgentNotConfigured;
+            tracing::info!(
+                vendor = "omnivibe",
+                reason = reason.code(),
+                staff_field = %mapping.staff_id,
+                staff_hash = staff_id.as_deref().map(staff_hash),
+                event = %change.event.key(),
+                "no Omnivibe agent is configured for this staff id; skipped (another agent's token would change that agent's profile)"
+            );
+            return Some(Ok(Delivered::skipped(state, reason)));
         };
         let planned = <Omnivibe as relay_core::vendors::VendorModel>::plan(change, state, mapping);
         Some(apply::<Omnivibe>(sync.as_ref(), planned, state).await)
