@@ -175,7 +175,7 @@ impl Rig {
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
         let worker = Worker::new(
             webhooks::mappings(),
-            Arc::new(store),
+            Arc::new(store.clone()),
             targets,
             limiters,
             queue.clone(),
@@ -184,7 +184,7 @@ impl Rig {
             RetryPolicy::default(),
             metrics.clone(),
         )
-        .with_journal(Arc::new(store.clone()));
+        .with_journal(Arc::new(store));
         Ok(Rig {
             app,
             queue,
