@@ -3,6 +3,8 @@
 //! DynamoDB Local table and the in-memory queue — first deliveries, then the same
 //! deliveries again (duplicates). Latency is the handler's, per request (signing and
 //! building the request are outside the timing); DynamoDB calls are counted per event.
+//! Ingest writes each claim once and never confirms it, so a duplicate enqueues its own
+//! copy (the worker recognises it): the messages duplicates enqueue are counted too.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,6 +69,9 @@ pub struct Report {
     pub duplicate: Phase,
     /// Messages the first deliveries put on the queue (one per event and vendor).
     pub messages_enqueued: usize,
+    /// Messages the duplicates put on the queue (one per duplicate and vendor: the claims
+    /// are never confirmed, so a duplicate enqueues its own copy).
+    pub messages_enqueued_by_duplicates: usize,
     /// A flood of refused requests on one core.
     pub flood: Flood,
 }
@@ -395,6 +400,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
     let duplicate = rig
         .phase(&measured, options.concurrency, Expect::Duplicate)
         .await?;
+    let messages_enqueued_by_duplicates = rig.queue.len() - queued_before - messages_enqueued;
     let flood = rig.flood(options.events.max(1) * 5).await?;
     if first.unexpected > 0 || duplicate.unexpected > 0 {
         bail!(
@@ -412,6 +418,7 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
         first_delivery: first,
         duplicate,
         messages_enqueued,
+        messages_enqueued_by_duplicates,
         flood,
     })
 }

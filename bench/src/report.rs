@@ -62,12 +62,12 @@ impl Goal {
 pub fn goals(report: &Report) -> Vec<Goal> {
     let mut goals = Vec::new();
     if let Some(i) = &report.ingest {
-        goals.push(Goal {
-            name: "ingest: DynamoDB calls, first delivery".into(),
-            goal: "reported (design: claim + complete = 2)".into(),
-            measured: format!("{}", i.first_delivery.ddb_calls_per_event),
-            met: None,
-        });
+        goals.push(Goal::judged(
+            "ingest: DynamoDB calls, first delivery",
+            "≤ 1",
+            format!("{}", i.first_delivery.ddb_calls_per_event),
+            i.first_delivery.ddb_calls_per_event <= 1.0,
+        ));
         goals.push(Goal::judged(
             "ingest: DynamoDB calls, duplicate",
             "1",
@@ -90,11 +90,23 @@ pub fn goals(report: &Report) -> Vec<Goal> {
     if let Some(s) = &report.sync {
         for (label, round) in [("new contact", &s.new_contact), ("update", &s.update)] {
             goals.push(Goal::judged(
-                format!("synced event in all ({label}): DynamoDB calls"),
-                "≤ 3",
-                format!("{}", round.ddb_calls_per_event_in_all),
-                round.ddb_calls_per_event_in_all <= 3.0,
+                format!("ingest ({label}): DynamoDB calls per event"),
+                "≤ 1",
+                format!("{}", round.ingest_ddb_calls_per_event),
+                round.ingest_ddb_calls_per_event <= 1.0,
             ));
+            goals.push(Goal::judged(
+                format!("(event, vendor) delivery ({label}): DynamoDB calls, worst vendor"),
+                "≤ 3",
+                format!("{}", round.max_ddb_calls_per_delivery),
+                round.max_ddb_calls_per_delivery <= 3.0,
+            ));
+            goals.push(Goal {
+                name: format!("synced event in all ({label}): DynamoDB calls"),
+                goal: "reported".into(),
+                measured: format!("{}", round.ddb_calls_per_event_in_all),
+                met: None,
+            });
         }
         goals.push(Goal::judged(
             "sandbox vendors: rule violations",
@@ -253,6 +265,11 @@ pub fn render(r: &Report) -> String {
         let f = &i.flood;
         let _ = writeln!(
             out,
+            "  messages enqueued: {} by the first deliveries, {} by the duplicates (claims are written once and never confirmed, so a duplicate enqueues its own copy; the worker recognises it for one link call)",
+            i.messages_enqueued, i.messages_enqueued_by_duplicates
+        );
+        let _ = writeln!(
+            out,
             "  flood of refused requests, one core, {} per kind: wrong signature {:.0}/s, unsigned {:.0}/s; DynamoDB calls {}, messages enqueued {}, statuses {:?}",
             f.requests,
             f.wrong_signature_per_s,
@@ -266,14 +283,19 @@ pub fn render(r: &Report) -> String {
     if let Some(s) = &r.sync {
         let _ = writeln!(
             out,
-            "Synced event — DynamoDB calls per event: ingest, then per vendor message `all = link (lease, commit) + limiter (one per vendor call) [vendor HTTP calls]`; {} contacts, production schedules, one message at a time",
+            "Synced event — DynamoDB calls per event: ingest (the claim with its log entry), then per (event, vendor) delivery `all = store (link lease + commit, log record) + limiter [vendor HTTP calls]`; {} contacts, production assembly (delivery log on), production schedules, one message at a time",
             s.contacts
         );
         let cell = |c: Option<&sync::VendorCost>| {
             c.map_or("—".to_string(), |c| {
                 format!(
-                    "{:.2} = {:.2} + {:.2} [{:.1}]",
-                    c.ddb_calls, c.link_calls, c.limiter_calls, c.vendor_calls
+                    "{:.2} = {:.2} ({:.2} + {:.2}) + {:.2} [{:.1}]",
+                    c.ddb_calls,
+                    c.store_calls,
+                    c.link_calls,
+                    c.log_calls,
+                    c.limiter_calls,
+                    c.vendor_calls
                 )
             })
         };

@@ -18,9 +18,9 @@ use relay_shared::store::Reservation;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
-    AppliedField, ClaimOutcome, Clock, ContactKeyHash, DeliveryId, GcraParams, IdempotencyKey,
-    IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore,
-    MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit, RateLimiter, StoreError,
+    AppliedField, Claim, ClaimOutcome, Clock, ContactKeyHash, DeliveryId, GcraParams,
+    IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease,
+    LinkStore, MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit, RateLimiter, StoreError,
 };
 use relay_shared::vendors::Vendor;
 
@@ -128,7 +128,7 @@ macro_rules! store_conformance_tests {
     ($fixture:expr) => {
         $crate::store_conformance_tests!(@each $fixture;
             claim_is_one_call_and_duplicates_learn_the_state,
-            lease_expiry_frees_the_key_and_fences_the_old_claimant,
+            an_unconfirmed_claim_is_never_taken_over,
             release_frees_the_key_for_any_payload,
             payload_mismatch_in_every_state,
             records_expire_after_retention,
@@ -206,34 +206,44 @@ pub async fn claim_is_one_call_and_duplicates_learn_the_state(fx: &Fixture) {
     assert_eq!(store.claim(&key("ev-1"), &hash, lease).await.unwrap(), done);
 }
 
-/// A crashed claimant's key frees itself at the lease end; the old claimant is fenced off.
-pub async fn lease_expiry_frees_the_key_and_fences_the_old_claimant(fx: &Fixture) {
+/// An unconfirmed claim is never taken over, not even after its lease: its claimant may
+/// have done the work, so a duplicate is told `InProgress` (and must do the work itself if
+/// it must not be lost). The claimant can still release or complete it, fenced by its token.
+pub async fn an_unconfirmed_claim_is_never_taken_over(fx: &Fixture) {
     let store = &fx.idempotency;
     let hash = PayloadHash::of(b"body");
     let lease = fx.now() + TimeDelta::seconds(30);
-    let crashed = claimed(store.claim(&key("ev-2"), &hash, lease).await.unwrap());
+    let first = claimed(store.claim(&key("ev-2"), &hash, lease).await.unwrap());
 
     fx.advance_ms(29_999);
     assert_eq!(
         store.claim(&key("ev-2"), &hash, lease).await.unwrap(),
         ClaimOutcome::InProgress { until: lease }
     );
-    fx.advance_ms(1);
-    let lease2 = fx.now() + TimeDelta::seconds(30);
-    let retry = claimed(store.claim(&key("ev-2"), &hash, lease2).await.unwrap());
-    fx.expect_calls(&["PutItem", "PutItem", "PutItem"]);
-    assert_ne!(retry.token(), crashed.token());
+    fx.advance_ms(60_000);
+    let later = fx.now() + TimeDelta::seconds(30);
     assert_eq!(
-        store.claim(&key("ev-2"), &hash, lease).await.unwrap(),
-        ClaimOutcome::InProgress { until: lease2 }
+        store.claim(&key("ev-2"), &hash, later).await.unwrap(),
+        ClaimOutcome::InProgress { until: lease },
+        "past the lease the claim is still the first claimant's"
     );
+    fx.expect_calls(&["PutItem", "PutItem", "PutItem"]);
 
+    // A stranger's token is fenced off; the claimant's own still works.
+    let stranger = Claim::new(key("ev-2"), later);
     assert!(matches!(
-        store.complete(&crashed, "stale").await,
+        store.complete(&stranger, "stale").await,
         Err(StoreError::ClaimLost { .. })
     ));
     assert!(matches!(
-        store.release(&crashed).await,
+        store.release(&stranger).await,
+        Err(StoreError::ClaimLost { .. })
+    ));
+    store.release(&first).await.unwrap();
+    let retry = claimed(store.claim(&key("ev-2"), &hash, later).await.unwrap());
+    assert_ne!(retry.token(), first.token());
+    assert!(matches!(
+        store.complete(&first, "stale").await,
         Err(StoreError::ClaimLost { .. })
     ));
     store.complete(&retry, "fresh").await.unwrap();

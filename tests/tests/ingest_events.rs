@@ -60,12 +60,14 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
     );
     let staff = invoke(event("app-staff")).await.unwrap();
     assert_eq!(staff.accepted, 1);
-    // EventBridge delivers at least once: the same event again is a duplicate.
+    // EventBridge delivers at least once: the same event again is a duplicate. Its claim
+    // was never confirmed, so it is enqueued again (the worker recognises the copy).
     assert_eq!(
         invoke(event("app-contact")).await.unwrap(),
         Accepted {
             accepted: 0,
             duplicates: 1,
+            enqueued_again: 1,
             ..Accepted::default()
         }
     );
@@ -82,8 +84,12 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
     let mut expected = vec![
         (contact.clone(), Vendor::Hood),
         (contact.clone(), Vendor::Channelio),
-        (contact, Vendor::Chatwoot),
+        (contact.clone(), Vendor::Chatwoot),
         (staff, Vendor::Omnivibe),
+        // The duplicate's copy.
+        (contact.clone(), Vendor::Hood),
+        (contact.clone(), Vendor::Channelio),
+        (contact, Vendor::Chatwoot),
     ];
     expected.sort();
     assert_eq!(routed, expected);

@@ -1,7 +1,8 @@
 //! Reliability of the whole pipeline — ingest and worker together on DynamoDB Local,
 //! against stateful wiremock vendors: exactly one effect per event and vendor under
-//! concurrent duplicate deliveries, injected faults, a worker dying mid-call, and
-//! out-of-order updates.
+//! concurrent duplicate deliveries (ingest writes each claim once and never confirms it, so
+//! a duplicate puts its own copy on the queue: the worker must make the copies harmless),
+//! injected faults, a worker dying mid-call, and out-of-order updates.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -75,15 +76,24 @@ async fn a_hundred_events_delivered_five_times_concurrently_take_effect_once_per
     let p = Pipeline::start(Faults::default(), Duration::from_secs(5)).await;
     let statuses = deliver_all(&p, 5).await;
     assert!(
-        statuses
-            .iter()
-            .all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT),
-        "{statuses:?}"
+        statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+        "every copy answered 2xx: {statuses:?}"
     );
+    // Every copy's messages are on the queue: five per event and vendor.
+    assert_eq!(p.queue.len(), EVENTS * 3 * 5);
     assert!(p.drain(Duration::from_secs(120)).await, "the queue empties");
-    // Retried 409s land as duplicates; the queue got one message per event and vendor.
     assert_exactly_once(&p);
     assert_eq!(p.metrics.total(Counter::Synced), (EVENTS * 3) as u64);
+    assert_eq!(
+        p.metrics.total(Counter::Duplicate),
+        (EVENTS * 3 * 4) as u64,
+        "the other four copies recognised at the link lease"
+    );
+    assert_eq!(
+        p.vendors.world().channel_upserts,
+        EVENTS as u64,
+        "one Channel.io call per contact, whatever the copies"
+    );
     assert!(p.dead_letters.is_empty());
 }
 
@@ -224,4 +234,56 @@ async fn out_of_order_updates_of_one_contact_end_with_the_newest_value() {
         w.channel_upserts, 1,
         "the two older changes sent nothing: their only field is newer at the vendor"
     );
+}
+
+/// Ingest writes a claim once and never confirms it, so a sender's duplicate enqueues its
+/// own copy: two copies processed at once, and a copy arriving after a newer change was
+/// applied, must leave one record per vendor, send nothing twice and undo nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_copies_of_an_event_call_no_vendor_again_and_undo_no_update() {
+    let p = Pipeline::start(Faults::default(), Duration::from_secs(5)).await;
+    let t0 = Utc::now() - TimeDelta::minutes(10);
+    let first = contact_event(9, "Zoë Ångström", t0);
+    // The sender delivers the event twice at once (a timeout retry racing the original).
+    let (a, b) = tokio::join!(p.post("msg_dup", &first), p.post("msg_dup", &first));
+    assert_eq!((a, b), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(p.queue.len(), 2 * 3, "both copies enqueued");
+    // One batch: the two copies for each vendor are handled concurrently.
+    assert!(p.drain(Duration::from_secs(60)).await);
+    let after_first = {
+        let w = p.vendors.world();
+        assert_eq!((w.hood_creates, w.hood_profiles.len()), (1, 1));
+        assert_eq!((w.chatwoot_creates, w.chatwoot_contacts.len()), (1, 1));
+        assert_eq!((w.channel_upserts, w.channel_users.len()), (1, 1));
+        w.requests
+    };
+    assert_eq!(p.metrics.total(Counter::Synced), 3);
+    assert_eq!(p.metrics.total(Counter::Duplicate), 3);
+
+    // A newer change of the same contact is applied.
+    let newer = contact_event(9, "Zoë Ångström-Lee", t0 + TimeDelta::minutes(1));
+    assert_eq!(p.post("msg_newer", &newer).await, StatusCode::ACCEPTED);
+    assert!(p.drain(Duration::from_secs(60)).await);
+    let after_update = p.vendors.world().requests;
+    assert!(after_update > after_first, "the update reached the vendors");
+
+    // The sender retries the first event once more, late: its copy changes nothing.
+    assert_eq!(p.post("msg_dup", &first).await, StatusCode::ACCEPTED);
+    assert_eq!(p.queue.len(), 3, "enqueued again");
+    assert!(p.drain(Duration::from_secs(60)).await);
+    let w = p.vendors.world();
+    assert_eq!(w.requests, after_update, "no vendor call for a copy");
+    assert_eq!(
+        w.channel_users["standard:usr_9"]["name"],
+        json!("Zoë Ångström-Lee")
+    );
+    let hood: Vec<_> = w.hood_profiles.values().collect();
+    assert_eq!(hood.len(), 1);
+    assert_eq!(hood[0]["full_name"], json!("Zoë Ångström-Lee"));
+    let chatwoot: Vec<_> = w.chatwoot_contacts.values().collect();
+    assert_eq!(chatwoot.len(), 1);
+    assert_eq!(chatwoot[0]["name"], json!("Zoë Ångström-Lee"));
+    assert_eq!(p.metrics.total(Counter::Synced), 6);
+    assert_eq!(p.metrics.total(Counter::Duplicate), 6);
+    assert!(p.dead_letters.is_empty());
 }

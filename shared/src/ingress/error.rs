@@ -15,8 +15,8 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Why a delivery was not accepted. Nothing is claimed or enqueued for any of these,
-/// except `InProgress`, where another request holds the claim.
+/// Why a delivery was not accepted. Nothing stays claimed for any of these (a claim taken
+/// before the failure is released).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("no source named `{source_name}` on this route")]
@@ -39,8 +39,6 @@ pub enum IngestError {
     EventTooLarge { limit: usize },
     #[error("this event id was already used with a different payload")]
     EventIdReused,
-    #[error("the same event is being processed by another request; retry shortly")]
-    InProgress { retry_after_secs: u64 },
     #[error("the {what} is unavailable; nothing was accepted, retry later")]
     Unavailable { what: &'static str },
     /// A fault of the relay's own (a malformed item in its table): nothing was accepted,
@@ -65,7 +63,7 @@ impl IngestError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             IngestError::Unmappable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            IngestError::EventIdReused | IngestError::InProgress { .. } => StatusCode::CONFLICT,
+            IngestError::EventIdReused => StatusCode::CONFLICT,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,7 +82,6 @@ impl IngestError {
             IngestError::Signature(e) => e.code(),
             IngestError::Unmappable(e) => e.code(),
             IngestError::EventIdReused => "event_id_reused",
-            IngestError::InProgress { .. } => "event_in_progress",
             IngestError::Unavailable { .. } => "temporarily_unavailable",
             IngestError::Internal { .. } => "internal_error",
         }
@@ -93,7 +90,6 @@ impl IngestError {
     /// Seconds the sender should wait before retrying, where a retry will help.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            IngestError::InProgress { retry_after_secs } => Some(*retry_after_secs),
             IngestError::Unavailable { .. } => Some(5),
             _ => None,
         }

@@ -1,13 +1,35 @@
 //! The ingest use case, independent of HTTP or Lambda: verify → map → claim → enqueue.
 //!
-//! Each event of a delivery is claimed under its sender's event id (one conditional write),
-//! then one message per (event, vendor) goes to the queue in SQS batches; only then is the
-//! claim completed. If enqueueing fails, the claims of the events not enqueued are released
-//! so the sender's retry succeeds: nothing is lost, and nothing is enqueued twice.
+//! Each event of a delivery costs **one DynamoDB write**: its claim under the sender's event
+//! id (a conditional write that also carries the delivery-log entry). Then one message per
+//! (event, vendor) goes to the queue in SQS batches, and the sender gets `202`. Nothing
+//! confirms the claim afterwards; a failed enqueue releases it (a second write, on failure
+//! only) so the sender's retry claims it afresh.
+//!
+//! Why one write is safe. A record written before the enqueue cannot tell "enqueued" from
+//! "the invocation died before enqueueing", so a duplicate that meets a claim with the same
+//! meaning (`InProgress`: claimed, never confirmed) **enqueues its own copy** and answers
+//! `2xx` as a duplicate; a duplicate that meets `Completed` (a record confirmed before
+//! ingest stopped confirming) enqueues nothing. So:
+//! * nothing is lost — every `2xx` follows a successful enqueue of this request's own
+//!   messages or a confirmed one, and a claimant that died leaves a claim whose duplicates
+//!   still enqueue;
+//! * no sender waits or sees `409` for a retry, however soon it comes;
+//! * a duplicate may put a second copy of a delivery on the queue. The worker makes that
+//!   harmless: its link lease refuses a delivery id already applied (one DynamoDB call, no
+//!   vendor call), serialises two copies in flight (the second waits, then is refused), and
+//!   a copy too old for the link's memory plans nothing, since every field is sent only when
+//!   it ranks above what was applied (`tests/tests/worker_reliability.rs` proves it on
+//!   DynamoDB Local against the stateful vendors). The cost moves to duplicates, which are
+//!   rare: a first delivery saves a write, a duplicate costs one message and one link call
+//!   per vendor.
+//!
+//! A claim is never taken over (see `store::idempotency`): the duplicate's copy makes
+//! taking it unnecessary, and the first claim's delivery log stays as it is.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
@@ -62,11 +84,6 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// How long a claim is held when the caller gives no deadline (local runs).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-
-/// How long a duplicate arriving while the first copy is still being enqueued waits for
-/// it before being answered `409 event_in_progress`: enqueueing takes milliseconds, and
-/// senders count a 4xx as a failed delivery.
-pub const DUPLICATE_WAIT: Duration = Duration::from_secs(1);
 
 /// A webhook request as received, with the route it came in on.
 #[derive(Clone, Copy)]
@@ -355,61 +372,52 @@ impl Ingest {
             })
             .collect();
 
-        // Claim every change; a change still being enqueued by another request is waited
-        // for (bounded), so its duplicate can be answered 2xx.
-        let mut pending: Vec<usize> = (0..changes.len()).collect();
+        // Claim every change: one conditional write each.
+        let attempts = join_all(
+            changes
+                .iter()
+                .zip(&hashes)
+                .zip(&entries)
+                .map(|((mapped, hash), entry)| {
+                    self.claim(mapped, hash, lease_until, entry.as_ref())
+                }),
+        )
+        .await;
         let mut claimed: Vec<(Claim, &MappedChange)> = Vec::new();
-        let mut busy_until: Option<DateTime<Utc>>;
-        let wait_until = Instant::now() + DUPLICATE_WAIT;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let attempts =
-                join_all(pending.iter().map(|&i| {
-                    self.claim(&changes[i], &hashes[i], lease_until, entries[i].as_ref())
-                }))
-                .await;
-            let mut store_failed: Option<IngestError> = None;
-            let mut still_busy = Vec::new();
-            busy_until = None;
-            for (attempt, &i) in attempts.into_iter().zip(&pending) {
-                let mapped = &changes[i];
-                match attempt {
-                    Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, mapped)),
-                    Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
-                    Ok(ClaimOutcome::InProgress { until }) => {
-                        busy_until = busy_until.max(Some(until));
-                        still_busy.push(i);
-                    }
-                    Ok(ClaimOutcome::PayloadMismatch) => {
-                        tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, "event id reused with a different payload");
-                        outcome.conflicts += 1;
-                    }
-                    Err(error) => {
-                        tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "idempotency claim failed");
-                        // Only a store that is genuinely unavailable is worth the sender's
-                        // retry; anything else is our fault and stays so on every retry.
-                        store_failed = Some(if error.is_retryable() {
-                            IngestError::Unavailable {
-                                what: "idempotency store",
-                            }
-                        } else {
-                            IngestError::Internal {
-                                what: "idempotency store",
-                            }
-                        });
-                    }
+        // Duplicates of a claim never confirmed: enqueued again (see the module docs).
+        let mut again: Vec<&MappedChange> = Vec::new();
+        let mut store_failed: Option<IngestError> = None;
+        for (attempt, mapped) in attempts.into_iter().zip(&changes) {
+            match attempt {
+                Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, mapped)),
+                Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
+                Ok(ClaimOutcome::InProgress { .. }) => {
+                    outcome.duplicates += 1;
+                    again.push(mapped);
+                }
+                Ok(ClaimOutcome::PayloadMismatch) => {
+                    tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, "event id reused with a different payload");
+                    outcome.conflicts += 1;
+                }
+                Err(error) => {
+                    tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "idempotency claim failed");
+                    // Only a store that is genuinely unavailable is worth the sender's
+                    // retry; anything else is our fault and stays so on every retry.
+                    store_failed = Some(if error.is_retryable() {
+                        IngestError::Unavailable {
+                            what: "idempotency store",
+                        }
+                    } else {
+                        IngestError::Internal {
+                            what: "idempotency store",
+                        }
+                    });
                 }
             }
-            if let Some(error) = store_failed {
-                self.release_all(claimed.iter().map(|(c, _)| c)).await;
-                return Err(error);
-            }
-            pending = still_busy;
-            if pending.is_empty() || Instant::now() + pause > wait_until {
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(400));
+        }
+        if let Some(error) = store_failed {
+            self.release_all(claimed.iter().map(|(c, _)| c)).await;
+            return Err(error);
         }
 
         let raw_id = match (raw, &self.recording) {
@@ -418,26 +426,25 @@ impl Ingest {
             }
             _ => None,
         };
-        let failed = self.enqueue(source, &claimed, raw_id.as_ref()).await;
-        let settle = claimed.iter().enumerate().map(|(i, (claim, mapped))| {
-            let enqueued = !failed.contains(&i);
-            async move {
-                let result = if enqueued {
-                    self.store.complete(claim, "enqueued").await
-                } else {
-                    self.store.release(claim).await
-                };
-                if let Err(error) = result {
-                    // The lease expires on its own; a retry after it is deduplicated by the worker.
-                    tracing::warn!(event_id = %mapped.change.event.event_id, %error, enqueued, "could not settle the claim");
-                }
-            }
-        });
-        join_all(settle).await;
+        let to_send: Vec<&MappedChange> = claimed
+            .iter()
+            .map(|(_, mapped)| *mapped)
+            .chain(again.iter().copied())
+            .collect();
+        let failed = self.enqueue(source, &to_send, raw_id.as_ref()).await;
+        // Only a failure costs a second write: the claims of events not enqueued are given
+        // back, so the sender's retry claims them afresh. An enqueued claim stays as written.
+        let released = claimed
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| failed.contains(i))
+            .map(|(_, (claim, _))| claim);
+        self.release_all(released).await;
         if !failed.is_empty() {
             return Err(IngestError::Unavailable { what: "queue" });
         }
         outcome.accepted = claimed.len();
+        outcome.enqueued_again = again.len();
         for (_, mapped) in &claimed {
             for warning in &mapped.warnings {
                 // The field and why, never the value.
@@ -453,12 +460,6 @@ impl Ingest {
             }
         }
         self.metrics.record(&source.name, &outcome);
-        if let Some(until) = busy_until.filter(|_| !pending.is_empty()) {
-            let secs = (until - self.clock.now()).num_seconds().clamp(1, 60);
-            return Err(IngestError::InProgress {
-                retry_after_secs: u64::try_from(secs).unwrap_or(1),
-            });
-        }
         let usable = outcome.accepted + outcome.duplicates + outcome.ignored;
         if usable == 0 {
             if outcome.conflicts > 0 {
@@ -468,7 +469,7 @@ impl Ingest {
                 return Err(error);
             }
         }
-        tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, conflicts = outcome.conflicts, ignored = outcome.ignored, refused = outcome.refused.len(), warnings = outcome.warnings.len(), "delivery accepted");
+        tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, enqueued_again = outcome.enqueued_again, conflicts = outcome.conflicts, ignored = outcome.ignored, refused = outcome.refused.len(), warnings = outcome.warnings.len(), "delivery accepted");
         Ok(outcome)
     }
 
@@ -525,16 +526,16 @@ impl Ingest {
         }
     }
 
-    /// Sends one message per (claimed event, vendor); answers the indexes of the claimed
-    /// events that were not (fully) enqueued.
+    /// Sends one message per (event, vendor); answers the indexes of the events that were
+    /// not (fully) enqueued.
     async fn enqueue(
         &self,
         source: &SourceMapping,
-        claimed: &[(Claim, &MappedChange)],
+        changes: &[&MappedChange],
         raw: Option<&RawId>,
     ) -> BTreeSet<usize> {
-        let mut messages = Vec::with_capacity(claimed.len() * source.vendors.len());
-        for (i, (_, mapped)) in claimed.iter().enumerate() {
+        let mut messages = Vec::with_capacity(changes.len() * source.vendors.len());
+        for (i, mapped) in changes.iter().enumerate() {
             for vendor in &source.vendors {
                 let mut message = DeliveryMessage::new(*vendor, mapped.change.clone());
                 message.raw = raw.cloned();
@@ -551,7 +552,7 @@ impl Ingest {
                 tracing::error!(source = %source.name, %error, "enqueue failed; releasing claims");
                 let ids = error.failed_ids();
                 if ids.is_empty() {
-                    (0..claimed.len()).collect()
+                    (0..changes.len()).collect()
                 } else {
                     ids.iter()
                         .filter_map(|id| id.strip_prefix('e')?.split('-').next()?.parse().ok())

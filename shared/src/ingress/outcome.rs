@@ -9,8 +9,12 @@ use serde::Serialize;
 pub struct Accepted {
     /// Events claimed and enqueued now.
     pub accepted: usize,
-    /// Events already processed earlier (not enqueued again).
+    /// Events accepted earlier: a sender's retry, or a copy delivered twice.
     pub duplicates: usize,
+    /// Of the duplicates, those enqueued again: their first claim was never confirmed (see
+    /// `ingress::ingest`), and the worker recognises the second copy. Not in the 202 body.
+    #[serde(skip)]
+    pub enqueued_again: usize,
     /// Events whose id was used before with a different meaning (not enqueued).
     #[serde(skip_serializing_if = "is_zero")]
     pub conflicts: usize,

@@ -1,20 +1,30 @@
-//! Exactly-once processing as a typed state machine over one record per key:
+//! Exactly-once acceptance as a typed state machine over one record per key:
 //!
 //! ```text
 //!  absent ──claim──▶ InProgress{lease_until, token} ──complete──▶ Completed{result}
-//!                      │    ▲   └─ claim at/after lease_until: takeover, new token
-//!              release │    │ claim (same payload)
+//!                      │    ▲
+//!              release │    │ claim (any payload)
 //!                      ▼    │
 //!                     Released        any state ── expires_at passed ──▶ absent
 //! ```
 //!
 //! A claim is one conditional write; a duplicate learns the current state from the failed
-//! condition (DynamoDB `ALL_OLD`), so it also costs one call. The lease comes from the
-//! caller — the Lambda deadline — so a crashed invocation's key frees itself. Every claim
-//! gets a fresh token and `complete`/`release` are conditional on it (fencing): a claimant
-//! whose lease expired and was taken over cannot overwrite the newer claimant's record.
-//! Records carry `expires_at` and count as absent once it has passed (DynamoDB TTL deletes
-//! them lazily, so the rule is enforced in the condition, not left to the TTL sweeper).
+//! condition (DynamoDB `ALL_OLD`), so it also costs one call. Every claim gets a fresh token
+//! and `complete`/`release` are conditional on it (fencing). Records carry `expires_at` and
+//! count as absent once it has passed (DynamoDB TTL deletes them lazily, so the rule is
+//! enforced in the condition, not left to the TTL sweeper).
+//!
+//! **An in-progress claim is never taken over**, not even after its lease: ingest claims
+//! once and does not confirm (see `ingress::ingest`), so `InProgress` means *claimed and
+//! not confirmed* — the claimant may still be enqueueing, may have enqueued long ago, or
+//! may have died before enqueueing, and no record written before the enqueue can tell
+//! these apart. A caller meeting it must therefore do the work itself if the work must not
+//! be lost (ingest enqueues its own copy; the worker recognises the second copy). Taking
+//! the record over instead would buy nothing and would overwrite what the first claimant
+//! recorded (the delivery log rides on the claim's item). The lease is what the claimant
+//! promised (its invocation's deadline) and what a duplicate is told; `Completed` remains
+//! for a caller that can afford the confirming write (and for records written before
+//! ingest stopped confirming).
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -59,7 +69,7 @@ impl Claim {
         self.token
     }
 
-    /// When the lease ends and another invocation may take the key over.
+    /// When the claimant promised to be done (what a duplicate is told).
     pub fn lease_until(&self) -> DateTime<Utc> {
         self.lease_until
     }
@@ -68,9 +78,12 @@ impl Claim {
 /// What a claim attempt found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// The key is ours until the lease ends: do the work, then `complete` or `release`.
+    /// The key is ours: do the work, then `release` it if the work failed (or `complete`
+    /// it, when confirming is worth a write).
     Claimed(Claim),
-    /// Another invocation holds the key until `until` (a concurrent duplicate).
+    /// Another request claimed the key with the same payload and has not confirmed: it may
+    /// still be at work (until `until`, its lease), be done, or have died before doing the
+    /// work. Never taken over: a caller that must not lose the work does it itself.
     InProgress {
         /// End of the other claimant's lease.
         until: DateTime<Utc>,
@@ -87,9 +100,9 @@ pub enum ClaimOutcome {
 /// The state part of a stored record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimState {
-    /// Held by the claimant with `token` until `lease_until`.
+    /// Claimed by the claimant with `token`, who promised to be done by `lease_until`.
     InProgress {
-        /// End of the lease (exclusive: at this instant the key is claimable again).
+        /// End of the claimant's lease (reported to duplicates; the key stays claimed).
         lease_until: DateTime<Utc>,
         /// The current claimant's fencing token.
         token: Uuid,
@@ -132,15 +145,10 @@ impl ClaimRecord {
         }
         match &self.state {
             ClaimState::Released => None,
-            ClaimState::InProgress { lease_until, .. } => {
-                if lease_until.timestamp_millis() <= now.timestamp_millis() {
-                    None
-                } else {
-                    Some(ClaimOutcome::InProgress {
-                        until: *lease_until,
-                    })
-                }
-            }
+            // Not taken over after the lease either: see the module docs.
+            ClaimState::InProgress { lease_until, .. } => Some(ClaimOutcome::InProgress {
+                until: *lease_until,
+            }),
             ClaimState::Completed { result } => Some(ClaimOutcome::Completed {
                 result: result.clone(),
             }),
@@ -188,8 +196,8 @@ pub fn check_result(result: &str) -> Result<(), StoreError> {
 /// Claims, completes and releases idempotency keys.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Tries to take `key` until `lease_until` (normally the invocation's deadline).
-    /// One backend call whatever the outcome.
+    /// Tries to take `key`, promising to be done by `lease_until` (normally the
+    /// invocation's deadline). One backend call whatever the outcome.
     async fn claim(
         &self,
         key: &IdempotencyKey,
@@ -201,8 +209,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// see. Fails with [`StoreError::ClaimLost`] if `claim` is no longer current.
     async fn complete(&self, claim: &Claim, result: &str) -> Result<(), StoreError>;
 
-    /// Gives the key back after a failure so a retry can claim it at once instead of
-    /// waiting for the lease. Fails with [`StoreError::ClaimLost`] if `claim` is no longer
+    /// Gives the key back after a failure (nothing was done under it) so a retry claims it
+    /// afresh. Fails with [`StoreError::ClaimLost`] if `claim` is no longer
     /// current.
     async fn release(&self, claim: &Claim) -> Result<(), StoreError>;
 }
@@ -235,8 +243,12 @@ mod tests {
             Some(ClaimOutcome::InProgress { until: lease })
         );
         assert_eq!(held.blocks(&b, now), Some(ClaimOutcome::PayloadMismatch));
-        // The lease end is exclusive.
-        assert_eq!(held.blocks(&a, lease), None);
+        // Not taken over when the lease has ended: the claim was never confirmed, so the
+        // claimant may have done the work.
+        assert_eq!(
+            held.blocks(&a, from_epoch_ms(600_000)),
+            Some(ClaimOutcome::InProgress { until: lease })
+        );
         assert_eq!(held.blocks(&b, lease), Some(ClaimOutcome::PayloadMismatch));
 
         let done = record(ClaimState::Completed { result: "r".into() });

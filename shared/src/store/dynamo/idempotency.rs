@@ -14,10 +14,9 @@ use crate::store::{
     Claim, ClaimOutcome, ClaimRecord, IdempotencyKey, IdempotencyStore, PayloadHash, StoreError,
 };
 
-/// `ClaimRecord::blocks` as a condition: the key is absent, expired or released, or it holds
-/// the same payload and its lease has ended.
-const CLAIMABLE: &str = "attribute_not_exists(#pk) OR #exp <= :now_s OR #state = :released \
-    OR (#hash = :hash AND #state = :in_progress AND #lease <= :now_ms)";
+/// `ClaimRecord::blocks` as a condition: the key is absent, expired or released (an
+/// in-progress claim is never taken over, see `store::idempotency`).
+const CLAIMABLE: &str = "attribute_not_exists(#pk) OR #exp <= :now_s OR #state = :released";
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
@@ -84,14 +83,9 @@ impl DynamoStore {
             .condition_expression(CLAIMABLE)
             .expression_attribute_names("#pk", item::PK)
             .expression_attribute_names("#exp", item::EXPIRES_AT)
-            .expression_attribute_names("#hash", item::PAYLOAD_HASH)
             .expression_attribute_names("#state", item::STATE)
-            .expression_attribute_names("#lease", item::LEASE_UNTIL)
             .expression_attribute_values(":now_s", n(now.timestamp()))
-            .expression_attribute_values(":now_ms", n(now.timestamp_millis()))
-            .expression_attribute_values(":hash", s(payload_hash.to_hex()))
             .expression_attribute_values(":released", s(item::RELEASED))
-            .expression_attribute_values(":in_progress", s(item::IN_PROGRESS))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
