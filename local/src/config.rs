@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use relay_shared::ingress::SourceSecrets;
+use relay_shared::vendors::{Limits, LimitsConfig};
 use relay_shared::worker::setup::VendorConfigs;
 
 /// Why a config file could not be used. Never contains a secret's value.
@@ -43,6 +44,10 @@ pub struct LocalConfig {
     pub vendors: VendorConfigs,
     #[serde(default)]
     pub worker: WorkerSection,
+    /// Each vendor's rate limits as windows, and how they become a schedule; a vendor left
+    /// out keeps its documented limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `[server]`.
@@ -145,10 +150,20 @@ impl LocalConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let text = interpolate(file, text, env)?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             file: file.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        config.limits.resolve().map_err(|e| ConfigError::Invalid {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Each vendor's limits ([`Self::parse`] has checked they resolve).
+    pub fn vendor_limits(&self) -> Result<Limits, relay_shared::vendors::LimitsConfigError> {
+        self.limits.resolve()
     }
 
     /// The signing secrets, as ingest takes them.

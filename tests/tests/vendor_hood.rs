@@ -781,7 +781,7 @@ impl CallGate for CountingGate {
         self.acquired.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, error: Option<&VendorError>) {
+    async fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, error: Option<&VendorError>) {
         self.observed.fetch_add(1, Ordering::SeqCst);
         if error.is_some() {
             self.errors.fetch_add(1, Ordering::SeqCst);
@@ -837,7 +837,7 @@ impl CallGate for ClosedGate {
             rate_limit: RateLimitInfo::default(),
         })
     }
-    fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, _error: Option<&VendorError>) {}
+    async fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, _error: Option<&VendorError>) {}
 }
 
 #[tokio::test]
