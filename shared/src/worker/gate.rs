@@ -276,9 +276,209 @@ impl CallGate for DeadlineGate {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::{GcraParams, LimiterKey, ManualClock};
+    use crate::store::{GcraParams, LimiterKey, ManualClock, Reservation, StoreError};
+    use crate::vendors::http::VendorResponse;
+    use crate::vendors::rate_limit::Reset;
+    use crate::vendors::sync::Run;
+
+    /// Counts the reservations (backend writes) made through a limiter.
+    struct Counting {
+        inner: Arc<dyn RateLimiter>,
+        reservations: AtomicU32,
+        penalties: AtomicU32,
+    }
+
+    #[async_trait]
+    impl RateLimiter for Counting {
+        async fn reserve_n(&self, n: u32, max_wait: Duration) -> Result<Booking, StoreError> {
+            self.reservations.fetch_add(1, Ordering::SeqCst);
+            self.inner.reserve_n(n, max_wait).await
+        }
+        async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError> {
+            self.penalties.fetch_add(1, Ordering::SeqCst);
+            self.inner.penalise(retry_after).await
+        }
+    }
+
+    fn hood_key() -> LimiterKey {
+        LimiterKey::new(Vendor::Hood, "t").unwrap()
+    }
+
+    fn ok() -> Result<VendorResponse<()>, VendorError> {
+        Ok(VendorResponse {
+            value: (),
+            status: 200,
+            rate_limit: RateLimitInfo::default(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_a_sync_is_sure_to_make_are_booked_in_one_reservation() {
+        let clock = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH + TimeDelta::days(1)));
+        let store = MemoryStore::new(clock.clone());
+        // One call per second, no burst: the booked slots are a second apart.
+        let schedule = GcraParams::new(Duration::from_secs(1), 1);
+        let counting = Arc::new(Counting {
+            inner: Arc::new(store.limiter(&hood_key(), schedule)),
+            reservations: AtomicU32::new(0),
+            penalties: AtomicU32::new(0),
+        });
+        let limiters = HashMap::from([(Vendor::Hood, counting.clone() as Arc<dyn RateLimiter>)]);
+        let gate = LimiterGate::new(limiters, clock.clone(), Duration::from_secs(10));
+        let mut run = Run::new(Vendor::Hood, &gate);
+        run.expect(3);
+        for _ in 0..3 {
+            run.step(async { ok() }).await.unwrap();
+        }
+        assert_eq!(counting.reservations.load(Ordering::SeqCst), 1, "one write for three calls");
+        // The schedule moved by three slots: another instance's next slot is 3 s away.
+        let other = store.limiter(&hood_key(), schedule);
+        let now = clock.now();
+        assert_eq!(
+            other.reserve(Duration::ZERO).await.unwrap(),
+            Reservation::TooFar(now + TimeDelta::seconds(3))
+        );
+        // Unknown call counts keep one reservation per call.
+        clock.advance(TimeDelta::seconds(10));
+        let mut run = Run::new(Vendor::Hood, &gate);
+        run.step(async { ok() }).await.unwrap();
+        run.step(async { ok() }).await.unwrap();
+        assert_eq!(counting.reservations.load(Ordering::SeqCst), 3);
+        // Of more than fit in the wait, those that fit are booked, the rest one by one.
+        clock.advance(TimeDelta::seconds(60));
+        let gate = LimiterGate::new(
+            HashMap::from([(Vendor::Hood, counting.clone() as Arc<dyn RateLimiter>)]),
+            clock.clone(),
+            Duration::from_secs(1),
+        );
+        let mut run = Run::new(Vendor::Hood, &gate);
+        run.expect(3);
+        run.step(async { ok() }).await.unwrap();
+        assert_eq!(counting.reservations.load(Ordering::SeqCst), 4, "two slots fit in 1 s");
+        run.step(async { ok() }).await.unwrap();
+        assert_eq!(counting.reservations.load(Ordering::SeqCst), 4, "the second was booked");
+        clock.advance(TimeDelta::seconds(2));
+        run.step(async { ok() }).await.unwrap();
+        assert_eq!(counting.reservations.load(Ordering::SeqCst), 5, "the third on its own");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_booked_ahead_is_not_used_past_the_deadline() {
+        let clock = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH + TimeDelta::days(1)));
+        let store = MemoryStore::new(clock.clone());
+        let limiter = store.limiter(&hood_key(), GcraParams::new(Duration::from_secs(1), 2));
+        let limiters = HashMap::from([(Vendor::Hood, Arc::new(limiter) as Arc<dyn RateLimiter>)]);
+        let limiter_gate: Arc<dyn CallGate> = Arc::new(LimiterGate::new(
+            limiters,
+            clock.clone(),
+            Duration::from_secs(10),
+        ));
+        let gate = DeadlineGate::new(limiter_gate, Duration::from_secs(10));
+        let finish_by = clock.now() + TimeDelta::seconds(15);
+        let result = calls_finish_by(finish_by, clock.clone(), async {
+            let mut run = Run::new(Vendor::Hood, &gate);
+            run.expect(2);
+            run.step(async { ok() }).await.unwrap();
+            // The first call took 6 s: its booked successor could not finish in time.
+            clock.advance(TimeDelta::seconds(6));
+            run.step(async { ok() }).await
+        })
+        .await;
+        assert_eq!(op(result), Some(DEADLINE_OP));
+    }
+
+    fn spent(reset: Option<Reset>) -> RateLimitInfo {
+        RateLimitInfo {
+            limit: Some(150),
+            remaining: Some(0),
+            reset,
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_pauses_every_instance_until_the_reset_capped() {
+        let clock = Arc::new(ManualClock::new(DateTime::UNIX_EPOCH + TimeDelta::days(1)));
+        let store = MemoryStore::new(clock.clone());
+        let schedule = GcraParams::new(Duration::from_millis(100), 1);
+        let counting = Arc::new(Counting {
+            inner: Arc::new(store.limiter(&hood_key(), schedule)),
+            reservations: AtomicU32::new(0),
+            penalties: AtomicU32::new(0),
+        });
+        let gate = LimiterGate::new(
+            HashMap::from([(Vendor::Hood, counting.clone() as Arc<dyn RateLimiter>)]),
+            clock.clone(),
+            Duration::ZERO,
+        )
+        .with_max_pause(Duration::from_secs(900));
+        // Another instance's handle on the same schedule.
+        let other = store.limiter(&hood_key(), schedule);
+        let next_slot = || async { other.reserve(Duration::ZERO).await.unwrap() };
+
+        // Headers that say nothing, or that budget is left, or give no reset: no pause.
+        let unknown = [
+            RateLimitInfo::default(),
+            RateLimitInfo {
+                remaining: Some(3),
+                reset: Some(Reset::InSeconds(30)),
+                ..RateLimitInfo::default()
+            },
+            spent(None),
+            spent(Some(Reset::InSeconds(0))),
+        ];
+        for info in unknown {
+            gate.observe(Vendor::Hood, &info, None).await;
+        }
+        assert_eq!(counting.penalties.load(Ordering::SeqCst), 0);
+        assert_eq!(next_slot().await, Reservation::At(clock.now()));
+
+        // Spent, resets in 30 s: nobody calls before then.
+        clock.advance(TimeDelta::seconds(1));
+        let now = clock.now();
+        gate.observe(Vendor::Hood, &spent(Some(Reset::InSeconds(30))), None)
+            .await;
+        assert_eq!(counting.penalties.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            next_slot().await,
+            Reservation::TooFar(now + TimeDelta::seconds(30))
+        );
+        // A reset as a Unix time works the same.
+        let at = (now + TimeDelta::seconds(45)).timestamp().unsigned_abs();
+        gate.observe(Vendor::Hood, &spent(Some(Reset::EpochSeconds(at))), None)
+            .await;
+        assert_eq!(
+            next_slot().await,
+            Reservation::TooFar(now + TimeDelta::seconds(45))
+        );
+        // A 429 is the worker's to penalise (by its Retry-After): not paused twice.
+        let throttled = VendorError::RateLimited {
+            vendor: Vendor::Hood,
+            op: "hood.create_profile",
+            retry_after: Duration::from_secs(1),
+            concurrency_limit: false,
+            trace_id: None,
+            rate_limit: spent(Some(Reset::InSeconds(600))),
+        };
+        gate.observe(
+            Vendor::Hood,
+            &spent(Some(Reset::InSeconds(600))),
+            Some(&throttled),
+        )
+        .await;
+        assert_eq!(counting.penalties.load(Ordering::SeqCst), 2);
+        // A reset two hours away pauses for the cap (15 minutes), no longer.
+        gate.observe(Vendor::Hood, &spent(Some(Reset::InSeconds(7_200))), None)
+            .await;
+        assert_eq!(
+            next_slot().await,
+            Reservation::TooFar(now + TimeDelta::seconds(900))
+        );
+    }
 
     fn op(result: Result<(), VendorError>) -> Option<&'static str> {
         match result {
