@@ -322,7 +322,12 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             out,
             "Limiter — {} workers, {} s, Hood schedule from 10/1 s and 150/1 min: T = {} ms, tau = {} ms (burst {}), slot wait ≤ {} ms, against a server enforcing 10/s and 150/min fixed windows",
-            l.workers, l.seconds, l.emission_interval_ms, l.tolerance_ms, l.burst, l.max_slot_wait_ms
+            l.workers,
+            l.seconds,
+            l.emission_interval_ms,
+            l.tolerance_ms,
+            l.burst,
+            l.max_slot_wait_ms
         );
         let rows = vec![
             vec!["requests".into(), l.requests.to_string(), String::new()],

@@ -296,5 +296,80 @@ mod tests {
             !shown.contains("value-of-HOOD_TOKEN"),
             "secrets are redacted in Debug"
         );
+        // The example's limits are the documented ones, spelled out.
+        let limits = config.vendor_limits().unwrap();
+        assert_eq!(limits, relay_shared::vendors::Limits::default());
+        let uncommented = text.replace("# hood = [", "hood = [");
+        let config = LocalConfig::parse("relay.example.toml", &uncommented, |name| {
+            Some(format!("value-of-{name}"))
+        })
+        .unwrap();
+        assert_eq!(config.vendor_limits().unwrap(), limits);
+    }
+
+    #[test]
+    fn limits_are_windows_per_vendor_with_clear_errors() {
+        use relay_shared::store::{GcraParams, Window};
+        use relay_shared::vendors::Vendor;
+        use std::time::Duration;
+        let parse =
+            |limits: &str| LocalConfig::parse("relay.toml", &format!("[limits]\n{limits}\n"), env);
+        // A stricter Hood account: 5 per second, 100 per minute; the others untouched.
+        let config =
+            parse(r#"hood = [{ limit = 5, per = "1s" }, { limit = 100, per = "1 min" }]"#).unwrap();
+        let limits = config.vendor_limits().unwrap();
+        assert_eq!(
+            limits.windows(Vendor::Hood),
+            [
+                Window::new(5, Duration::from_secs(1)),
+                Window::new(100, Duration::from_secs(60))
+            ]
+        );
+        // T = ⌈60 000 / (0.98 × 100)⌉ = 613; tau = min(5·613 − 1000, 100·613 − 60 000) − 250.
+        assert_eq!(
+            limits.params(Vendor::Hood),
+            GcraParams {
+                emission_interval: Duration::from_millis(613),
+                tolerance: Duration::from_millis(1_050),
+            }
+        );
+        assert_eq!(
+            limits.params(Vendor::Chatwoot),
+            relay_shared::vendors::default_limits(Vendor::Chatwoot)
+        );
+        let pacing = parse("utilisation = 1.0\nmargin = \"0ms\"").unwrap();
+        assert_eq!(
+            pacing.vendor_limits().unwrap().params(Vendor::Hood),
+            GcraParams {
+                emission_interval: Duration::from_millis(400),
+                tolerance: Duration::from_millis(0),
+            }
+        );
+        let error = |limits: &str| parse(limits).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"hood = [{ limit = 0, per = "1s" }]"#),
+            "relay.toml: limits.hood: window 0: the limit is zero, so no call could ever go"
+        );
+        assert_eq!(
+            error(r#"channelio = [{ limit = 10, per = "1s" }, { limit = 5, per = "0s" }]"#),
+            "relay.toml: limits.channelio: window 1: the period is zero"
+        );
+        let bad = error(r#"hood = [{ limit = 10, per = "a second" }]"#);
+        assert!(
+            bad.starts_with("relay.toml: limits.hood: window 0: `a second` is not a duration"),
+            "{bad}"
+        );
+        assert!(error("hood = []").contains("limits.hood: no windows"));
+        assert!(error("utilisation = 1.5").contains("limits: utilisation 1.5 is not in (0, 1]"));
+        assert!(error("margin = \"soon\"").contains("limits: margin: `soon` is not a duration"));
+        assert!(error(r#"hood = [{ limit = -1, per = "1s" }]"#).contains("limit"));
+        assert!(
+            error(r#"mailchimp = [{ limit = 1, per = "1s" }]"#)
+                .contains("unknown field `mailchimp`")
+        );
+        assert!(
+            error(r#"hood = [{ limit = 1, per = "1s", burst = 3 }]"#)
+                .contains("unknown field `burst`")
+        );
     }
 }

@@ -21,8 +21,7 @@ use tokio::task::JoinHandle;
 use super::config::LocalConfig;
 use super::disk::{Db, DiskError, DiskQueue, DiskStore};
 use relay_shared::assembly::{
-    AssemblyError, LimiterStore, WorkerParts, build_ingest, build_worker,
-    load_mappings,
+    AssemblyError, LimiterStore, WorkerParts, build_ingest, build_worker, load_mappings,
 };
 use relay_shared::ingress::{Ingest, IngestMetrics, RouterConfig, router};
 use relay_shared::queue::memory::MemoryQueue;

@@ -399,6 +399,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_worker_reads_its_limits_from_relay_limits_as_json() {
+        use crate::store::GcraParams;
+        use crate::vendors::{Limits, Vendor};
+        assert_eq!(limits_from(None).unwrap(), Limits::default());
+        assert_eq!(limits_from(Some("  ")).unwrap(), Limits::default());
+        let limits = limits_from(Some(
+            r#"{"hood": [{"limit": 10, "per": "1s"}, {"limit": 150, "per": "1m"}], "utilisation": 0.98}"#,
+        ))
+        .unwrap();
+        assert_eq!(limits.params(Vendor::Hood), GcraParams::HOOD);
+        let error = |json: &str| limits_from(Some(json)).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"{"hood": [{"limit": 150, "per": "0m"}]}"#),
+            "invalid configuration: RELAY_LIMITS: limits.hood: window 0: the period is zero"
+        );
+        assert!(
+            error(r#"{"hood": 3}"#)
+                .starts_with("invalid configuration: RELAY_LIMITS: invalid type")
+        );
+        assert!(error("{hood").starts_with("invalid configuration: RELAY_LIMITS:"));
+    }
+
+    #[test]
     fn the_base_url_variables_are_the_vendors_own() {
         use crate::vendors::VendorAdapter;
         use relay_core::vendors::omnivibe::Omnivibe;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use relay_shared::store::{Booking, Reservation};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
@@ -22,6 +21,7 @@ use relay_shared::store::{
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore,
     MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit, RateLimiter, StoreError,
 };
+use relay_shared::store::{Booking, Reservation};
 use relay_shared::vendors::Vendor;
 
 use crate::dynamodb_local::{CallLog, fresh_table};
@@ -803,9 +803,15 @@ pub async fn several_slots_are_booked_in_one_write(fx: &Fixture) {
     );
     fx.expect_calls(&["UpdateItem"]);
     // b has never looked: one refused call; then it knows (no call).
-    assert_eq!(b.reserve_n(3, wait).await.unwrap(), Booking::TooFar(at(1290)));
+    assert_eq!(
+        b.reserve_n(3, wait).await.unwrap(),
+        Booking::TooFar(at(1290))
+    );
     fx.expect_calls(&["UpdateItem"]);
-    assert_eq!(b.reserve_n(3, wait).await.unwrap(), Booking::TooFar(at(1290)));
+    assert_eq!(
+        b.reserve_n(3, wait).await.unwrap(),
+        Booking::TooFar(at(1290))
+    );
     fx.expect_calls(&[]);
     // 390 ms on, one of the three fits in the wait.
     fx.advance_ms(390);
@@ -871,7 +877,10 @@ pub async fn random_contention_keeps_every_window_in_sliding_terms(fx: &Fixture)
             Booking::Slots(slots) => {
                 assert!(!slots.is_empty() && slots.len() <= n as usize);
                 let slots: Vec<i64> = slots.iter().map(|s| (*s - t0).num_milliseconds()).collect();
-                assert!(slots.iter().all(|&s| s >= at && s <= at + wait), "{slots:?}");
+                assert!(
+                    slots.iter().all(|&s| s >= at && s <= at + wait),
+                    "{slots:?}"
+                );
                 used.extend(&slots);
                 slots.last().copied().unwrap_or(at) + random(300)
             }

@@ -24,9 +24,9 @@ use relay_shared::assembly::LimiterStore;
 use relay_shared::store::idempotency::{DEFAULT_RETENTION, check_result, expiry};
 use relay_shared::store::limiter::Booked;
 use relay_shared::store::{
-    AppliedField, Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams,
-    IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease,
-    LinkStore, PayloadHash, RateLimiter, StoreError, Booking,
+    AppliedField, Booking, Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId,
+    GcraParams, IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey,
+    LinkLease, LinkStore, PayloadHash, RateLimiter, StoreError,
 };
 
 use super::{Db, DiskError, from_ms};

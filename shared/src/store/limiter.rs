@@ -111,7 +111,9 @@ pub enum LimitsError {
     ZeroLimit { index: usize },
     #[error("window {index}: the period is zero")]
     ZeroPeriod { index: usize },
-    #[error("window {index}: `{text}` is not a duration ({reason}); write e.g. \"1s\", \"1m\", \"500ms\"")]
+    #[error(
+        "window {index}: `{text}` is not a duration ({reason}); write e.g. \"1s\", \"1m\", \"500ms\""
+    )]
     BadPeriod {
         index: usize,
         text: String,
@@ -277,7 +279,12 @@ impl GcraParams {
     /// milliseconds): `⌊(W − 1 + tau) / T⌋ + 1`.
     pub fn max_in(&self, window_ms: i64) -> i64 {
         let t = self.t_ms().max(1);
-        (window_ms.saturating_sub(1).max(0).saturating_add(self.tau_ms())) / t + 1
+        (window_ms
+            .saturating_sub(1)
+            .max(0)
+            .saturating_add(self.tau_ms()))
+            / t
+            + 1
     }
 
     /// The GCRA decision for a permit at `now_ms` given the stored `tat` (none yet: idle).
@@ -361,7 +368,11 @@ impl GcraParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Booked {
     /// `count` slots booked from `start` (the `tat` they were booked at); store `new_tat`.
-    Slots { start: i64, count: u32, new_tat: i64 },
+    Slots {
+        start: i64,
+        count: u32,
+        new_tat: i64,
+    },
     /// Not even the first slot is within the wait.
     Deny { retry_at: i64 },
 }
@@ -477,14 +488,13 @@ pub async fn wait_for_permit(
     }
 }
 
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Whole milliseconds, rounded up.
 fn ceil_millis(d: Duration) -> i64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
@@ -550,7 +560,10 @@ pub(crate) mod tests {
         let old = greedy(FIVE_THEN_430, 180_000);
         assert_eq!(max_in_window(&old, 1_000), 7);
         assert_eq!(max_in_window(&old, 60_000), 144);
-        assert_eq!((FIVE_THEN_430.max_in(1_000), FIVE_THEN_430.max_in(60_000)), (7, 144));
+        assert_eq!(
+            (FIVE_THEN_430.max_in(1_000), FIVE_THEN_430.max_in(60_000)),
+            (7, 144)
+        );
     }
 
     #[test]
@@ -569,7 +582,10 @@ pub(crate) mod tests {
             Err(LimitsError::ZeroPeriod { index: 0 })
         );
         let err = GcraParams::from_windows(&[window_ms(5_000, 1_000)], pacing).unwrap_err();
-        assert!(matches!(err, LimitsError::TooFine { index: 0, .. }), "{err}");
+        assert!(
+            matches!(err, LimitsError::TooFine { index: 0, .. }),
+            "{err}"
+        );
         for u in [0.0, -0.5, 1.01, f64::NAN] {
             let pacing = Pacing {
                 utilisation: u,
@@ -697,7 +713,10 @@ pub(crate) mod tests {
             p.slots(3_150, 2, 1_000),
             vec![from_epoch_ms(1_430), from_epoch_ms(1_860)]
         );
-        assert_eq!(p.book(busy, 1_000, 3, 429), Booked::Deny { retry_at: 1_430 });
+        assert_eq!(
+            p.book(busy, 1_000, 3, 429),
+            Booked::Deny { retry_at: 1_430 }
+        );
         assert_eq!(p.fitting(busy, 1_000, 9, 430), 1);
         // The same slots as asking one at a time at the same instant.
         let mut tat = busy;
@@ -756,7 +775,13 @@ pub(crate) mod tests {
     /// 1–4 slots within a random wait (0–3 s), uses them, and asks again after a random
     /// pause (`think_ms` at most), or — refused — at a random instant up to the one it was
     /// told (early tries are refused again). Answers the instants the slots were used.
-    fn contend(params: GcraParams, contenders: usize, think_ms: i64, horizon: i64, seed: u64) -> Vec<i64> {
+    fn contend(
+        params: GcraParams,
+        contenders: usize,
+        think_ms: i64,
+        horizon: i64,
+        seed: u64,
+    ) -> Vec<i64> {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
         let mut rng = Rng(seed);
@@ -778,7 +803,8 @@ pub(crate) mod tests {
                     new_tat,
                 } => {
                     tat = Some(new_tat);
-                    let slots: Vec<i64> = (0..count).map(|k| params.slot_at(start, k, now)).collect();
+                    let slots: Vec<i64> =
+                        (0..count).map(|k| params.slot_at(start, k, now)).collect();
                     for &at in &slots {
                         assert!(at - now <= max_wait, "a slot beyond the wait asked");
                     }

@@ -174,7 +174,12 @@ impl CallGate for LimiterGate {
     /// reset (capped), for every instance. A 429 is left to the worker, which penalises the
     /// schedule by its `Retry-After`; headers that are absent, or say budget is left, or
     /// give no reset, change nothing.
-    async fn observe(&self, vendor: Vendor, rate_limit: &RateLimitInfo, error: Option<&VendorError>) {
+    async fn observe(
+        &self,
+        vendor: Vendor,
+        rate_limit: &RateLimitInfo,
+        error: Option<&VendorError>,
+    ) {
         if matches!(error, Some(VendorError::RateLimited { .. })) {
             return;
         }
@@ -269,7 +274,12 @@ impl CallGate for DeadlineGate {
         self.inner.wait_booked(vendor, at).await
     }
 
-    async fn observe(&self, vendor: Vendor, rate_limit: &RateLimitInfo, error: Option<&VendorError>) {
+    async fn observe(
+        &self,
+        vendor: Vendor,
+        rate_limit: &RateLimitInfo,
+        error: Option<&VendorError>,
+    ) {
         self.inner.observe(vendor, rate_limit, error).await;
     }
 }
@@ -334,7 +344,11 @@ mod tests {
         for _ in 0..3 {
             run.step(async { ok() }).await.unwrap();
         }
-        assert_eq!(counting.reservations.load(Ordering::SeqCst), 1, "one write for three calls");
+        assert_eq!(
+            counting.reservations.load(Ordering::SeqCst),
+            1,
+            "one write for three calls"
+        );
         // The schedule moved by three slots: another instance's next slot is 3 s away.
         let other = store.limiter(&hood_key(), schedule);
         let now = clock.now();
@@ -358,12 +372,24 @@ mod tests {
         let mut run = Run::new(Vendor::Hood, &gate);
         run.expect(3);
         run.step(async { ok() }).await.unwrap();
-        assert_eq!(counting.reservations.load(Ordering::SeqCst), 4, "two slots fit in 1 s");
+        assert_eq!(
+            counting.reservations.load(Ordering::SeqCst),
+            4,
+            "two slots fit in 1 s"
+        );
         run.step(async { ok() }).await.unwrap();
-        assert_eq!(counting.reservations.load(Ordering::SeqCst), 4, "the second was booked");
+        assert_eq!(
+            counting.reservations.load(Ordering::SeqCst),
+            4,
+            "the second was booked"
+        );
         clock.advance(TimeDelta::seconds(2));
         run.step(async { ok() }).await.unwrap();
-        assert_eq!(counting.reservations.load(Ordering::SeqCst), 5, "the third on its own");
+        assert_eq!(
+            counting.reservations.load(Ordering::SeqCst),
+            5,
+            "the third on its own"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -162,9 +162,8 @@ impl RateLimiter for DynamoRateLimiter {
             let current = match self.attempt(shape, now, count, max_wait_ms).await? {
                 Ok(new_tat) => {
                     self.seen(Some(new_tat));
-                    let start = new_tat.saturating_sub(
-                        self.params.t_ms().saturating_mul(i64::from(count)),
-                    );
+                    let start =
+                        new_tat.saturating_sub(self.params.t_ms().saturating_mul(i64::from(count)));
                     return Ok(Booking::Slots(self.params.slots(start, count, now)));
                 }
                 Err(current) => current,
