@@ -7,7 +7,8 @@
 //! book within `MAX_SLOT_WAIT` is retried after the wait it names plus the worker's jitter
 //! (`retry::with_jitter`), as the worker hands its message back to the queue; a 429
 //! penalises the shared schedule, as the worker does. `MAX_SLOT_WAIT` is the worker's
-//! (3 s) unless the run asks for another to explore the trade-off.
+//! (3 s) unless the run asks for another to explore the trade-off. The schedule is the one
+//! production derives from Hood's documented windows (`default_limits(Vendor::Hood)`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use chrono::Utc;
 use http::{StatusCode, header};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{Clock, GcraParams, LimiterKey, RateLimiter, SystemClock};
-use relay_shared::vendors::{CallGate, Vendor};
+use relay_shared::vendors::{CallGate, Vendor, default_limits};
 use relay_shared::worker::LimiterGate;
 use relay_shared::worker::retry::with_jitter;
 use serde::Serialize;
@@ -53,7 +54,10 @@ pub struct Report {
     pub workers: usize,
     pub seconds: u64,
     pub emission_interval_ms: u64,
-    pub burst: u32,
+    /// `tau`, the schedule's tolerance.
+    pub tolerance_ms: u64,
+    /// `1 + tau / T`.
+    pub burst: f64,
     pub max_slot_wait_ms: u64,
     /// Requests the recording server received (one per permit used).
     pub requests: usize,
@@ -62,9 +66,9 @@ pub struct Report {
     pub max_in_any_60s: usize,
     pub max_in_fixed_second: usize,
     pub max_in_fixed_minute: usize,
-    /// Requests per minute after the opening burst (first `burst` requests left out).
+    /// Requests per minute after the opening burst (first `⌊burst⌋` requests left out).
     pub steady_requests_per_minute: f64,
-    /// `steady_requests_per_minute / 150`.
+    /// `steady_requests_per_minute / 150`: the utilisation of the tightest long window.
     pub utilisation: f64,
     /// The schedule's own ceiling: `60 s / T / 150`.
     pub utilisation_ceiling: f64,
@@ -160,7 +164,7 @@ struct Tally {
 
 /// Runs the workers for `options.seconds`.
 pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
-    let params = GcraParams::HOOD;
+    let params: GcraParams = default_limits(Vendor::Hood);
     let counter = Counter::default();
     let client = dynamo::client(endpoint, &counter);
     let table = dynamo::fresh_table(&client, "limiter").await?;
@@ -238,13 +242,14 @@ pub async fn run(endpoint: &str, options: Options) -> anyhow::Result<Report> {
     let deferrals = tally.deferrals.load(Ordering::Relaxed);
     let writes = calls.of_kind(ItemKind::Limiter);
     let per_permit = |n: u64| round(n as f64 / permits.max(1) as f64, 3);
-    let t_ms = params.emission_interval.as_millis() as f64;
-    let steady = steady_rate_per_minute(&arrivals, params.burst as usize).unwrap_or(0.0);
+    let t_ms = params.t_ms() as f64;
+    let steady = steady_rate_per_minute(&arrivals, params.burst().floor() as usize).unwrap_or(0.0);
     Ok(Report {
         workers: options.workers,
         seconds: options.seconds,
-        emission_interval_ms: params.emission_interval.as_millis() as u64,
-        burst: params.burst,
+        emission_interval_ms: params.t_ms().unsigned_abs(),
+        tolerance_ms: params.tau_ms().unsigned_abs(),
+        burst: round(params.burst(), 2),
         max_slot_wait_ms: options.slot_wait.as_millis() as u64,
         requests: arrivals.len(),
         responses_429: refused,

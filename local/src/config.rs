@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use relay_shared::ingress::SourceSecrets;
+use relay_shared::vendors::{Limits, LimitsConfig};
 use relay_shared::worker::setup::VendorConfigs;
 
 /// Why a config file could not be used. Never contains a secret's value.
@@ -43,6 +44,10 @@ pub struct LocalConfig {
     pub vendors: VendorConfigs,
     #[serde(default)]
     pub worker: WorkerSection,
+    /// Each vendor's rate limits as windows, and how they become a schedule; a vendor left
+    /// out keeps its documented limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `[server]`.
@@ -145,10 +150,20 @@ impl LocalConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let text = interpolate(file, text, env)?;
-        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             file: file.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        config.limits.resolve().map_err(|e| ConfigError::Invalid {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Each vendor's limits ([`Self::parse`] has checked they resolve).
+    pub fn vendor_limits(&self) -> Result<Limits, relay_shared::vendors::LimitsConfigError> {
+        self.limits.resolve()
     }
 
     /// The signing secrets, as ingest takes them.
@@ -280,6 +295,81 @@ mod tests {
         assert!(
             !shown.contains("value-of-HOOD_TOKEN"),
             "secrets are redacted in Debug"
+        );
+        // The example's limits are the documented ones, spelled out.
+        let limits = config.vendor_limits().unwrap();
+        assert_eq!(limits, relay_shared::vendors::Limits::default());
+        let uncommented = text.replace("# hood = [", "hood = [");
+        let config = LocalConfig::parse("relay.example.toml", &uncommented, |name| {
+            Some(format!("value-of-{name}"))
+        })
+        .unwrap();
+        assert_eq!(config.vendor_limits().unwrap(), limits);
+    }
+
+    #[test]
+    fn limits_are_windows_per_vendor_with_clear_errors() {
+        use relay_shared::store::{GcraParams, Window};
+        use relay_shared::vendors::Vendor;
+        use std::time::Duration;
+        let parse =
+            |limits: &str| LocalConfig::parse("relay.toml", &format!("[limits]\n{limits}\n"), env);
+        // A stricter Hood account: 5 per second, 100 per minute; the others untouched.
+        let config =
+            parse(r#"hood = [{ limit = 5, per = "1s" }, { limit = 100, per = "1 min" }]"#).unwrap();
+        let limits = config.vendor_limits().unwrap();
+        assert_eq!(
+            limits.windows(Vendor::Hood),
+            [
+                Window::new(5, Duration::from_secs(1)),
+                Window::new(100, Duration::from_secs(60))
+            ]
+        );
+        // T = ⌈60 000 / (0.98 × 100)⌉ = 613; tau = min(5·613 − 1000, 100·613 − 60 000) − 250.
+        assert_eq!(
+            limits.params(Vendor::Hood),
+            GcraParams {
+                emission_interval: Duration::from_millis(613),
+                tolerance: Duration::from_millis(1_050),
+            }
+        );
+        assert_eq!(
+            limits.params(Vendor::Chatwoot),
+            relay_shared::vendors::default_limits(Vendor::Chatwoot)
+        );
+        let pacing = parse("utilisation = 1.0\nmargin = \"0ms\"").unwrap();
+        assert_eq!(
+            pacing.vendor_limits().unwrap().params(Vendor::Hood),
+            GcraParams {
+                emission_interval: Duration::from_millis(400),
+                tolerance: Duration::from_millis(0),
+            }
+        );
+        let error = |limits: &str| parse(limits).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"hood = [{ limit = 0, per = "1s" }]"#),
+            "relay.toml: limits.hood: window 0: the limit is zero, so no call could ever go"
+        );
+        assert_eq!(
+            error(r#"channelio = [{ limit = 10, per = "1s" }, { limit = 5, per = "0s" }]"#),
+            "relay.toml: limits.channelio: window 1: the period is zero"
+        );
+        let bad = error(r#"hood = [{ limit = 10, per = "a second" }]"#);
+        assert!(
+            bad.starts_with("relay.toml: limits.hood: window 0: `a second` is not a duration"),
+            "{bad}"
+        );
+        assert!(error("hood = []").contains("limits.hood: no windows"));
+        assert!(error("utilisation = 1.5").contains("limits: utilisation 1.5 is not in (0, 1]"));
+        assert!(error("margin = \"soon\"").contains("limits: margin: `soon` is not a duration"));
+        assert!(error(r#"hood = [{ limit = -1, per = "1s" }]"#).contains("limit"));
+        assert!(
+            error(r#"mailchimp = [{ limit = 1, per = "1s" }]"#)
+                .contains("unknown field `mailchimp`")
+        );
+        assert!(
+            error(r#"hood = [{ limit = 1, per = "1s", burst = 3 }]"#)
+                .contains("unknown field `burst`")
         );
     }
 }

@@ -126,6 +126,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             concurrency: 4,
             drain_timeout_secs: 30,
         },
+        limits: Default::default(),
     };
     let relay = LocalRelay::start(config, Storage::Memory).await?;
     let base = format!("http://{}", relay.addr());

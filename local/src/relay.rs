@@ -21,8 +21,7 @@ use tokio::task::JoinHandle;
 use super::config::LocalConfig;
 use super::disk::{Db, DiskError, DiskQueue, DiskStore};
 use relay_shared::assembly::{
-    AssemblyError, DEFAULT_LIMITS, LimiterStore, WorkerParts, build_ingest, build_worker,
-    load_mappings,
+    AssemblyError, LimiterStore, WorkerParts, build_ingest, build_worker, load_mappings,
 };
 use relay_shared::ingress::{Ingest, IngestMetrics, RouterConfig, router};
 use relay_shared::queue::memory::MemoryQueue;
@@ -240,6 +239,9 @@ impl LocalRelay {
     /// [`LocalRelay::shutdown`].
     pub async fn start(config: LocalConfig, storage: Storage) -> Result<LocalRelay, StartError> {
         let mappings = Arc::new(load_mappings(config.mappings.as_deref())?);
+        let limits = config
+            .vendor_limits()
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let Opened {
             idempotency,
@@ -280,7 +282,7 @@ impl LocalRelay {
                 links,
                 limiter_store: limiters.as_ref(),
                 limiter_account: "local",
-                limits: DEFAULT_LIMITS,
+                limits: &|vendor| limits.params(vendor),
                 queue: queue.clone(),
                 dead_letters: dead_letters.clone(),
                 clock,
@@ -296,7 +298,7 @@ impl LocalRelay {
             limiters: worker
                 .limiters
                 .iter()
-                .map(|(v, l)| (*v, (DEFAULT_LIMITS(*v), l.clone())))
+                .map(|(v, l)| (*v, (limits.params(*v), l.clone())))
                 .collect(),
         };
         let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -19,7 +19,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::{Clock, GcraParams, IdempotencyStore, LimiterKey, LinkStore, RateLimiter};
 use crate::vendors::deliver::{DelivererMap, TargetsRefresh};
 use crate::vendors::{CallGate, ClientBuildError, Vendor};
-use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate};
+use crate::worker::setup::{VendorConfigs, build_targets, default_limits, gate_with_max_pause};
 use crate::worker::{Metrics, RetryPolicy, Worker};
 
 /// Reads and validates a mapping file, or the built-in mappings when there is none. (The
@@ -67,8 +67,9 @@ pub struct WorkerParts<'a> {
     /// The account part of every limiter key: stacks (or local relays) that share a
     /// vendor account must use the same one.
     pub limiter_account: &'a str,
-    /// Each vendor's schedule; [`default_limits`] outside tests.
-    pub limits: fn(Vendor) -> GcraParams,
+    /// Each vendor's schedule: [`crate::vendors::Limits::params`] of the configured limits (see
+    /// [`crate::vendors::LimitsConfig`]), [`DEFAULT_LIMITS`] for the documented ones.
+    pub limits: &'a dyn Fn(Vendor) -> GcraParams,
     pub queue: Arc<dyn Queue>,
     pub dead_letters: Arc<dyn Queue>,
     pub clock: Arc<dyn Clock>,
@@ -85,7 +86,7 @@ pub enum AssemblyError {
     Client(#[from] ClientBuildError),
 }
 
-/// The production limits, for [`WorkerParts::limits`].
+/// The vendors' documented limits with the default pacing, for [`WorkerParts::limits`].
 pub const DEFAULT_LIMITS: fn(Vendor) -> GcraParams = default_limits;
 
 /// Builds the worker: one shared limiter per configured vendor, its clients behind the
@@ -128,7 +129,7 @@ fn build(
                 .limiter_for(&key, (parts.limits)(vendor)),
         );
     }
-    let gate = gate(&limiters, parts.clock.clone());
+    let gate = gate_with_max_pause(&limiters, parts.clock.clone(), parts.policy.max_wait);
     let mut targets = build_targets(parts.vendors, &gate)?;
     if let Some(settings) = settings {
         let started_with = parts.vendors.vendors();

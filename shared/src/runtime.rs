@@ -39,6 +39,10 @@ pub mod env {
     pub const SECRETS_MIN_REFRESH_SECS: &str = "RELAY_SECRETS_MIN_REFRESH_SECS";
     /// The account part of the worker's limiter keys (default `default`).
     pub const LIMITER_ACCOUNT: &str = "RELAY_LIMITER_ACCOUNT";
+    /// The worker's vendor limits as JSON (`crate::vendors::LimitsConfig`, e.g.
+    /// `{"hood": [{"limit": 10, "per": "1s"}, {"limit": 150, "per": "1m"}]}`); empty or
+    /// unset: the vendors' documented limits.
+    pub const LIMITS: &str = "RELAY_LIMITS";
     pub const HOOD_BASE_URL: &str = "RELAY_HOOD_BASE_URL";
     pub const CHANNELIO_BASE_URL: &str = "RELAY_CHANNELIO_BASE_URL";
     /// Omnivibe's, also used for Chatwoot (on the Omnivibe host).
@@ -56,6 +60,7 @@ pub mod env {
         SECRETS_REFRESH_SECS,
         SECRETS_MIN_REFRESH_SECS,
         LIMITER_ACCOUNT,
+        LIMITS,
         HOOD_BASE_URL,
         CHANNELIO_BASE_URL,
         OMNIVIBE_BASE_URL,
@@ -320,6 +325,7 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     let dlq_url = required(env::DLQ_URL)?;
     let secrets_name = required(env::VENDOR_SECRETS)?;
     let limiter_account = optional(env::LIMITER_ACCOUNT).unwrap_or_else(|| "default".into());
+    let limits = limits_from(optional(env::LIMITS).as_deref())?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let mappings = mappings_from_env(&ssm).await?;
@@ -346,7 +352,7 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
             links: Arc::new(store.clone()),
             limiter_store: &store,
             limiter_account: &limiter_account,
-            limits: crate::assembly::DEFAULT_LIMITS,
+            limits: &|vendor| limits.params(vendor),
             queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
             dead_letters: Arc::new(SqsQueue::new(sqs, dlq_url)),
             clock,
@@ -358,6 +364,19 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     .map_err(|e| StartupError::Invalid(e.to_string()))?
     .with_journal(Arc::new(store));
     Ok(Arc::new(worker))
+}
+
+/// The worker's limits from `RELAY_LIMITS` (JSON of [`crate::vendors::LimitsConfig`]);
+/// unset or blank: the vendors' documented ones. Errors name the vendor and window.
+pub fn limits_from(json: Option<&str>) -> Result<crate::vendors::Limits, StartupError> {
+    let config = match json.map(str::trim).filter(|j| !j.is_empty()) {
+        None => crate::vendors::LimitsConfig::default(),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StartupError::Invalid(format!("{}: {e}", env::LIMITS)))?,
+    };
+    config
+        .resolve()
+        .map_err(|e| StartupError::Invalid(format!("{}: {e}", env::LIMITS)))
 }
 
 /// The vendor settings parameter's JSON, with base URLs overridden from the environment
@@ -378,6 +397,29 @@ pub fn parse_vendor_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_reads_its_limits_from_relay_limits_as_json() {
+        use crate::store::GcraParams;
+        use crate::vendors::{Limits, Vendor};
+        assert_eq!(limits_from(None).unwrap(), Limits::default());
+        assert_eq!(limits_from(Some("  ")).unwrap(), Limits::default());
+        let limits = limits_from(Some(
+            r#"{"hood": [{"limit": 10, "per": "1s"}, {"limit": 150, "per": "1m"}], "utilisation": 0.98}"#,
+        ))
+        .unwrap();
+        assert_eq!(limits.params(Vendor::Hood), GcraParams::HOOD);
+        let error = |json: &str| limits_from(Some(json)).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"{"hood": [{"limit": 150, "per": "0m"}]}"#),
+            "invalid configuration: RELAY_LIMITS: limits.hood: window 0: the period is zero"
+        );
+        assert!(
+            error(r#"{"hood": 3}"#)
+                .starts_with("invalid configuration: RELAY_LIMITS: invalid type")
+        );
+        assert!(error("{hood").starts_with("invalid configuration: RELAY_LIMITS:"));
+    }
 
     #[test]
     fn the_base_url_variables_are_the_vendors_own() {

@@ -33,6 +33,7 @@ pub fn config(source: &str, secret: &str, vendors: VendorConfigs) -> LocalConfig
             concurrency: 2,
             drain_timeout_secs: 30,
         },
+        limits: Default::default(),
     }
 }
 

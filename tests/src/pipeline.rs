@@ -166,7 +166,7 @@ pub fn worker_for(
         limiter_account: "test",
         // A fast limiter: the production schedules are exercised by the limiter tests and
         // the storm through `relay serve`; here it must not be what the test waits for.
-        limits: |_| GcraParams::new(Duration::from_millis(1), 200),
+        limits: &|_| GcraParams::new(Duration::from_millis(1), 200),
         queue,
         dead_letters,
         clock,

@@ -198,7 +198,7 @@ impl SqsPipeline {
             links: Arc::new(store.clone()),
             limiter_store: &store,
             limiter_account: "test",
-            limits: settings.limits,
+            limits: &settings.limits,
             queue: Arc::new(queue.clone()),
             dead_letters: Arc::new(dead_letters.clone()),
             clock,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use relay_shared::store::Reservation;
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
@@ -22,6 +21,7 @@ use relay_shared::store::{
     IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease,
     LinkStore, MAX_RESULT_BYTES, ManualClock, PayloadHash, Permit, RateLimiter, StoreError,
 };
+use relay_shared::store::{Booking, Reservation};
 use relay_shared::vendors::Vendor;
 
 use crate::dynamodb_local::{CallLog, fresh_table};
@@ -144,6 +144,8 @@ macro_rules! store_conformance_tests {
             limiter_schedule_is_shared_between_instances,
             penalty_holds_every_instance_back,
             reservations_take_consecutive_slots,
+            several_slots_are_booked_in_one_write,
+            random_contention_keeps_every_window_in_sliding_terms,
         );
     };
     (@each $fixture:expr; $($name:ident),* $(,)?) => {
@@ -651,10 +653,13 @@ fn hood_key() -> LimiterKey {
     LimiterKey::new(Vendor::Hood, "main").unwrap()
 }
 
-/// Hood parameters: five at once, then one every 430 ms. One UpdateItem per permit or
-/// refusal.
+/// The schedule the exact-instant checks use: five at once, then one every 430 ms.
+const FIVE_THEN_430: GcraParams = GcraParams::new(Duration::from_millis(430), 5);
+
+/// Five at once, then one every 430 ms. One UpdateItem per permit; a refusal this handle
+/// can tell from the schedule it last saw costs none.
 pub async fn limiter_bursts_then_keeps_the_steady_rate(fx: &Fixture) {
-    let limiter = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let limiter = (fx.limiter)(&hood_key(), FIVE_THEN_430);
     let t0 = fx.now();
     for _ in 0..5 {
         assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
@@ -662,16 +667,17 @@ pub async fn limiter_bursts_then_keeps_the_steady_rate(fx: &Fixture) {
     }
     let next = t0 + TimeDelta::milliseconds(430);
     assert_eq!(limiter.acquire().await.unwrap(), Permit::RetryAt(next));
-    fx.expect_calls(&["UpdateItem"]);
+    fx.expect_calls(&[]);
     fx.advance_ms(429);
     assert_eq!(limiter.acquire().await.unwrap(), Permit::RetryAt(next));
+    fx.expect_calls(&[]);
     fx.advance_ms(1);
     assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
     assert_eq!(
         limiter.acquire().await.unwrap(),
         Permit::RetryAt(t0 + TimeDelta::milliseconds(860))
     );
-    fx.expect_calls(&["UpdateItem"; 3]);
+    fx.expect_calls(&["UpdateItem"]);
 
     // After a long idle spell the burst is back, but no more than the burst.
     fx.advance_ms(60_000);
@@ -682,12 +688,12 @@ pub async fn limiter_bursts_then_keeps_the_steady_rate(fx: &Fixture) {
         limiter.acquire().await.unwrap(),
         Permit::RetryAt(fx.now() + TimeDelta::milliseconds(430))
     );
-    fx.expect_calls(&["UpdateItem"; 6]);
+    fx.expect_calls(&["UpdateItem"; 5]);
 
     // Another account has its own schedule.
     let other = (fx.limiter)(
         &LimiterKey::new(Vendor::Hood, "second").unwrap(),
-        GcraParams::HOOD,
+        FIVE_THEN_430,
     );
     assert_eq!(other.acquire().await.unwrap(), Permit::Granted);
 }
@@ -695,8 +701,8 @@ pub async fn limiter_bursts_then_keeps_the_steady_rate(fx: &Fixture) {
 /// Two instances (separate handles) draw from one schedule. A handle whose view is out of
 /// date pays one extra call, never more.
 pub async fn limiter_schedule_is_shared_between_instances(fx: &Fixture) {
-    let a = (fx.limiter)(&hood_key(), GcraParams::HOOD);
-    let b = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let a = (fx.limiter)(&hood_key(), FIVE_THEN_430);
+    let b = (fx.limiter)(&hood_key(), FIVE_THEN_430);
     let t0 = fx.now();
     for _ in 0..5 {
         assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
@@ -731,16 +737,19 @@ pub async fn limiter_schedule_is_shared_between_instances(fx: &Fixture) {
 /// A 429 seen by one instance holds every instance back until `retry_after`, then the
 /// steady rate resumes (no burst). A shorter penalty never pulls the schedule back.
 pub async fn penalty_holds_every_instance_back(fx: &Fixture) {
-    let a = (fx.limiter)(&hood_key(), GcraParams::HOOD);
-    let b = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let a = (fx.limiter)(&hood_key(), FIVE_THEN_430);
+    let b = (fx.limiter)(&hood_key(), FIVE_THEN_430);
     assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
     fx.expect_calls(&["UpdateItem"]);
 
     b.penalise(Duration::from_secs(2)).await.unwrap();
     fx.expect_calls(&["UpdateItem"]);
     let resume = fx.now() + TimeDelta::seconds(2);
+    // a learns of the penalty with one refused call; b knows it already (no call).
     assert_eq!(a.acquire().await.unwrap(), Permit::RetryAt(resume));
+    fx.expect_calls(&["UpdateItem"]);
     assert_eq!(b.acquire().await.unwrap(), Permit::RetryAt(resume));
+    fx.expect_calls(&[]);
 
     fx.advance_ms(2_000);
     assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
@@ -748,7 +757,7 @@ pub async fn penalty_holds_every_instance_back(fx: &Fixture) {
         b.acquire().await.unwrap(),
         Permit::RetryAt(resume + TimeDelta::milliseconds(430))
     );
-    fx.expect_calls(&["UpdateItem"; 4]);
+    fx.expect_calls(&["UpdateItem"; 2]);
 
     b.penalise(Duration::ZERO).await.unwrap();
     fx.expect_calls(&["UpdateItem"]);
@@ -758,11 +767,11 @@ pub async fn penalty_holds_every_instance_back(fx: &Fixture) {
     );
 }
 
-/// Waiters book consecutive slots instead of retrying together: at one instant, Hood's
-/// burst of five goes now, then one every 430 ms; a slot beyond the allowed wait is refused
-/// with its instant and not booked. One UpdateItem per reservation.
+/// Waiters book consecutive slots instead of retrying together: at one instant, the burst
+/// of five goes now, then one every 430 ms; a slot beyond the allowed wait is refused with
+/// its instant and not booked. One UpdateItem per reservation.
 pub async fn reservations_take_consecutive_slots(fx: &Fixture) {
-    let limiter = (fx.limiter)(&hood_key(), GcraParams::HOOD);
+    let limiter = (fx.limiter)(&hood_key(), FIVE_THEN_430);
     let now = fx.now();
     let wait = Duration::from_millis(900);
     let mut slots = Vec::new();
@@ -772,23 +781,154 @@ pub async fn reservations_take_consecutive_slots(fx: &Fixture) {
             other => panic!("expected a slot, got {other:?}"),
         }
     }
+    fx.expect_calls(&["UpdateItem"; 7]);
     assert_eq!(slots, [0, 0, 0, 0, 0, 430, 860]);
     assert_eq!(
         limiter.reserve(wait).await.unwrap(),
         Reservation::TooFar(now + TimeDelta::milliseconds(1290))
     );
+    fx.expect_calls(&[]);
     // Nothing was booked by the refusal: after 390 ms the same slot is within reach.
     fx.advance_ms(390);
     assert_eq!(
         limiter.reserve(wait).await.unwrap(),
         Reservation::At(now + TimeDelta::milliseconds(1290))
     );
+    fx.expect_calls(&["UpdateItem"]);
+}
+
+/// Several slots in one write: `tat` grows by `n·T` at once and each slot is usable at its
+/// own instant — the same slots as `n` reservations one after the other. Of more than fit
+/// in the wait, those that fit are booked; a handle whose view was stale corrects the
+/// count with one more call.
+pub async fn several_slots_are_booked_in_one_write(fx: &Fixture) {
+    let a = (fx.limiter)(&hood_key(), FIVE_THEN_430);
+    let b = (fx.limiter)(&hood_key(), FIVE_THEN_430);
+    let t0 = fx.now();
+    let at = |ms: i64| t0 + TimeDelta::milliseconds(ms);
+    let wait = Duration::from_millis(900);
+    assert_eq!(
+        a.reserve_n(7, wait).await.unwrap(),
+        Booking::Slots(vec![at(0), at(0), at(0), at(0), at(0), at(430), at(860)])
+    );
+    fx.expect_calls(&["UpdateItem"]);
+    // b has never looked: one refused call; then it knows (no call).
+    assert_eq!(
+        b.reserve_n(3, wait).await.unwrap(),
+        Booking::TooFar(at(1290))
+    );
+    fx.expect_calls(&["UpdateItem"]);
+    assert_eq!(
+        b.reserve_n(3, wait).await.unwrap(),
+        Booking::TooFar(at(1290))
+    );
+    fx.expect_calls(&[]);
+    // 390 ms on, one of the three fits in the wait.
+    fx.advance_ms(390);
+    assert_eq!(
+        b.reserve_n(3, wait).await.unwrap(),
+        Booking::Slots(vec![at(1290)])
+    );
+    fx.expect_calls(&["UpdateItem"]);
+    // a's view misses b's slot but the two it asks for still fit: one call.
+    assert_eq!(
+        a.reserve_n(2, Duration::from_millis(2_000)).await.unwrap(),
+        Booking::Slots(vec![at(1720), at(2150)])
+    );
+    fx.expect_calls(&["UpdateItem"]);
+    // b's view (tat at 3 440) says all three fit in 2.2 s, the stored tat (4 300) says
+    // one: refused once, then that one.
+    assert_eq!(
+        b.reserve_n(3, Duration::from_millis(2_200)).await.unwrap(),
+        Booking::Slots(vec![at(2580)])
+    );
+    fx.expect_calls(&["UpdateItem", "UpdateItem"]);
+}
+
+/// Many instances with random demand (1–3 slots at a time, random waits, random pauses,
+/// early retries) on the production Hood schedule and an injected clock: no 1 s or 60 s
+/// window, wherever placed, over Hood's limits, and the minute's budget used at ≥ 0.97.
+pub async fn random_contention_keeps_every_window_in_sliding_terms(fx: &Fixture) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    const INSTANCES: usize = 8;
+    const HORIZON_MS: i64 = 150_000;
+    let params = GcraParams::HOOD;
+    let handles: Vec<_> = (0..INSTANCES)
+        .map(|_| (fx.limiter)(&hood_key(), params))
+        .collect();
+    let t0 = fx.now();
+    let mut rng = 0x5EED_u64;
+    let mut random = move |max: i64| {
+        // splitmix64
+        rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        i64::try_from((z ^ (z >> 31)) % (max.max(0).unsigned_abs() + 1)).unwrap()
+    };
+    let mut queue: BinaryHeap<Reverse<(i64, usize)>> =
+        (0..INSTANCES).map(|i| Reverse((random(500), i))).collect();
+    let mut used: Vec<i64> = Vec::new();
+    let mut asked = 0u32;
+    while let Some(Reverse((at, i))) = queue.pop() {
+        if at >= HORIZON_MS {
+            continue;
+        }
+        fx.clock.set(t0 + TimeDelta::milliseconds(at));
+        let n = u32::try_from(1 + random(2)).unwrap();
+        let wait = random(3_000);
+        asked += 1;
+        let next = match handles[i]
+            .reserve_n(n, Duration::from_millis(wait.unsigned_abs()))
+            .await
+            .unwrap()
+        {
+            Booking::Slots(slots) => {
+                assert!(!slots.is_empty() && slots.len() <= n as usize);
+                let slots: Vec<i64> = slots.iter().map(|s| (*s - t0).num_milliseconds()).collect();
+                assert!(
+                    slots.iter().all(|&s| s >= at && s <= at + wait),
+                    "{slots:?}"
+                );
+                used.extend(&slots);
+                slots.last().copied().unwrap_or(at) + random(300)
+            }
+            Booking::TooFar(retry) => {
+                let retry = (retry - t0).num_milliseconds();
+                assert!(retry > at - 1);
+                // Back at the instant told, or a little early (refused again, cheaply).
+                (retry - random(200)).max(at + 1)
+            }
+        };
+        queue.push(Reverse((next, i)));
+    }
+    used.sort_unstable();
+    let most = |len: i64| {
+        let mut best = 0;
+        let mut end = 0;
+        for (start, &t) in used.iter().enumerate() {
+            end = end.max(start);
+            while end < used.len() && used[end] < t + len {
+                end += 1;
+            }
+            best = best.max(end - start);
+        }
+        best
+    };
+    assert!(most(1_000) <= 10, "{} in a second", most(1_000));
+    assert!(most(60_000) <= 150, "{} in a minute", most(60_000));
+    let utilisation = used.len() as f64 / (150.0 * HORIZON_MS as f64 / 60_000.0);
+    assert!(utilisation >= 0.97, "utilisation {utilisation}");
     if let Some(calls) = &fx.calls {
         let calls = calls.take();
         assert!(calls.iter().all(|c| c == "UpdateItem"), "{calls:?}");
+        // Writes per reservation asked: refusals known locally cost none, a stale view
+        // at most two more.
         assert!(
-            calls.len() <= 9 + 1,
-            "one call per reservation (one shape switch allowed): {calls:?}"
+            calls.len() as u32 <= 2 * asked,
+            "{} calls for {asked} reservations",
+            calls.len()
         );
     }
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 use relay_shared::assembly::DEFAULT_LIMITS;
-use relay_shared::store::GcraParams;
+use relay_shared::store::{GcraParams, Pacing, Window};
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::{Counter, RetryPolicy};
 use relay_tests::pipeline::test_policy;
@@ -68,12 +68,14 @@ fn template_queue() -> TemplateQueue {
 /// How much faster than production Hood's schedule and limits run in the large storm.
 const SCALE: u32 = 6;
 
-/// Hood's production schedule [`SCALE`] times faster; the other vendors' as in production.
+/// Hood's production schedule [`SCALE`] times faster — derived, as in production, from
+/// its windows (here [`SCALE`] times shorter) with the production pacing, whose margin for
+/// dispatch jitter is not scaled; the other vendors' as in production.
 fn scaled_hood(vendor: Vendor) -> GcraParams {
     match vendor {
         Vendor::Hood => {
-            let hood = DEFAULT_LIMITS(Vendor::Hood);
-            GcraParams::new(hood.emission_interval / SCALE, hood.burst)
+            let windows = GcraParams::HOOD_WINDOWS.map(|w| Window::new(w.limit, w.per / SCALE));
+            GcraParams::from_windows(&windows, Pacing::default()).unwrap()
         }
         other => DEFAULT_LIMITS(other),
     }

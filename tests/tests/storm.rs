@@ -1928,6 +1928,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
             concurrency: 4,
             drain_timeout_secs: 30,
         },
+        limits: Default::default(),
     };
     let relay = LocalRelay::start(config, Storage::Memory).await;
     std::fs::remove_dir_all(&dir).ok();

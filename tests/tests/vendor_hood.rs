@@ -772,6 +772,9 @@ struct CountingGate {
     acquired: AtomicU32,
     observed: AtomicU32,
     errors: AtomicU32,
+    /// Reservations of several slots, and the slots booked by them used.
+    booked_together: AtomicU32,
+    booked_used: AtomicU32,
 }
 
 #[async_trait]
@@ -781,7 +784,24 @@ impl CallGate for CountingGate {
         self.acquired.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, error: Option<&VendorError>) {
+    async fn acquire_many(
+        &self,
+        vendor: Vendor,
+        calls: u32,
+    ) -> Result<Vec<chrono::DateTime<chrono::Utc>>, VendorError> {
+        self.acquire(vendor).await?;
+        self.booked_together.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![chrono::Utc::now(); calls as usize - 1])
+    }
+    async fn wait_booked(
+        &self,
+        _vendor: Vendor,
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), VendorError> {
+        self.booked_used.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, error: Option<&VendorError>) {
         self.observed.fetch_add(1, Ordering::SeqCst);
         if error.is_some() {
             self.errors.fetch_add(1, Ordering::SeqCst);
@@ -817,7 +837,10 @@ async fn every_call_of_a_sync_passes_the_gate() {
         .await
         .expect_err("500");
     assert_eq!(err.calls, 4);
-    assert_eq!(gate.acquired.load(Ordering::SeqCst), 4);
+    // Two lookups one by one, then the create and the PATCH after it in one reservation.
+    assert_eq!(gate.acquired.load(Ordering::SeqCst), 3);
+    assert_eq!(gate.booked_together.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.booked_used.load(Ordering::SeqCst), 1);
     assert_eq!(gate.observed.load(Ordering::SeqCst), 4);
     assert_eq!(gate.errors.load(Ordering::SeqCst), 1);
 }
@@ -837,7 +860,7 @@ impl CallGate for ClosedGate {
             rate_limit: RateLimitInfo::default(),
         })
     }
-    fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, _error: Option<&VendorError>) {}
+    async fn observe(&self, _vendor: Vendor, _rl: &RateLimitInfo, _error: Option<&VendorError>) {}
 }
 
 #[tokio::test]

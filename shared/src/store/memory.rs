@@ -17,11 +17,11 @@ use super::journal::{
     DEFAULT_JOURNAL_TTL, DeliveryEntry, EventEntry, EventFilter, EventJourney, Journal, MAX_LIST,
     RawId, RawRecord,
 };
-use super::limiter::{Decision, Reservation, retry_at};
+use super::limiter::{Booked, Booking, Decision, wait_ms};
 use super::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, Clock, DeliveryId, GcraParams, IdempotencyKey,
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
-    Permit, RateLimiter, StoreError,
+    RateLimiter, StoreError,
 };
 use crate::model::Vendor;
 
@@ -329,28 +329,23 @@ pub struct MemoryRateLimiter {
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn acquire(&self) -> Result<Permit, StoreError> {
-        Ok(match self.reserve(Duration::ZERO).await? {
-            Reservation::At(_) => Permit::Granted,
-            Reservation::TooFar(at) => retry_at(at.timestamp_millis()),
-        })
-    }
-
-    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError> {
+    async fn reserve_n(&self, n: u32, max_wait: Duration) -> Result<Booking, StoreError> {
         let now = self.clock.now().timestamp_millis();
-        let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+        let max_wait_ms = wait_ms(max_wait);
         let mut table = self.table.lock().await;
         match self
             .params
-            .decide_within(table.tats.get(&self.pk).copied(), now, max_wait_ms)
+            .book(table.tats.get(&self.pk).copied(), now, n, max_wait_ms)
         {
-            Decision::Grant { new_tat } => {
+            Booked::Slots {
+                start,
+                count,
+                new_tat,
+            } => {
                 table.tats.insert(self.pk.clone(), new_tat);
-                Ok(Reservation::At(from_epoch_ms(
-                    self.params.go_at(new_tat, now),
-                )))
+                Ok(Booking::Slots(self.params.slots(start, count, now)))
             }
-            Decision::Deny { retry_at: at } => Ok(Reservation::TooFar(from_epoch_ms(at))),
+            Booked::Deny { retry_at: at } => Ok(Booking::TooFar(from_epoch_ms(at))),
         }
     }
 
@@ -380,8 +375,8 @@ impl RateLimiter for MemoryRateLimiter {
 mod tests {
     use super::*;
     use crate::model::Vendor;
-    use crate::store::ManualClock;
     use crate::store::clock::from_epoch_ms;
+    use crate::store::{ManualClock, Permit};
 
     fn setup() -> (Arc<ManualClock>, MemoryStore) {
         let clock = Arc::new(ManualClock::new(from_epoch_ms(1_800_000_000_000)));
@@ -472,8 +467,9 @@ mod tests {
     async fn limiter_shares_schedule_between_clones() {
         let (clock, store) = setup();
         let key = LimiterKey::new(Vendor::Hood, "main").unwrap();
-        let a = store.limiter(&key, GcraParams::HOOD);
-        let b = store.clone().limiter(&key, GcraParams::HOOD);
+        let five_then_430 = GcraParams::new(Duration::from_millis(430), 5);
+        let a = store.limiter(&key, five_then_430);
+        let b = store.clone().limiter(&key, five_then_430);
         for _ in 0..5 {
             assert_eq!(a.acquire().await.unwrap(), Permit::Granted);
         }

@@ -59,6 +59,9 @@ pub use journal::{
     Journal, RawId, RawRecord, mask_contact,
 };
 pub use keys::{ContactKeyHash, IdempotencyKey, LimiterKey, LinkKey, PayloadHash};
-pub use limiter::{GcraParams, Permit, RateLimiter, Reservation, wait_for_permit};
+pub use limiter::{
+    Booking, GcraParams, LimitsError, Pacing, Permit, RateLimiter, Reservation, Window,
+    wait_for_permit,
+};
 pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};
 pub use sealed::{RawKey, SealError};

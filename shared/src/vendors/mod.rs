@@ -25,7 +25,10 @@ pub use hood::{HoodClient, HoodConfig};
 pub use http::{ClientBuildError, HttpSettings, USER_AGENT, VendorResponse};
 pub use omnivibe::{OmnivibeAgent, OmnivibeAgents, OmnivibeClient, OmnivibeConfig};
 pub use rate_limit::{RateLimitInfo, Reset, RetryAfter};
-pub use registry::{VendorAdapter, VendorConfigs, default_limits};
+pub use registry::{
+    Limits, LimitsConfig, LimitsConfigError, VendorAdapter, VendorConfigs, VendorLimits,
+    WindowConfig, default_limits, default_windows,
+};
 pub use sync::{CallGate, OpenGate, SyncError, SyncOutcome, VendorSync};
 
 pub use relay_core::vendors::{Vendor, wire_id};

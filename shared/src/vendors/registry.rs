@@ -5,6 +5,7 @@
 //! its core type; nothing here names a vendor, so a new vendor is its folders and one line
 //! in the list.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use super::Vendor;
 use super::deliver::{Deliver, Targets};
 use super::http::{ClientBuildError, HttpSettings};
 use super::sync::CallGate;
-use crate::store::GcraParams;
+use crate::store::limiter::parse_duration;
+use crate::store::{GcraParams, LimitsError, Pacing, Window};
 use relay_core::vendors::VendorModel;
 
 /// A vendor's connection settings, pacing and client: the adapter half of a vendor (its
@@ -35,8 +37,10 @@ pub trait VendorAdapter: VendorModel {
     /// The HTTP settings in `config` (its request timeout bounds every call).
     fn http(config: &Self::Config) -> &HttpSettings;
 
-    /// The schedule the vendor's calls are held to across all instances.
-    fn default_limits() -> GcraParams;
+    /// The limits the vendor's calls are held to across all instances, as windows (the
+    /// vendor's documented ones; see each vendor's note where it documents none).
+    /// `[limits]` in `relay.toml` or `RELAY_LIMITS` replace them.
+    fn default_limits() -> &'static [Window];
 
     /// The deliverer for `config`, every HTTP call behind `gate`.
     fn build(
@@ -103,18 +107,192 @@ macro_rules! adapters {
             }
         }
 
-        /// The schedule `vendor`'s calls are held to, across all instances.
-        pub fn default_limits(vendor: Vendor) -> GcraParams {
+        /// The windows `vendor`'s calls are held to when the configuration names none.
+        pub fn default_windows(vendor: Vendor) -> &'static [Window] {
             match vendor {
                 $(Vendor::$variant => {
                     <relay_core::vendors::$module::$variant as VendorAdapter>::default_limits()
                 })+
             }
         }
+
+        /// `[limits]` of `relay.toml`, or the JSON of the sync worker's `RELAY_LIMITS`:
+        /// each vendor's windows (a vendor left out keeps its [`default_windows`]) and how
+        /// they become a schedule.
+        ///
+        /// ```toml
+        /// [limits]
+        /// hood = [{ limit = 10, per = "1s" }, { limit = 150, per = "1m" }]
+        /// utilisation = 0.98
+        /// margin = "250ms"
+        /// ```
+        #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct LimitsConfig {
+            /// The share of the tightest window the schedule runs at, in (0, 1]
+            /// (default [`crate::store::limiter::DEFAULT_UTILISATION`]).
+            #[serde(default)]
+            pub utilisation: Option<f64>,
+            /// Taken off each schedule's burst tolerance for clock skew and dispatch
+            /// jitter, e.g. `"250ms"` (default [`crate::store::limiter::DEFAULT_MARGIN`]).
+            #[serde(default)]
+            pub margin: Option<String>,
+            $(
+                #[serde(default)]
+                pub $module: Option<Vec<WindowConfig>>,
+            )+
+        }
+
+        impl LimitsConfig {
+            /// Each vendor's windows and schedule, or the first thing wrong, named.
+            pub fn resolve(&self) -> Result<Limits, LimitsConfigError> {
+                let pacing = self.pacing()?;
+                let mut per_vendor = BTreeMap::new();
+                $(
+                    let windows = match &self.$module {
+                        Some(list) => list
+                            .iter()
+                            .enumerate()
+                            .map(|(index, w)| w.window(index))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|error| LimitsConfigError::Vendor {
+                                vendor: Vendor::$variant,
+                                error,
+                            })?,
+                        None => default_windows(Vendor::$variant).to_vec(),
+                    };
+                    let params = GcraParams::from_windows(&windows, pacing).map_err(|error| {
+                        LimitsConfigError::Vendor {
+                            vendor: Vendor::$variant,
+                            error,
+                        }
+                    })?;
+                    per_vendor.insert(Vendor::$variant, VendorLimits { windows, params });
+                )+
+                Ok(Limits { per_vendor })
+            }
+        }
     };
 }
 
 relay_core::for_each_vendor!(adapters);
+
+/// The windows of the Omnivibe host's two vendors (Omnivibe and Chatwoot, one limiter each):
+/// about 20 per second with bursts, 1,200 per minute each (the earlier fixed schedule of
+/// one per 50 ms, burst 10, allowed 29 in a sliding second and 1,210 in a minute), so the
+/// two stay well under the host's documented ~3,000 per minute per IP together.
+pub const OMNIVIBE_HOST_WINDOWS: [Window; 2] = [
+    Window::new(30, Duration::from_secs(1)),
+    Window::new(1_200, Duration::from_secs(60)),
+];
+
+/// One window as configured: `{ limit = 150, per = "1m" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// At most this many calls…
+    pub limit: u32,
+    /// …in any period this long (`"1s"`, `"1m"`, `"500ms"`, `"1h"`).
+    pub per: String,
+}
+
+impl WindowConfig {
+    fn window(&self, index: usize) -> Result<Window, LimitsError> {
+        let per = parse_duration(&self.per).map_err(|reason| LimitsError::BadPeriod {
+            index,
+            text: self.per.clone(),
+            reason,
+        })?;
+        Ok(Window::new(self.limit, per))
+    }
+}
+
+/// A limits configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitsConfigError {
+    #[error("limits.{vendor}: {error}")]
+    Vendor { vendor: Vendor, error: LimitsError },
+    #[error("limits: {0}")]
+    Pacing(LimitsError),
+}
+
+impl LimitsConfig {
+    /// The pacing the configuration asks for (defaults where it says nothing).
+    pub fn pacing(&self) -> Result<Pacing, LimitsConfigError> {
+        let mut pacing = Pacing::default();
+        if let Some(u) = self.utilisation {
+            if !(u > 0.0 && u <= 1.0) {
+                return Err(LimitsConfigError::Pacing(LimitsError::BadUtilisation(u)));
+            }
+            pacing.utilisation = u;
+        }
+        if let Some(text) = &self.margin {
+            pacing.margin = parse_duration(text).map_err(|reason| {
+                LimitsConfigError::Pacing(LimitsError::BadMargin {
+                    text: text.clone(),
+                    reason,
+                })
+            })?;
+        }
+        Ok(pacing)
+    }
+}
+
+/// One vendor's windows and the schedule derived from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorLimits {
+    pub windows: Vec<Window>,
+    pub params: GcraParams,
+}
+
+/// Every vendor's limits, resolved from a [`LimitsConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    per_vendor: BTreeMap<Vendor, VendorLimits>,
+}
+
+impl Default for Limits {
+    /// The vendors' documented windows with the default pacing.
+    fn default() -> Self {
+        let mut per_vendor = BTreeMap::new();
+        for vendor in Vendor::ALL {
+            let windows = default_windows(vendor).to_vec();
+            let params = derive_or_fallback(vendor, &windows);
+            per_vendor.insert(vendor, VendorLimits { windows, params });
+        }
+        Limits { per_vendor }
+    }
+}
+
+impl Limits {
+    /// The schedule of `vendor`'s calls.
+    pub fn params(&self, vendor: Vendor) -> GcraParams {
+        self.per_vendor
+            .get(&vendor)
+            .map_or_else(|| default_limits(vendor), |l| l.params)
+    }
+
+    /// The windows `vendor`'s schedule keeps.
+    pub fn windows(&self, vendor: Vendor) -> &[Window] {
+        self.per_vendor
+            .get(&vendor)
+            .map_or_else(|| default_windows(vendor), |l| l.windows.as_slice())
+    }
+}
+
+/// The schedule `vendor`'s calls are held to by default: its [`default_windows`] with the
+/// default pacing.
+pub fn default_limits(vendor: Vendor) -> GcraParams {
+    derive_or_fallback(vendor, default_windows(vendor))
+}
+
+/// The defaults are checked by the tests; should one ever not derive, one call per second.
+fn derive_or_fallback(vendor: Vendor, windows: &[Window]) -> GcraParams {
+    GcraParams::from_windows(windows, Pacing::default()).unwrap_or_else(|error| {
+        tracing::error!(%vendor, %error, "the default limits do not derive; one call per second");
+        GcraParams::new(Duration::from_secs(1), 1)
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -165,6 +343,12 @@ mod tests {
             .unwrap();
         assert_eq!(targets.vendors(), Vendor::ALL);
         assert_eq!(gates.lock().unwrap().len(), Vendor::COUNT);
+        for vendor in Vendor::ALL {
+            assert!(
+                GcraParams::from_windows(default_windows(vendor), Pacing::default()).is_ok(),
+                "{vendor}'s default windows derive a schedule"
+            );
+        }
         assert_eq!(default_limits(Vendor::Hood), GcraParams::HOOD);
     }
 

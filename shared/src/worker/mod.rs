@@ -970,11 +970,7 @@ mod tests {
     }
 
     /// A fast schedule, for tests where the limiter is not what is waited for.
-    const FAST: GcraParams = GcraParams {
-        emission_interval: Duration::from_millis(1),
-        burst: 100,
-        skew_margin: Duration::ZERO,
-    };
+    const FAST: GcraParams = GcraParams::new(Duration::from_millis(1), 100);
 
     fn delivery(contact: &str, event: &str, retry: RetryState) -> DeliveryMessage {
         let mut c = Contact::new(ContactKey::external("standard", contact).unwrap());

@@ -28,10 +28,21 @@ pub fn build_targets(
     })
 }
 
-/// The call gate over the given limiters.
+/// The call gate over the given limiters (a spent budget in a vendor's headers pauses its
+/// schedule for at most the default policy's cap on `Retry-After`).
 pub fn gate(
     limiters: &HashMap<Vendor, Arc<dyn RateLimiter>>,
     clock: Arc<dyn Clock>,
 ) -> Arc<dyn CallGate> {
-    Arc::new(LimiterGate::new(limiters.clone(), clock, MAX_SLOT_WAIT))
+    gate_with_max_pause(limiters, clock, super::RetryPolicy::default().max_wait)
+}
+
+/// [`gate`] whose pauses from a vendor's headers last at most `max_pause` (the worker's cap
+/// on `Retry-After`, `RetryPolicy::max_wait`).
+pub fn gate_with_max_pause(
+    limiters: &HashMap<Vendor, Arc<dyn RateLimiter>>,
+    clock: Arc<dyn Clock>,
+    max_pause: Duration,
+) -> Arc<dyn CallGate> {
+    Arc::new(LimiterGate::new(limiters.clone(), clock, MAX_SLOT_WAIT).with_max_pause(max_pause))
 }

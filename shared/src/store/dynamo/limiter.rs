@@ -1,17 +1,20 @@
-//! GCRA on DynamoDB: one conditional UpdateItem per permit in the common case.
+//! GCRA on DynamoDB: one conditional UpdateItem per reservation (of one slot or several)
+//! in the common case.
 //!
-//! Two request shapes, chosen from the last `tat` this instance saw:
+//! Two request shapes for `n` slots within a wait `w`, chosen from the last `tat` this
+//! instance saw:
 //!
-//! * busy (`tat ≥ now`): `SET tat = tat + T` if `now ≤ tat ≤ now + tau`. The increment is
-//!   applied by DynamoDB to whatever `tat` is stored, so concurrent instances never race on
-//!   a read-modify-write: each success is one slot of the schedule.
-//! * idle (`tat < now` or absent): `SET tat = now + T` if `tat` is absent or `< now`.
+//! * busy (`tat ≥ now`): `SET tat = tat + n·T` if `now ≤ tat ≤ now + tau + w − (n−1)·T`.
+//!   The increment is applied by DynamoDB to whatever `tat` is stored, so concurrent
+//!   instances never race on a read-modify-write: each success is `n` slots of the schedule.
+//! * idle (`tat < now` or absent): `SET tat = now + n·T` if `tat` is absent or `< now`.
 //!
-//! The union of the two conditions is exactly GCRA's `tat − now ≤ tau`. When the condition
-//! fails, `ALL_OLD` carries the current `tat`: either it is too far ahead (answer
-//! `RetryAt(tat − tau)`, no further call) or the other shape applies (switch once). `tat`
-//! only grows, so after a switch to busy the second request can only fail by being too
-//! early; a permit costs two calls only when this instance's view was out of date.
+//! The union of the two conditions is exactly GCRA's "the last slot is within the wait".
+//! When the condition fails, `ALL_OLD` carries the current `tat`: either the first slot is
+//! too far ahead (answer `TooFar(tat − tau)`, no further call), or fewer slots fit (ask
+//! for those), or the other shape applies (switch). At most three requests; more than one
+//! only when this instance's view was out of date. `tat` only grows, so a refusal this
+//! instance can already tell from the `tat` it saw last costs no request at all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,10 +26,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::backend;
-use super::item::{self, n};
+use super::item::{self, n as n_value};
 use crate::store::clock::from_epoch_ms;
-use crate::store::limiter::{Decision, retry_at};
-use crate::store::{Clock, GcraParams, LimiterKey, Permit, RateLimiter, Reservation, StoreError};
+use crate::store::limiter::{Booked, wait_ms};
+use crate::store::{Booking, Clock, GcraParams, LimiterKey, RateLimiter, StoreError};
 
 /// `seen_tat` before this instance has seen any.
 const UNSEEN: i64 = i64::MIN;
@@ -82,39 +85,43 @@ impl DynamoRateLimiter {
         }
     }
 
-    /// One UpdateItem of the given shape: `Ok(new tat)` when granted, `Err(current tat)`
-    /// when the condition failed.
+    /// One UpdateItem of the given shape for `n` slots: `Ok(new tat)` when granted,
+    /// `Err(current tat)` when the condition failed.
     async fn attempt(
         &self,
         shape: Shape,
         now: i64,
+        n: u32,
         max_wait_ms: i64,
     ) -> Result<Result<i64, Option<i64>>, StoreError> {
         let t = self.params.t_ms();
+        let booked = t.saturating_mul(i64::from(n));
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item::key(&self.pk)))
             .expression_attribute_names("#tat", item::TAT)
-            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":now", n_value(now))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let request = match shape {
             Shape::Busy => request
                 .update_expression("SET #tat = #tat + :t")
-                .condition_expression("#tat >= :now AND #tat <= :now_plus_tau")
-                .expression_attribute_values(":t", n(t))
+                .condition_expression("#tat >= :now AND #tat <= :latest")
+                .expression_attribute_values(":t", n_value(booked))
                 .expression_attribute_values(
-                    ":now_plus_tau",
-                    n(now
-                        .saturating_add(self.params.tau_ms())
-                        .saturating_add(max_wait_ms)),
+                    ":latest",
+                    n_value(
+                        now.saturating_add(self.params.tau_ms())
+                            .saturating_add(max_wait_ms)
+                            .saturating_sub(t.saturating_mul(i64::from(n.saturating_sub(1)))),
+                    ),
                 ),
             Shape::Idle => request
                 .update_expression("SET #tat = :now_plus_t")
                 .condition_expression("attribute_not_exists(#tat) OR #tat < :now")
-                .expression_attribute_values(":now_plus_t", n(now.saturating_add(t))),
+                .expression_attribute_values(":now_plus_t", n_value(now.saturating_add(booked))),
         };
         match request.send().await {
             Ok(out) => {
@@ -135,46 +142,44 @@ impl DynamoRateLimiter {
     }
 }
 
+/// Requests one reservation may make (the first, then a correction of the slot count or
+/// the shape after each refusal that still leaves a slot).
+const MAX_ATTEMPTS: usize = 3;
+
 #[async_trait]
 impl RateLimiter for DynamoRateLimiter {
-    async fn acquire(&self) -> Result<Permit, StoreError> {
-        Ok(match self.reserve(Duration::ZERO).await? {
-            Reservation::At(_) => Permit::Granted,
-            Reservation::TooFar(at) => retry_at(at.timestamp_millis()),
-        })
-    }
-
-    async fn reserve(&self, max_wait: Duration) -> Result<Reservation, StoreError> {
+    async fn reserve_n(&self, n: u32, max_wait: Duration) -> Result<Booking, StoreError> {
         let now = self.clock.now().timestamp_millis();
-        let max_wait_ms = i64::try_from(max_wait.as_millis()).unwrap_or(i64::MAX);
+        let max_wait_ms = wait_ms(max_wait);
+        let n = n.max(1);
         let seen = Some(self.seen_tat.load(Ordering::Relaxed)).filter(|&t| t != UNSEEN);
-        let mut shape = Shape::for_tat(seen, now);
-        let mut switched = false;
-        loop {
-            let current = match self.attempt(shape, now, max_wait_ms).await? {
+        // `tat` never moves back: what this instance saw is a lower bound of what is stored.
+        let (mut shape, mut count) = match self.params.book(seen, now, n, max_wait_ms) {
+            Booked::Deny { retry_at: at } => return Ok(Booking::TooFar(from_epoch_ms(at))),
+            Booked::Slots { count, .. } => (Shape::for_tat(seen, now), count),
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let current = match self.attempt(shape, now, count, max_wait_ms).await? {
                 Ok(new_tat) => {
                     self.seen(Some(new_tat));
-                    return Ok(Reservation::At(from_epoch_ms(
-                        self.params.go_at(new_tat, now),
-                    )));
+                    let start =
+                        new_tat.saturating_sub(self.params.t_ms().saturating_mul(i64::from(count)));
+                    return Ok(Booking::Slots(self.params.slots(start, count, now)));
                 }
                 Err(current) => current,
             };
             self.seen(current);
-            if let Decision::Deny { retry_at: at } =
-                self.params.decide_within(current, now, max_wait_ms)
-            {
-                return Ok(Reservation::TooFar(from_epoch_ms(at)));
+            match self.params.book(current, now, n, max_wait_ms) {
+                Booked::Deny { retry_at: at } => return Ok(Booking::TooFar(from_epoch_ms(at))),
+                Booked::Slots { count: fit, .. } => {
+                    shape = Shape::for_tat(current, now);
+                    count = fit;
+                }
             }
-            let other = Shape::for_tat(current, now);
-            if switched || other == shape {
-                // Grantable by the stored value yet refused: the schedule moved between
-                // our two requests. Let the caller ask again straight away.
-                return Ok(Reservation::TooFar(from_epoch_ms(now)));
-            }
-            shape = other;
-            switched = true;
         }
+        // Grantable by the stored value yet refused each time: the schedule kept moving
+        // between our requests. Let the caller ask again straight away.
+        Ok(Booking::TooFar(from_epoch_ms(now)))
     }
 
     async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError> {
@@ -188,7 +193,7 @@ impl RateLimiter for DynamoRateLimiter {
             .update_expression("SET #tat = :pushed")
             .condition_expression("attribute_not_exists(#tat) OR #tat < :pushed")
             .expression_attribute_names("#tat", item::TAT)
-            .expression_attribute_values(":pushed", n(pushed))
+            .expression_attribute_values(":pushed", n_value(pushed))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;

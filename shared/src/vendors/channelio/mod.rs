@@ -20,10 +20,15 @@ impl crate::vendors::registry::VendorAdapter for relay_core::vendors::channelio:
         &config.http
     }
 
-    /// Channel.io publishes no number we can rely on beyond its headers: well under what
-    /// it is known to allow.
-    fn default_limits() -> crate::store::GcraParams {
-        crate::store::GcraParams::new(std::time::Duration::from_millis(100), 10)
+    /// Channel.io documents no number (only its `x-ratelimit-*` headers and 429s): the
+    /// earlier fixed schedule's meaning, about 10 per second with bursts of about 10 (it
+    /// allowed 19 in a sliding second and 609 in a minute), as windows.
+    fn default_limits() -> &'static [crate::store::Window] {
+        const WINDOWS: [crate::store::Window; 2] = [
+            crate::store::Window::new(20, std::time::Duration::from_secs(1)),
+            crate::store::Window::new(600, std::time::Duration::from_secs(60)),
+        ];
+        &WINDOWS
     }
 
     fn build(

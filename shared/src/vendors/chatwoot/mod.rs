@@ -21,9 +21,11 @@ impl crate::vendors::registry::VendorAdapter for relay_core::vendors::chatwoot::
     }
 
     /// Chatwoot's default throttle is about 3000 requests per minute per IP, shared with
-    /// the Omnivibe profile on the same host: well under it.
-    fn default_limits() -> crate::store::GcraParams {
-        crate::store::GcraParams::new(std::time::Duration::from_millis(50), 10)
+    /// the Omnivibe profile on the same host (its own limiter): each keeps the earlier fixed
+    /// schedule's meaning, about 20 per second with bursts (it allowed 29 in a sliding
+    /// second), so the two stay well under 3000 together.
+    fn default_limits() -> &'static [crate::store::Window] {
+        &crate::vendors::registry::OMNIVIBE_HOST_WINDOWS
     }
 
     fn build(

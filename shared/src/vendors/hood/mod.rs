@@ -21,9 +21,10 @@ impl crate::vendors::registry::VendorAdapter for relay_core::vendors::hood::Hood
         &config.http
     }
 
-    /// Hood documents its limits: 10 per second and 150 per minute per account.
-    fn default_limits() -> crate::store::GcraParams {
-        crate::store::GcraParams::HOOD
+    /// Hood documents its limits: 10 per second and 150 per minute per account (burst
+    /// 10/s, steady 150/m on its create, update and property pages).
+    fn default_limits() -> &'static [crate::store::Window] {
+        &crate::store::GcraParams::HOOD_WINDOWS
     }
 
     fn build(

@@ -76,6 +76,8 @@ impl HoodClient {
                     return self.patch(run, &id, patch).await;
                 }
                 self.ensure_properties(run, &plan.properties).await?;
+                // The create and, when there is one, the PATCH after it: one reservation.
+                run.expect(1 + u32::from(!after_create.is_empty()));
                 let created = run.step(self.create_profile(create)).await?;
                 let id = match created {
                     Some(Profile { id, .. }) => id,

@@ -16,7 +16,6 @@ use relay_core::vendors::omnivibe::Omnivibe;
 use crate::mapping::Mappings;
 use crate::model::ContactChange;
 use crate::plan::{SkipReason, VendorState};
-use crate::store::GcraParams;
 use crate::vendors::deliver::{Deliver, Delivered, DeliveryError, apply};
 use crate::vendors::registry::VendorAdapter;
 use crate::vendors::{CallGate, ClientBuildError, HttpSettings, VendorSync};
@@ -111,9 +110,9 @@ impl VendorAdapter for Omnivibe {
     }
 
     /// The Omnivibe host's throttle (about 3000 per minute per IP, shared with Chatwoot):
-    /// well under it.
-    fn default_limits() -> GcraParams {
-        GcraParams::new(std::time::Duration::from_millis(50), 10)
+    /// the earlier fixed schedule's meaning, well under it (see Chatwoot's).
+    fn default_limits() -> &'static [crate::store::Window] {
+        &crate::vendors::registry::OMNIVIBE_HOST_WINDOWS
     }
 
     fn build(
