@@ -185,7 +185,7 @@ async fn rig(server: &MockServer, mappings: Arc<Mappings>) -> Rig {
             links: Arc::new(store.clone()),
             limiter_store: &store,
             limiter_account: "default",
-            limits: DEFAULT_LIMITS,
+            limits: &DEFAULT_LIMITS,
             queue: queue.clone(),
             dead_letters: dead_letters.clone(),
             clock,
