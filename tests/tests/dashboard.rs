@@ -142,7 +142,7 @@ async fn a_dead_letter_is_replayed_from_the_dashboard_and_shows_synced() {
         .text()
         .await
         .unwrap();
-    assert!(vendor.contains("limit 7/s, 144/min"), "{vendor}");
+    assert!(vendor.contains("limit 6/s, 150/min"), "{vendor}");
     browser.close().await;
     relay.shutdown().await;
 }

@@ -167,8 +167,9 @@ mod tests {
 
     #[test]
     fn the_hood_schedule_reads_as_its_documented_bounds() {
-        // vendor-notes: one every 430 ms with a burst of 5 → at most 7/s and 144/min.
+        // From Hood's windows (10/s, 150/min): one every 409 ms, tau 1 100 ms → 6/s, 150/min.
         assert_eq!(per_window(GcraParams::HOOD), (6, 150));
+        // The old fixed schedule, one every 430 ms with a burst of 5: 7/s, 144/min.
         assert_eq!(
             per_window(GcraParams::new(std::time::Duration::from_millis(430), 5)),
             (7, 144)
