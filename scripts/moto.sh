@@ -29,7 +29,8 @@ start() {
     # Same lock as the test harness, so the two never start a server each.
     flock 9
     if ! answers; then
-      setsid moto_server -H 127.0.0.1 -p "$port" >"$cache/moto.log" 2>&1 </dev/null &
+      # moto's server with each queue's message operations serialised (see the script).
+      setsid python3 "$root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$cache/moto.log" 2>&1 </dev/null &
       echo $! >"$pidfile"
     fi
   ) 9>"$cache/moto.lock"

@@ -3,9 +3,13 @@
 //! `SQS_ENDPOINT` wins when set (CI can start moto itself, or point at LocalStack).
 //! Otherwise one server on `127.0.0.1:$MOTO_PORT` (default [`DEFAULT_PORT`]) is shared by
 //! every test process: nextest runs each test in its own process, so the first one to find
-//! the port silent takes a file lock under `<workspace>/.cache/`, starts `moto_server`
-//! detached (installing it with pip if absent) and the others wait on the lock, then reuse
-//! it. The server outlives the test run; `scripts/moto.sh stop` ends it.
+//! the port silent takes a file lock under `<workspace>/.cache/`, starts moto's server
+//! detached (installing `moto[server]` with pip if absent) and the others wait on the lock,
+//! then reuse it. The server outlives the test run; `scripts/moto.sh stop` ends it.
+//!
+//! moto's server is started through `scripts/moto_server.py`, which serialises each
+//! queue's message operations: moto's own lose a message sent while two deletes overlap
+//! (the launcher's `--self-check` shows it, `tests/tests/queue_sqs.rs` runs it).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -24,13 +28,22 @@ use aws_sdk_sqs::types::QueueAttributeName;
 /// Port used when neither `SQS_ENDPOINT` nor `MOTO_PORT` is set (same as `scripts/moto.sh`).
 pub const DEFAULT_PORT: u16 = 5320;
 
+/// The workspace root (the tests crate's parent).
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .context("tests crate has a parent directory")
+}
+
+/// `scripts/moto_server.py`: moto's server with each queue's message operations serialised.
+pub fn launcher() -> anyhow::Result<PathBuf> {
+    Ok(workspace_root()?.join("scripts").join("moto_server.py"))
+}
+
 /// `<workspace root>/.cache`, created on demand.
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root
-        .parent()
-        .context("tests crate has a parent directory")?
-        .join(".cache");
+    let dir = workspace_root()?.join(".cache");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
@@ -76,7 +89,8 @@ fn ensure_moto(port: u16) -> anyhow::Result<()> {
     install_if_missing()?;
     let log_path = cache.join("moto.log");
     let log = File::create(&log_path).context("creating moto log")?;
-    let child = Command::new("moto_server")
+    let child = Command::new("python3")
+        .arg(launcher()?)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
