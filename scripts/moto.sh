@@ -21,7 +21,8 @@ answers() {
 start() {
   mkdir -p "$cache"
   if answers; then echo "$endpoint"; return 0; fi
-  if ! moto_server -h >/dev/null 2>&1; then
+  # The launcher runs moto's server in this python3, so moto must be importable here.
+  if ! python3 -c "import moto.server" >/dev/null 2>&1; then
     echo "installing moto[server]..." >&2
     python3 -m pip install --quiet "moto[server]"
   fi

@@ -111,8 +111,9 @@ fn ensure_moto(port: u16) -> anyhow::Result<()> {
 }
 
 fn install_if_missing() -> anyhow::Result<()> {
-    let present = Command::new("moto_server")
-        .arg("-h")
+    // The launcher runs moto's server in this python3, so moto must be importable here.
+    let present = Command::new("python3")
+        .args(["-c", "import moto.server"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
