@@ -42,6 +42,7 @@ pub mod clock;
 pub mod dynamo;
 mod error;
 pub mod idempotency;
+pub mod identity;
 pub mod journal;
 pub mod keys;
 pub mod limiter;
@@ -53,6 +54,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
 pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
+};
+pub use identity::{
+    BadIdentityKey, IdentifierHash, IdentityError, IdentityKey, IdentityStore, PersonRecord,
+    Resolved, Written,
 };
 pub use journal::{
     DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry, EventFilter, EventJourney,
