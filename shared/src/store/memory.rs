@@ -1,9 +1,10 @@
 //! In-memory adapter: one process's worth of the table, for `relay serve` and tests.
 //! Same rules as the DynamoDB adapter (the shared `ClaimRecord::blocks`, link leases
 //! and `GcraParams::decide`), including expiry, payload mismatch and fencing.
-//! Clones share state, like instances sharing one table.
+//! Clones share state, like instances sharing one table. Identity writes check every
+//! condition before changing anything, under the table's lock, so each is all-or-nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::sync::Mutex;
 
 use super::clock::from_epoch_ms;
 use super::idempotency::{DEFAULT_RETENTION, check_result, expiry};
+use super::identity::{IdentifierHash, IdentityStore, PersonRecord, Written};
 use super::journal::{
     DEFAULT_JOURNAL_TTL, DeliveryEntry, EventEntry, EventFilter, EventJourney, Journal, MAX_LIST,
     RawId, RawRecord,
@@ -23,7 +25,7 @@ use super::{
     IdempotencyStore, LeaseOutcome, LimiterKey, Link, LinkKey, LinkLease, LinkStore, PayloadHash,
     RateLimiter, StoreError,
 };
-use crate::model::Vendor;
+use crate::model::{PersonId, Vendor};
 
 #[derive(Debug, Default)]
 struct Table {
@@ -33,6 +35,10 @@ struct Table {
     raws: HashMap<String, RawRecord>,
     links: HashMap<String, StoredLink>,
     tats: HashMap<String, i64>,
+    /// `idn#…` items: which person each identifier hash points at.
+    identifiers: HashMap<IdentifierHash, PersonId>,
+    /// `per#…` items.
+    persons: HashMap<PersonId, PersonRecord>,
 }
 
 /// A link and the lease on it, if any.
@@ -306,6 +312,94 @@ impl LinkStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl IdentityStore for MemoryStore {
+    async fn find(
+        &self,
+        ids: &[IdentifierHash],
+    ) -> Result<BTreeMap<IdentifierHash, PersonId>, StoreError> {
+        let table = self.table.lock().await;
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let person = table.identifiers.get(id)?;
+                Some((id.clone(), person.clone()))
+            })
+            .collect())
+    }
+
+    async fn person(&self, person: &PersonId) -> Result<Option<PersonRecord>, StoreError> {
+        let table = self.table.lock().await;
+        Ok(table.persons.get(person).cloned())
+    }
+
+    async fn attach(
+        &self,
+        person: &PersonId,
+        ids: &[IdentifierHash],
+        create: bool,
+    ) -> Result<Written, StoreError> {
+        let ids: BTreeSet<&IdentifierHash> = ids.iter().collect();
+        let mut table = self.table.lock().await;
+        let table = &mut *table;
+        let person_ok = match table.persons.get(person) {
+            None => create,
+            Some(record) => !create && record.merged_into.is_none(),
+        };
+        if !person_ok || ids.iter().any(|id| table.identifiers.contains_key(*id)) {
+            return Ok(Written::Conflict);
+        }
+        let record = table.persons.entry(person.clone()).or_default();
+        record.version += 1;
+        for id in ids {
+            record.ids.insert(id.clone());
+            table.identifiers.insert(id.clone(), person.clone());
+        }
+        Ok(Written::Done)
+    }
+
+    async fn merge(
+        &self,
+        loser: &PersonId,
+        loser_record: &PersonRecord,
+        survivor: &PersonId,
+    ) -> Result<Written, StoreError> {
+        if loser == survivor {
+            return Err(StoreError::InvalidKey(
+                "a person cannot be merged into itself",
+            ));
+        }
+        let mut table = self.table.lock().await;
+        let table = &mut *table;
+        let loser_ok = table
+            .persons
+            .get(loser)
+            .is_some_and(|r| r.version == loser_record.version && r.merged_into.is_none());
+        let survivor_ok = table
+            .persons
+            .get(survivor)
+            .is_some_and(|r| r.merged_into.is_none());
+        let ids_ok = loser_record
+            .ids
+            .iter()
+            .all(|id| table.identifiers.get(id) == Some(loser));
+        if !(loser_ok && survivor_ok && ids_ok) {
+            return Ok(Written::Conflict);
+        }
+        for id in &loser_record.ids {
+            table.identifiers.insert(id.clone(), survivor.clone());
+        }
+        if let Some(record) = table.persons.get_mut(survivor) {
+            record.ids.extend(loser_record.ids.iter().cloned());
+            record.version += 1;
+        }
+        if let Some(record) = table.persons.get_mut(loser) {
+            record.merged_into = Some(survivor.clone());
+        }
+        Ok(Written::Done)
+    }
+}
+
 /// The stored link if `lease` is still its holder (the fencing check).
 fn held<'a>(table: &'a mut Table, lease: &LinkLease) -> Result<&'a mut StoredLink, StoreError> {
     let lost = || StoreError::ClaimLost {
@@ -479,6 +573,85 @@ mod tests {
         assert_eq!(
             a.acquire().await.unwrap(),
             Permit::RetryAt(clock.now() + TimeDelta::seconds(3))
+        );
+    }
+
+    #[tokio::test]
+    async fn identity_writes_are_all_or_nothing_and_resolve_merges_into_the_older() {
+        use crate::store::identity::{IdentityKey, resolve};
+        let (_, store) = setup();
+        let key = IdentityKey::from_bytes(&[0x5a; 32]).unwrap();
+        let email = "email:ann.o'neil+news@example.co.uk".to_string();
+        let phone = "phone:+4915123456789".to_string();
+        let crm = "hubspot:901".to_string();
+        let (e, p, c) = (key.hash(&email), key.hash(&phone), key.hash(&crm));
+
+        let first = resolve(&store, &key, std::slice::from_ref(&email))
+            .await
+            .unwrap();
+        assert!(first.created);
+        assert_eq!(first.calls, 2);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let second = resolve(&store, &key, &[phone.clone(), crm.clone()])
+            .await
+            .unwrap();
+        assert!(second.created && second.person > first.person);
+
+        // An attach that names a taken id writes nothing, not even its free ids.
+        let stranger = crate::store::identity::new_person_id();
+        let free = key.hash("standard:ct_7f3a");
+        assert_eq!(
+            store
+                .attach(&stranger, &[free.clone(), e.clone()], true)
+                .await
+                .unwrap(),
+            Written::Conflict
+        );
+        assert!(
+            store
+                .find(std::slice::from_ref(&free))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.person(&stranger).await.unwrap(), None);
+
+        // A merge fenced by a stale version writes nothing.
+        let mut stale = store.person(&second.person).await.unwrap().unwrap();
+        stale.version -= 1;
+        assert_eq!(
+            store
+                .merge(&second.person, &stale, &first.person)
+                .await
+                .unwrap(),
+            Written::Conflict
+        );
+        assert_eq!(
+            store.find(std::slice::from_ref(&p)).await.unwrap()[&p],
+            second.person
+        );
+
+        let both = resolve(&store, &key, &[email, phone]).await.unwrap();
+        assert_eq!(both.person, first.person);
+        assert_eq!(both.merged, vec![second.person.clone()]);
+        assert_eq!(both.calls, 3);
+        let found = store
+            .find(&[e.clone(), p.clone(), c.clone()])
+            .await
+            .unwrap();
+        assert!(
+            found.values().all(|person| *person == first.person),
+            "{found:?}"
+        );
+        let survivor = store.person(&first.person).await.unwrap().unwrap();
+        assert_eq!(survivor.ids, [e, p, c].into_iter().collect());
+        assert_eq!((survivor.version, survivor.merged_into), (2, None));
+        let loser = store.person(&second.person).await.unwrap().unwrap();
+        assert_eq!(loser.merged_into, Some(first.person.clone()));
+        // A merged person takes no more identifiers.
+        assert_eq!(
+            store.attach(&second.person, &[free], false).await.unwrap(),
+            Written::Conflict
         );
     }
 }
