@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod dynamodb_local;
+pub mod identity_conformance;
 pub mod journal_conformance;
 pub mod local;
 pub mod moto;

@@ -15,6 +15,7 @@
 //! Adding a table (e.g. the delivery journal) is one more entry in [`MIGRATIONS`] and an
 //! adapter over [`Db::write`] / [`Db::read`].
 
+mod identity;
 mod journal;
 mod queue;
 mod store;
@@ -90,6 +91,19 @@ pub const MIGRATIONS: &[&str] = &[
          received_at INTEGER NOT NULL,
          sealed BLOB NOT NULL,
          expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;",
+    // 3: identity resolution: where each identifier hash points (`idn#<hash>`) and each
+    // person's identifiers, version and merge (`per#<person id>`). `IF NOT EXISTS`, so a
+    // data directory that already has them keeps them.
+    "CREATE TABLE IF NOT EXISTS identifiers (
+         pk TEXT PRIMARY KEY,
+         person TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS persons (
+         pk TEXT PRIMARY KEY,
+         ids TEXT NOT NULL,
+         version INTEGER NOT NULL,
+         merged_into TEXT
      ) WITHOUT ROWID;",
 ];
 

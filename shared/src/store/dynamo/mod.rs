@@ -4,6 +4,7 @@
 //! the current state without a second read.
 
 mod idempotency;
+mod identity;
 mod item;
 mod journal;
 mod limiter;
