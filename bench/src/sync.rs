@@ -141,6 +141,10 @@ impl Rig {
             webhooks::mappings(),
             &webhooks::source_secrets(),
             Arc::new(store.clone()),
+            relay_shared::ingress::Identity {
+                store: Arc::new(store.clone()),
+                key: webhooks::identity_key(),
+            },
             queue.clone(),
             clock.clone(),
         )

@@ -24,6 +24,7 @@ use relay_tests::dynamodb_local::{self, LocalTable, fresh_table};
 use relay_tests::pipeline::{contact_event, worker_for};
 use relay_tests::stateful_vendors::{Faults, StatefulVendors};
 use relay_tests::{moto, webhooks};
+use secrecy::ExposeSecret;
 use tower::ServiceExt;
 
 /// The raw-event key of these tests, base64 (32 bytes of 7).
@@ -47,6 +48,11 @@ async fn relay(args: &[&str]) -> (bool, String, String) {
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_REGION", "us-east-1")
         .env("RELAY_RAW_KEY", RAW_KEY)
+        // The deployment's identity key: the one the tests' ingest uses.
+        .env(
+            "RELAY_IDENTITY_KEY",
+            webhooks::identity_key().to_base64().expose_secret(),
+        )
         .env_remove("RELAY_MAPPINGS")
         .env_remove("RELAY_TABLE")
         .output()
@@ -64,6 +70,10 @@ fn app(mappings: Arc<Mappings>, store: &DynamoStore, queue: Arc<dyn Queue>) -> a
         mappings,
         &webhooks::source_secrets(),
         Arc::new(store.clone()),
+        relay_shared::ingress::Identity {
+            store: Arc::new(store.clone()),
+            key: webhooks::identity_key(),
+        },
         queue,
         clock,
     )
@@ -92,11 +102,12 @@ async fn post(app: &axum::Router, delivery_id: &str, body: &str) -> StatusCode {
         .status()
 }
 
-/// Runs the worker over `queue` until nothing arrives for a while.
+/// Handles what the queue holds until it has been empty for three 1 s long polls (SQS
+/// waits in whole seconds; a delay of 1 s, such as a wait for an identifier, outlasts one).
 async fn drain(worker: &Worker, queue: &dyn Queue) {
     let mut idle = 0;
     while idle < 3 {
-        let batch = queue.receive(10, Duration::from_millis(500)).await.unwrap();
+        let batch = queue.receive(10, Duration::from_secs(1)).await.unwrap();
         if batch.is_empty() {
             idle += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -246,7 +257,8 @@ async fn relay_event_shows_a_delivery_that_was_retried_then_synced() {
 }
 
 /// The `standard` source with a mistake: the e-mail is read from a field that does not
-/// exist, so Hood (which needs an e-mail or phone to create a profile) dead-letters.
+/// exist, so Hood (which needs an e-mail or phone to create a profile) waits for an event
+/// that brings one (1 s in the test policy), then dead-letters with that reason.
 fn mapping_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let fixed = std::fs::read_to_string(format!(
         "{}/../core/mappings/default.toml",

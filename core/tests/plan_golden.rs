@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
 use relay_core::mapping::{EventDefaults, Mappings};
-use relay_core::model::{ChangeKind, ContactChange};
+use relay_core::model::{ChangeKind, ContactChange, PersonId};
 use relay_core::plans::{
     ChannelPlan, ChatwootPlan, HoodProfileOp, OmnivibePlan, PlanError, PlannedRequest, SkipReason,
     VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
@@ -37,8 +37,13 @@ fn changes_of(source: &str, body: &Value) -> Vec<ContactChange> {
         .unwrap()
 }
 
+/// The person id ingest's identity step gave the contact.
+const PERSON: &str = "p0190a3f2c4b17e3d9a5b6c7d8e9f0a1b";
+
 fn typeform() -> ContactChange {
-    changes("typeform").remove(0)
+    let mut change = changes("typeform").remove(0);
+    change.contact.person = Some(PersonId::parse(PERSON).unwrap());
+    change
 }
 
 fn unknown() -> VendorState {
@@ -292,12 +297,14 @@ fn channelio_upserts_by_member_id_with_the_documented_body() {
     let ChannelPlan::Upsert { member_id, .. } = &planned.plan else {
         panic!("expected upsert")
     };
-    assert_eq!(member_id, "email:ann.lee@example.com");
+    // The person id, never the e-mail: the memberId is part of the URL.
+    assert_eq!(member_id, PERSON);
     let requests = planned.plan.requests();
     assert_eq!(
         shape(&requests),
-        [s("PUT", "/open/v5/users/@email:ann.lee@example.com")]
+        [s("PUT", &format!("/open/v5/users/@{PERSON}"))]
     );
+    assert!(!requests[0].path.contains("ann"));
     assert_eq!(
         requests[0].body,
         Some(json!({
@@ -306,6 +313,29 @@ fn channelio_upserts_by_member_id_with_the_documented_body() {
             "tags": ["Product_news", "Beta_program"],
             "unsubscribeEmail": false
         }))
+    );
+}
+
+#[test]
+fn channelio_without_a_person_id_patches_a_known_user_or_refuses() {
+    // A change that did not pass the identity step (a message from before it) has no
+    // memberId: a known user is patched, an unknown one cannot be planned.
+    let m = mappings();
+    let channel = m.vendors.channelio().unwrap();
+    let mut change = typeform();
+    change.contact.person = None;
+    assert_eq!(
+        shape(
+            &plan_channelio(&change, &known("5ec3a01fe2b3f4d2cbc5"), channel)
+                .unwrap()
+                .plan
+                .requests()
+        ),
+        [s("PATCH", "/open/v5/users/5ec3a01fe2b3f4d2cbc5")]
+    );
+    assert_eq!(
+        plan_channelio(&change, &unknown(), channel).unwrap_err(),
+        PlanError::ChannelNeedsUserIdentity
     );
 }
 
@@ -329,7 +359,8 @@ fn channelio_patches_a_known_user_when_no_member_id_is_mapped() {
 #[test]
 fn channelio_consent_is_sent_as_unsubscribe_flags() {
     let m = mappings();
-    let change = changes("standard").remove(0);
+    let mut change = changes("standard").remove(0);
+    change.contact.person = Some(PersonId::parse(PERSON).unwrap());
     let body = plan_channelio(&change, &unknown(), m.vendors.channelio().unwrap())
         .unwrap()
         .plan
@@ -374,14 +405,7 @@ fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
     let ChatwootPlan::Resolve { queries, .. } = &planned.plan else {
         panic!("expected Resolve")
     };
-    assert_eq!(
-        queries,
-        &[
-            "ann.lee@example.com",
-            "+14155552671",
-            "email:ann.lee@example.com"
-        ]
-    );
+    assert_eq!(queries, &["ann.lee@example.com", "+14155552671", PERSON]);
     let requests = planned.plan.requests(1);
     assert_eq!(
         shape(&requests),
@@ -395,7 +419,7 @@ fn chatwoot_searches_then_creates_an_unknown_contact_and_updates_a_known_one() {
     );
     let body = json!({
         "name": "Ann Lee", "email": "ann.lee@example.com", "phone_number": "+14155552671",
-        "identifier": "email:ann.lee@example.com",
+        "identifier": PERSON,
         "custom_attributes": {"utm_source": "newsletter"},
         "additional_attributes": {"company_name": "Acme Inc"}
     });

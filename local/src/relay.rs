@@ -28,7 +28,9 @@ use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{Queue, QueueError};
 use relay_shared::store::Journal;
 use relay_shared::store::memory::MemoryStore;
-use relay_shared::store::{Clock, IdempotencyStore, LinkStore, SystemClock};
+use relay_shared::store::{
+    Clock, IdempotencyStore, IdentityKey, IdentityStore, LinkStore, SystemClock,
+};
 use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
 
 /// How long a delivery stays invisible after it is taken from the local queue.
@@ -138,6 +140,7 @@ struct Opened {
     /// The delivery log, in the same store as the claims it rides on.
     journal: Arc<dyn Journal>,
     links: Arc<dyn LinkStore>,
+    identity: Arc<dyn IdentityStore>,
     limiters: Box<dyn LimiterStore + Send + Sync>,
     queue: Arc<dyn Queue>,
     dead_letters: Arc<dyn Queue>,
@@ -145,6 +148,47 @@ struct Opened {
     resumed: Option<Resumed>,
     /// The on-disk store, swept of expired claims while the relay runs.
     sweep: Option<DiskStore>,
+}
+
+/// The file in a data directory that keeps the local relay's identity key.
+pub const IDENTITY_KEY_FILE: &str = "identity.key";
+
+/// The identity key (`store::identity`): `RELAY_IDENTITY_KEY` when set; else, on disk, the
+/// one kept in the data directory (made on the first run, readable by its owner only), so
+/// persons survive a restart; in memory, a new one per run.
+fn identity_key(storage: &Storage) -> Result<IdentityKey, StartError> {
+    use secrecy::ExposeSecret;
+    let invalid =
+        |what: &str, e: &dyn std::fmt::Display| StartError::Invalid(format!("{what}: {e}"));
+    if let Ok(text) = std::env::var("RELAY_IDENTITY_KEY")
+        && !text.is_empty()
+    {
+        return IdentityKey::from_base64(&secrecy::SecretString::from(text))
+            .map_err(|e| invalid("RELAY_IDENTITY_KEY", &e));
+    }
+    let Storage::Disk(dir) = storage else {
+        return Ok(IdentityKey::generate());
+    };
+    let path = dir.join(IDENTITY_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => IdentityKey::from_base64(&secrecy::SecretString::from(text))
+            .map_err(|e| invalid(&path.display().to_string(), &e)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = IdentityKey::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&path)
+                .map_err(|e| invalid(&path.display().to_string(), &e))?;
+            std::io::Write::write_all(&mut file, key.to_base64().expose_secret().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| invalid(&path.display().to_string(), &e))?;
+            Ok(key)
+        }
+        Err(error) => Err(invalid(&path.display().to_string(), &error)),
+    }
 }
 
 /// How often a long-running relay deletes claims past their retention.
@@ -160,6 +204,7 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
                 idempotency: Arc::new(store.clone()),
                 journal: Arc::new(store.clone()),
                 links: Arc::new(store.clone()),
+                identity: Arc::new(store.clone()),
                 limiters: Box::new(store),
                 queue: queue.clone(),
                 dead_letters: dead_letters.clone(),
@@ -200,6 +245,7 @@ async fn open(storage: &Storage, clock: &Arc<dyn Clock>) -> Result<Opened, Start
                 idempotency: Arc::new(store.clone()),
                 journal: Arc::new(store.clone()),
                 links: Arc::new(store.clone()),
+                identity: Arc::new(store.clone()),
                 limiters: Box::new(store.clone()),
                 sweep: Some(store),
                 queue: Arc::new(queue.clone()),
@@ -247,6 +293,7 @@ impl LocalRelay {
             idempotency,
             journal,
             links,
+            identity,
             limiters,
             queue,
             dead_letters,
@@ -254,10 +301,15 @@ impl LocalRelay {
             resumed,
             sweep,
         } = open(&storage, &clock).await?;
+        let identity = relay_shared::ingress::Identity {
+            store: identity,
+            key: identity_key(&storage)?,
+        };
         let (ingest, disabled_sources) = build_ingest(
             mappings.clone(),
             &config.source_secrets(),
             idempotency,
+            identity,
             queue.clone(),
             clock.clone(),
             Arc::new(IngestMetrics::in_memory()),

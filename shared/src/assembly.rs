@@ -213,12 +213,13 @@ pub fn build_ingest(
     mappings: Arc<Mappings>,
     secrets: &SourceSecrets,
     store: Arc<dyn IdempotencyStore>,
+    identity: crate::ingress::Identity,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     metrics: Arc<IngestMetrics>,
 ) -> Result<(Ingest, Vec<String>), SetupError> {
     // The phone metadata loads once here, not during the first request.
     crate::model::phone::warm_up();
-    let (ingest, disabled) = Ingest::new(mappings, secrets, store, queue, clock)?;
+    let (ingest, disabled) = Ingest::new(mappings, secrets, store, identity, queue, clock)?;
     Ok((ingest.with_metrics(metrics), disabled))
 }

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::ContactChange;
+use crate::model::{ContactChange, PersonId};
 use crate::store::RawId;
 use crate::vendors::Vendor;
 
@@ -27,6 +27,11 @@ pub struct DeliveryMessage {
     /// was kept: a replay maps it again with the current mappings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<RawId>,
+    /// Persons the identity step merged into this change's person (`store::identity`):
+    /// the worker folds their links at this vendor into the survivor's, so no field version
+    /// is lost and a record the survivor lacks is adopted, not created again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<PersonId>,
     /// Its attempts so far; absent from the body while there were none.
     #[serde(flatten)]
     pub retry: RetryState,
@@ -79,6 +84,7 @@ impl DeliveryMessage {
             vendor,
             change,
             raw: None,
+            merged: Vec::new(),
             retry: RetryState::default(),
         }
     }

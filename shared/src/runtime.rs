@@ -66,6 +66,8 @@ pub mod env {
         OMNIVIBE_BASE_URL,
         RAW_KEY,
         RAW_KEY_PARAMETER,
+        IDENTITY_KEY,
+        IDENTITY_KEY_PARAMETER,
         JOURNAL_TTL_DAYS,
     ];
     pub const INGEST_SECRETS: &str = "RELAY_INGEST_SECRETS";
@@ -74,6 +76,10 @@ pub mod env {
     pub const RAW_KEY: &str = "RELAY_RAW_KEY";
     /// The SecureString SSM parameter holding the raw-event key (Lambda).
     pub const RAW_KEY_PARAMETER: &str = "RELAY_RAW_KEY_PARAMETER";
+    /// The identity key itself (base64 of 32+ bytes): local runs and the CLI.
+    pub const IDENTITY_KEY: &str = "RELAY_IDENTITY_KEY";
+    /// The SecureString SSM parameter holding the identity key (Lambda).
+    pub const IDENTITY_KEY_PARAMETER: &str = "RELAY_IDENTITY_KEY_PARAMETER";
     /// How long the delivery log and raw events are kept, in days (default 14).
     pub const JOURNAL_TTL_DAYS: &str = "RELAY_JOURNAL_TTL_DAYS";
 }
@@ -91,6 +97,23 @@ pub async fn raw_key_from_env(
     crate::store::RawKey::from_base64(&text)
         .map(Some)
         .map_err(|e| StartupError::Invalid(e.to_string()))
+}
+
+/// The identity key (`store::identity`) from `RELAY_IDENTITY_KEY`, else from the SSM
+/// parameter named by `RELAY_IDENTITY_KEY_PARAMETER`. Required: without it no ingest could
+/// agree with another on who a contact is.
+pub async fn identity_key_from_env(
+    sdk: &aws_config::SdkConfig,
+) -> Result<crate::store::IdentityKey, StartupError> {
+    let text = match (
+        optional(env::IDENTITY_KEY),
+        optional(env::IDENTITY_KEY_PARAMETER),
+    ) {
+        (Some(key), _) => secrecy::SecretString::from(key),
+        (None, Some(name)) => read_parameter(&aws_sdk_ssm::Client::new(sdk), &name).await?,
+        (None, None) => return Err(StartupError::MissingEnv(env::IDENTITY_KEY_PARAMETER)),
+    };
+    crate::store::IdentityKey::from_base64(&text).map_err(|e| StartupError::Invalid(e.to_string()))
 }
 
 /// The log's TTL from `RELAY_JOURNAL_TTL_DAYS` (1 to 365), else 14 days.
@@ -279,11 +302,16 @@ pub async fn ingest_from_env(function: IngestFunction) -> Result<Arc<Ingest>, St
             .with_journal_ttl(ttl),
     );
     let raw_key = raw_key_from_env(&sdk).await?;
+    let identity = crate::ingress::Identity {
+        store: store.clone(),
+        key: identity_key_from_env(&sdk).await?,
+    };
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
     let (mut ingest, mut disabled) = crate::assembly::build_ingest(
         mappings,
         &secrets,
         store.clone(),
+        identity,
         queue,
         clock,
         Arc::new(crate::ingress::IngestMetrics::emf()),

@@ -82,7 +82,9 @@ fn at(version_ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + TimeDelta::milliseconds(version_ms)
 }
 
-fn change(event_id: &str, version_ms: i64, contact: Contact) -> ContactChange {
+fn change(event_id: &str, version_ms: i64, mut contact: Contact) -> ContactChange {
+    // Ingest's identity step gives every change its person before any plan.
+    contact.person = Some(relay_core::model::PersonId::from_uuid_bytes([0x47; 16]));
     ContactChange {
         event: SyncEvent {
             source: "prop".into(),

@@ -48,6 +48,9 @@ pub fn test_policy() -> RetryPolicy {
         cap: Duration::from_millis(300),
         floor: Duration::from_millis(10),
         auth_pause: Duration::from_secs(5),
+        // SQS delays are whole seconds: one wait for an identifier, then the dead letter.
+        identity_retry: Duration::from_secs(1),
+        identity_wait: Duration::from_secs(1),
         ..RetryPolicy::default()
     }
 }

@@ -53,6 +53,16 @@ pub struct World {
     pub requests: u64,
 }
 
+impl World {
+    /// The Channel.io user whose profile holds this e-mail. Member ids are person ids,
+    /// which ingest makes up, so tests find a user by what the sender sent.
+    pub fn channel_user_by_email(&self, email: &str) -> Option<&Map<String, Value>> {
+        self.channel_users
+            .values()
+            .find(|u| u.get("email").and_then(Value::as_str) == Some(email))
+    }
+}
+
 /// The three stateful vendors.
 pub struct StatefulVendors {
     pub hood: MockServer,

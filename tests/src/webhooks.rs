@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method};
 use relay_shared::ingress::signature::{SignRequest, Verifier};
-use relay_shared::ingress::{Ingest, RouterConfig, SourceSecrets, router};
+use relay_shared::ingress::{Identity, Ingest, RouterConfig, SourceSecrets, router};
 use relay_shared::mapping::{Mappings, Route};
 use relay_shared::queue::Queue;
-use relay_shared::store::{Clock, IdempotencyStore};
+use relay_shared::store::{Clock, IdempotencyStore, IdentityKey, IdentityStore};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -41,18 +41,36 @@ pub fn source_secrets() -> SourceSecrets {
         .collect()
 }
 
+/// The tests' identity key (`store::identity`).
+pub fn identity_key() -> IdentityKey {
+    IdentityKey::from_bytes(b"profile-relay test identity key!").expect("32 bytes")
+}
+
+/// Ingest's identity step over `store` with the tests' key.
+pub fn identity<S: IdentityStore + 'static>(store: Arc<S>) -> Identity {
+    Identity {
+        store,
+        key: identity_key(),
+    }
+}
+
 pub fn mappings() -> Arc<Mappings> {
     Arc::new(Mappings::builtin().expect("built-in mappings"))
 }
 
 /// The ingest router over the given adapters, with the test secrets.
-pub fn app(
-    store: Arc<dyn IdempotencyStore>,
+pub fn app<S: IdempotencyStore + IdentityStore + 'static>(
+    store: Arc<S>,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
 ) -> axum::Router {
+    let identity = Identity {
+        store: store.clone(),
+        key: identity_key(),
+    };
     let (ingest, disabled) =
-        Ingest::new(mappings(), &source_secrets(), store, queue, clock).expect("secrets are valid");
+        Ingest::new(mappings(), &source_secrets(), store, identity, queue, clock)
+            .expect("secrets are valid");
     assert!(
         disabled.is_empty(),
         "every built-in webhook source has a test secret: {disabled:?}"

@@ -324,6 +324,7 @@ impl Harness {
             MAPPINGS.clone(),
             &source_secrets(),
             store.clone(),
+            relay_tests::webhooks::identity(Arc::new(MemoryStore::new(clock.clone()))),
             queue.clone(),
             clock,
         )

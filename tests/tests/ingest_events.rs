@@ -10,6 +10,7 @@ use std::time::Duration;
 use lambda_runtime::{Context, LambdaEvent};
 use relay_sandbox::samples::sample;
 use relay_shared::delivery::DeliveryMessage;
+use relay_shared::ingress::outcome::IdentityCounts;
 use relay_shared::ingress::{Accepted, Ingest, SourceSecrets};
 use relay_shared::lambda::handle_event;
 use relay_shared::queue::Queue;
@@ -38,7 +39,8 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
     let (ingest, _) = Ingest::new(
         mappings(),
         &SourceSecrets::new(),
-        store,
+        store.clone(),
+        relay_tests::webhooks::identity(store),
         queue.clone(),
         clock,
     )
@@ -55,6 +57,12 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
         Accepted {
             accepted: 1,
             duplicates: 0,
+            // A person new to the relay: one read finds nothing, one write creates them.
+            identity: IdentityCounts {
+                created: 1,
+                merged: 0,
+                calls: 2,
+            },
             ..Accepted::default()
         }
     );
@@ -68,6 +76,12 @@ async fn app_events_are_accepted_once_and_routed_by_detail_type() {
             accepted: 0,
             duplicates: 1,
             enqueued_again: 1,
+            // The copy goes to the queue again with its person: one read finds them.
+            identity: IdentityCounts {
+                created: 0,
+                merged: 0,
+                calls: 1,
+            },
             ..Accepted::default()
         }
     );

@@ -158,8 +158,15 @@ async fn an_event_whose_mapping_outgrows_a_queue_message_is_refused_with_413_not
         clock.clone(),
     ));
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let (ingest, _) =
-        Ingest::new(mappings, &source_secrets(), store, queue.clone(), clock).unwrap();
+    let (ingest, _) = Ingest::new(
+        mappings,
+        &source_secrets(),
+        store.clone(),
+        relay_tests::webhooks::identity(store),
+        queue.clone(),
+        clock,
+    )
+    .unwrap();
     let app = router(
         Arc::new(ingest),
         RouterConfig {

@@ -42,6 +42,7 @@ async fn recorded() -> Recorded {
         webhooks::mappings(),
         &webhooks::source_secrets(),
         Arc::new(store.clone()),
+        webhooks::identity(Arc::new(store.clone())),
         queue.clone(),
         clock,
     )
@@ -69,8 +70,8 @@ async fn one_request_costs_its_claims_plus_one_sealed_raw_item_and_a_duplicate_c
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         r.table.calls.take(),
-        ["PutItem", "PutItem"],
-        "the claim (with the log entry), the sealed request"
+        ["PutItem", "PutItem", "BatchGetItem", "TransactWriteItems"],
+        "the claim (with the log entry), the sealed request, the identity step (a new person)"
     );
     let (status, again) = answer(&r.app, signed("typeform", body, Utc::now())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -80,8 +81,8 @@ async fn one_request_costs_its_claims_plus_one_sealed_raw_item_and_a_duplicate_c
     );
     assert_eq!(
         r.table.calls.take(),
-        ["PutItem"],
-        "a duplicate: its claim only"
+        ["PutItem", "BatchGetItem"],
+        "a duplicate: its claim, and one read for its person"
     );
 
     // The log has the event, masked; the raw request opens with the key only.

@@ -48,8 +48,9 @@ async fn a_signed_signup_is_claimed_once_and_enqueued_once_per_vendor() {
     );
     assert_eq!(
         h.table.calls.take(),
-        ["PutItem"],
-        "one write: the claim (nothing confirms it)"
+        ["PutItem", "BatchGetItem", "TransactWriteItems"],
+        "the claim (nothing confirms it), then the identity step: Ann is new, one read finds \
+         none of her identifiers and one transaction creates her person"
     );
 
     let messages = h.drain().await;
@@ -107,7 +108,18 @@ async fn a_hubspot_batch_costs_one_write_per_contact_change_and_answers_duplicat
             json!({"accepted": 2, "combined": 3, "duplicates": 0})
         )
     );
-    assert_eq!(h.table.calls.take(), ["PutItem"; 2]);
+    assert_eq!(
+        h.table.calls.take(),
+        [
+            "PutItem",
+            "PutItem",
+            "BatchGetItem",
+            "BatchGetItem",
+            "TransactWriteItems",
+            "TransactWriteItems"
+        ],
+        "two claims, then two new persons (one read and one write each)"
+    );
     h.drain().await;
 
     // HubSpot retries with a batch that overlaps the first one.
@@ -129,7 +141,19 @@ async fn a_hubspot_batch_costs_one_write_per_contact_change_and_answers_duplicat
             json!({"accepted": 1, "combined": 3, "duplicates": 2})
         )
     );
-    assert_eq!(h.table.calls.take(), ["PutItem"; 3]);
+    assert_eq!(
+        h.table.calls.take(),
+        [
+            "PutItem",
+            "PutItem",
+            "PutItem",
+            "BatchGetItem",
+            "BatchGetItem",
+            "BatchGetItem",
+            "TransactWriteItems"
+        ],
+        "three claims; 901 and 902 are known persons (one read each), 903 is new"
+    );
     // The two duplicates' claims were never confirmed, so they go again (the worker
     // recognises them); the new event once.
     let messages = h.drain().await;
@@ -162,8 +186,8 @@ async fn a_duplicate_delivery_answers_2xx_for_one_write_and_goes_again_to_the_qu
     );
     assert_eq!(
         h.table.calls.take(),
-        ["PutItem"],
-        "a duplicate costs one conditional write"
+        ["PutItem", "BatchGetItem"],
+        "a duplicate costs one conditional write, and one read to find its known person"
     );
     // Its claim was never confirmed: the duplicate is enqueued again, as it was.
     let again = h.drain().await;
@@ -239,7 +263,15 @@ async fn concurrent_duplicates_are_all_answered_2xx_without_waiting() {
         started.elapsed() < Duration::from_secs(5),
         "nobody waits for another request's claim"
     );
-    assert_eq!(h.table.calls.take(), ["PutItem"; 16], "one write each");
+    let calls = h.table.calls.take();
+    let claims = calls.iter().filter(|c| *c == "PutItem").count();
+    assert_eq!(claims, 16, "one claim write each: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| ["PutItem", "BatchGetItem", "TransactWriteItems"].contains(&c.as_str())),
+        "the rest is the identity step (racing copies of one person): {calls:?}"
+    );
     // One claim; the fifteen duplicates each enqueued their own copy (the worker keeps the
     // first and recognises the others: `worker_reliability.rs`).
     let messages = h.drain().await;
@@ -505,8 +537,13 @@ async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(
         h.table.calls.take(),
-        ["PutItem", "UpdateItem"],
-        "one claim, one release: only a failure costs a second write"
+        [
+            "PutItem",
+            "BatchGetItem",
+            "TransactWriteItems",
+            "UpdateItem"
+        ],
+        "one claim, the identity step (the person stays: the retry finds it), one release"
     );
 
     let (status, answer) = h.send(signed("webflow", body("webflow"), Utc::now())).await;

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use relay_sandbox::samples::{SAMPLES, sample};
 use relay_sandbox::{RecordedRequest, Rule, Sandbox, SandboxOptions};
 use relay_shared::mapping::{EventDefaults, Mappings};
-use relay_shared::model::ContactChange;
+use relay_shared::model::{ContactChange, ContactKey, PersonId};
 use relay_shared::plan::{
     PlannedRequest, VendorState, plan_channelio, plan_chatwoot, plan_hood, plan_omnivibe,
 };
@@ -38,11 +38,26 @@ fn changes(source: &str) -> Vec<ContactChange> {
         event_id: "msg_1".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 20, 15, 0, 0).unwrap(),
     };
-    mappings()
+    let mut changes = mappings()
         .source(source)
         .unwrap()
         .extract(&body, &defaults)
-        .unwrap()
+        .unwrap();
+    // Ingest's identity step gives each change its person; here one per contact key.
+    for change in &mut changes {
+        change.contact.person = Some(person_of(change.contact.key.as_str()));
+    }
+    changes
+}
+
+/// The person id this harness gives a contact key (stable, one per key).
+fn person_of(key: &str) -> PersonId {
+    let hex = ContactKey::external("test", key).unwrap().hashed();
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    PersonId::from_uuid_bytes(bytes)
 }
 
 /// A whole second, 250 ms in: rate-limit windows start at whole seconds and minutes.
@@ -513,7 +528,7 @@ async fn typeform_sample_reaches_every_vendor_exactly_as_planned() {
     assert_eq!(users.len(), 1);
     assert_eq!(
         users[0].member_id.as_deref(),
-        Some("email:ann.lee@example.com")
+        Some(person_of("email:ann.lee@example.com").as_str())
     );
     assert_eq!(
         Value::Object(users[0].profile.clone()),
@@ -529,7 +544,10 @@ async fn typeform_sample_reaches_every_vendor_exactly_as_planned() {
     assert_eq!(c.id, 1);
     assert_eq!(c.email.as_deref(), Some("ann.lee@example.com"));
     assert_eq!(c.phone_number.as_deref(), Some("+14155552671"));
-    assert_eq!(c.identifier.as_deref(), Some("email:ann.lee@example.com"));
+    assert_eq!(
+        c.identifier.as_deref(),
+        Some(person_of("email:ann.lee@example.com").as_str())
+    );
     assert_eq!(c.name.as_deref(), Some("Ann Lee"));
     assert_eq!(
         Value::Object(c.custom_attributes.clone()),
@@ -612,7 +630,10 @@ async fn a_hubspot_batch_is_one_record_and_one_change_per_contact() {
 
     let users = sb.channelio_users();
     assert_eq!(users.len(), 1);
-    assert_eq!(users[0].member_id.as_deref(), Some("hubspot:901"));
+    assert_eq!(
+        users[0].member_id.as_deref(),
+        Some(person_of("hubspot:901").as_str())
+    );
     assert_eq!(
         Value::Object(users[0].profile.clone()),
         json!({"email": "dana@example.com", "mobileNumber": "+16175550121"})
@@ -621,7 +642,10 @@ async fn a_hubspot_batch_is_one_record_and_one_change_per_contact() {
 
     let contacts = sb.chatwoot_contacts();
     assert_eq!(contacts.len(), 1);
-    assert_eq!(contacts[0].identifier.as_deref(), Some("hubspot:901"));
+    assert_eq!(
+        contacts[0].identifier.as_deref(),
+        Some(person_of("hubspot:901").as_str())
+    );
     assert_eq!(contacts[0].email.as_deref(), Some("dana@example.com"));
     assert_eq!(contacts[0].phone_number.as_deref(), Some("+16175550121"));
     assert_eq!(
@@ -639,11 +663,15 @@ fn changes_of(source: &str, body: &Value) -> Vec<ContactChange> {
         event_id: "msg_2".into(),
         received_at: Utc.with_ymd_and_hms(2026, 11, 20, 15, 5, 0).unwrap(),
     };
-    mappings()
+    let mut changes = mappings()
         .source(source)
         .unwrap()
         .extract(body, &defaults)
-        .unwrap()
+        .unwrap();
+    for change in &mut changes {
+        change.contact.person = Some(person_of(change.contact.key.as_str()));
+    }
+    changes
 }
 
 /// One HubSpot edit of four properties of a contact already synced: one call per vendor,

@@ -65,6 +65,7 @@ async fn form_signup(ssm: &aws_sdk_ssm::Client, name: &str, policy: RefreshPolic
         mappings,
         &SourceSecrets::new(),
         Arc::new(MemoryStore::new(Arc::new(SystemClock))),
+        relay_tests::webhooks::identity(Arc::new(MemoryStore::new(Arc::new(SystemClock)))),
         Arc::new(MemoryQueue::new(Duration::from_secs(30))),
         Arc::new(SystemClock),
     )

@@ -256,6 +256,7 @@ async fn a_function_answers_not_found_for_the_other_functions_route() {
         relay_tests::webhooks::mappings(),
         &relay_tests::webhooks::source_secrets(),
         Arc::new(MemoryStore::new(clock.clone())),
+        relay_tests::webhooks::identity(Arc::new(MemoryStore::new(clock.clone()))),
         Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
         clock,
     )

@@ -13,7 +13,7 @@ use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
 use relay_shared::delivery::DeliveryMessage;
 use relay_shared::queue::{Queue, ReceivedMessage};
-use relay_shared::store::{ContactKeyHash, DeliveryId, LinkKey};
+use relay_shared::store::{DeliveryId, LinkKey};
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::{Counter, Settled};
 use relay_tests::pipeline::{Pipeline, contact_event};
@@ -153,7 +153,13 @@ async fn an_sqs_batch_reports_exactly_the_messages_left_in_the_queue() {
         .iter()
         .find(|m| DeliveryMessage::from_body(&m.body).unwrap().vendor == Vendor::Channelio)
         .unwrap();
-    let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:usr_5"));
+    let person = DeliveryMessage::from_body(&busy.body)
+        .unwrap()
+        .change
+        .contact
+        .person
+        .expect("ingest gave the change its person");
+    let key = LinkKey::for_person(Vendor::Channelio, &person);
     p.worker
         .links
         .lease(

@@ -65,7 +65,9 @@ fn assert_exactly_once(p: &Pipeline) {
     );
     assert_eq!(w.chatwoot_contacts.len(), EVENTS);
     for i in 0..EVENTS {
-        let user = &w.channel_users[&format!("standard:usr_{i}")];
+        let user = w
+            .channel_user_by_email(&format!("user{i}@example.com"))
+            .unwrap();
         assert_eq!(user["name"], json!(format!("User {i}")));
         assert_eq!(user["plan"], json!("pro"));
     }
@@ -222,7 +224,7 @@ async fn out_of_order_updates_of_one_contact_end_with_the_newest_value() {
     }
     let w = p.vendors.world();
     assert_eq!(
-        w.channel_users["standard:usr_42"]["name"],
+        w.channel_user_by_email("user42@example.com").unwrap()["name"],
         json!("Newest Name")
     );
     let hood: Vec<_> = w.hood_profiles.values().collect();
@@ -274,7 +276,7 @@ async fn duplicate_copies_of_an_event_call_no_vendor_again_and_undo_no_update() 
     let w = p.vendors.world();
     assert_eq!(w.requests, after_update, "no vendor call for a copy");
     assert_eq!(
-        w.channel_users["standard:usr_9"]["name"],
+        w.channel_user_by_email("user9@example.com").unwrap()["name"],
         json!("Zoë Ångström-Lee")
     );
     let hood: Vec<_> = w.hood_profiles.values().collect();

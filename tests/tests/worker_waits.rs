@@ -18,11 +18,13 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use lambda_runtime::{Context, LambdaEvent};
 use relay_shared::delivery::DeliveryMessage;
-use relay_shared::model::{ChangeKind, Contact, ContactChange, ContactKey, Email, SyncEvent};
+use relay_shared::model::{
+    ChangeKind, Contact, ContactChange, ContactKey, Email, PersonId, SyncEvent,
+};
 use relay_shared::queue::sqs::SqsQueue;
 use relay_shared::queue::{OutboundMessage, Queue};
 use relay_shared::store::dynamo::DynamoStore;
-use relay_shared::store::{Clock, ContactKeyHash, DeliveryId, LinkKey, SystemClock};
+use relay_shared::store::{Clock, DeliveryId, LinkKey, SystemClock};
 use relay_shared::vendors::Vendor;
 use relay_shared::worker::{Counter, Metrics, MetricsOutput, Worker};
 use relay_tests::dynamodb_local::{LocalTable, fresh_table};
@@ -47,6 +49,13 @@ fn template_queue() -> (Duration, u32, u16) {
         u32::try_from(max_receives).unwrap(),
         u16::try_from(batch).unwrap(),
     )
+}
+
+/// The person id ingest would have given contact `i` (one per contact).
+fn person(i: usize) -> PersonId {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    PersonId::from_uuid_bytes(bytes)
 }
 
 struct Rig {
@@ -101,6 +110,8 @@ impl Rig {
             Contact::new(ContactKey::external("standard", &format!("usr_{i}")).unwrap());
         contact.email = Some(Email::parse(&format!("user{i}@example.com")).unwrap());
         contact.full_name = Some(format!("User {i}"));
+        // Ingest's identity step gives every change its person.
+        contact.person = Some(person(i));
         let change = ContactChange {
             event: SyncEvent {
                 source: "standard".into(),
@@ -160,8 +171,8 @@ impl Rig {
     fn synced(&self, i: usize) -> bool {
         self.vendors
             .world()
-            .channel_users
-            .contains_key(&format!("standard:usr_{i}"))
+            .channel_user_by_email(&format!("user{i}@example.com"))
+            .is_some()
     }
 
     /// Polls until contact `i` is synced or `within` passes; answers how long it took.
@@ -213,7 +224,7 @@ async fn a_record_held_longer_than_the_redrive_allows_receives_is_waited_for() {
     let rig = Rig::start(Faults::default()).await;
     // Another delivery (a burst of events for one contact) holds the record for 16 s: the
     // message must wait about eight times (2 s each), more than `maxReceiveCount` allows.
-    let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:usr_2"));
+    let key = LinkKey::for_person(Vendor::Channelio, &person(2));
     rig.worker
         .links
         .lease(

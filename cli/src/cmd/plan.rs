@@ -54,7 +54,13 @@ fn plan(
     let cx = PreviewContext {
         account_id: chatwoot_account,
     };
+    // A preview resolves no identity: every change stands for a new person, shown with a
+    // placeholder id (the running relay's ids are UUIDv7s).
+    let preview_person = relay_shared::model::PersonId::from_uuid_bytes([0; 16]);
     for change in &changes {
+        let mut change = change.clone();
+        change.contact.person = Some(preview_person.clone());
+        let change = &change;
         println!(
             "event {} ({:?}) contact #{}",
             change.event.key(),

@@ -130,6 +130,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 mappings,
                 &relay_shared::ingress::SourceSecrets::new(),
                 store.clone(),
+                relay_shared::ingress::Identity {
+                    store: store.clone(),
+                    key: relay_shared::runtime::identity_key_from_env(&sdk).await?,
+                },
                 Arc::new(to),
                 clock,
             )?;

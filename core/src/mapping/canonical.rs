@@ -6,6 +6,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CanonicalField {
     Key,
+    /// The person id the relay resolved the contact's identifiers to (vendor side only: a
+    /// source cannot set it).
+    Person,
     Email,
     Phone,
     FullName,
@@ -44,13 +47,14 @@ impl fmt::Display for ValueKind {
 }
 
 /// The names a mapping file may use, for error messages.
-pub const NAMES: &str = "key, email, phone, full_name, organization, tags, lists, consent_email, consent_texting, custom.<name>";
+pub const NAMES: &str = "key, person (vendors only), email, phone, full_name, organization, tags, lists, consent_email, consent_texting, custom.<name>";
 
 impl CanonicalField {
     /// Parses a name as written in a mapping file.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "key" => CanonicalField::Key,
+            "person" => CanonicalField::Person,
             "email" => CanonicalField::Email,
             "phone" => CanonicalField::Phone,
             "full_name" => CanonicalField::FullName,
@@ -71,9 +75,10 @@ impl CanonicalField {
 
     pub fn kind(&self) -> ValueKind {
         match self {
-            CanonicalField::Key | CanonicalField::FullName | CanonicalField::Organization => {
-                ValueKind::Text
-            }
+            CanonicalField::Key
+            | CanonicalField::Person
+            | CanonicalField::FullName
+            | CanonicalField::Organization => ValueKind::Text,
             CanonicalField::Email => ValueKind::Email,
             CanonicalField::Phone => ValueKind::Phone,
             CanonicalField::Tags | CanonicalField::Lists => ValueKind::List,
@@ -87,6 +92,7 @@ impl fmt::Display for CanonicalField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CanonicalField::Key => f.write_str("key"),
+            CanonicalField::Person => f.write_str("person"),
             CanonicalField::Email => f.write_str("email"),
             CanonicalField::Phone => f.write_str("phone"),
             CanonicalField::FullName => f.write_str("full_name"),

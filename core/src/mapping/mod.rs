@@ -313,6 +313,13 @@ impl Compiler<'_> {
                 );
                 continue;
             };
+            if field == CanonicalField::Person {
+                self.err(
+                    at(field_name),
+                    "`person` is the id the relay resolves a contact's identifiers to; a source cannot set it (map `key`, `email` or `phone`)",
+                );
+                continue;
+            }
             if let Some(expr) = self.expr(at(field_name), text) {
                 fields.push((field, expr));
             }

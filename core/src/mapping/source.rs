@@ -501,7 +501,7 @@ impl FieldWarning {
 /// The warning code of a field whose value could not be used.
 fn warning_code(field: &CanonicalField) -> &'static str {
     match field {
-        CanonicalField::Key => "key_invalid",
+        CanonicalField::Key | CanonicalField::Person => "key_invalid",
         CanonicalField::Email => "email_invalid",
         CanonicalField::Phone => "phone_invalid",
         CanonicalField::FullName => "full_name_invalid",

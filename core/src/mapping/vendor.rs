@@ -50,6 +50,10 @@ impl FieldMap {
 pub fn canonical_value(contact: &Contact, field: &CanonicalField) -> Option<Value> {
     match field {
         CanonicalField::Key => Some(Value::String(contact.key.as_str().to_string())),
+        CanonicalField::Person => contact
+            .person
+            .as_ref()
+            .map(|p| Value::String(p.as_str().to_string())),
         CanonicalField::Email => contact
             .email
             .as_ref()

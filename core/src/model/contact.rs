@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::redact::debug_fields;
-use super::{Email, ModelError, PhoneE164};
+use super::{Email, ModelError, PersonId, PhoneE164};
 
 /// A contact's stable identity across events: the sender's own id when the source has one
 /// (`hubspot:901`, `pipedrive:42`), else the normalised e-mail (`email:ann@example.com`),
@@ -82,6 +82,10 @@ pub struct Consent {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     pub key: ContactKey,
+    /// The person every identifier of this contact resolved to, set by ingest's identity
+    /// step (`relay_shared::store::identity`); `None` before it (mapping, previews).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<PersonId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +112,7 @@ impl Contact {
     pub fn new(key: ContactKey) -> Self {
         Contact {
             key,
+            person: None,
             email: None,
             phone: None,
             full_name: None,

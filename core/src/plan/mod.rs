@@ -325,6 +325,20 @@ pub enum PlanError {
     ChatwootNeedsIdentity,
 }
 
+impl PlanError {
+    /// True when the change lacks only an identifier the vendor could create the record
+    /// from: a later event for the same person may bring one (or create the record), after
+    /// which the same change plans.
+    pub fn awaits_identity(&self) -> bool {
+        matches!(
+            self,
+            PlanError::HoodCreateNeedsEmailOrPhone
+                | PlanError::ChannelNeedsUserIdentity
+                | PlanError::ChatwootNeedsIdentity
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -46,9 +46,11 @@ use crate::mapping::{
     EventDefaults, EventOutcome, MappedChange, MappedEvent, Mappings, Route, SourceMapping,
 };
 use crate::queue::{OutboundMessage, Queue};
+use crate::store::identity::{identifiers_of, resolve};
 use crate::store::{
     Claim, ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey, IdempotencyStore,
-    Journal, PayloadHash, RawId, RawKey, RawRecord, StoreError, mask_contact,
+    IdentityError, IdentityKey, IdentityStore, Journal, PayloadHash, RawId, RawKey, RawRecord,
+    Resolved, StoreError, mask_contact,
 };
 
 /// The delivery log ingest records into, and the key raw requests are sealed with (none:
@@ -105,6 +107,16 @@ pub struct Ingest {
     clock: Arc<dyn Clock>,
     metrics: Arc<IngestMetrics>,
     recording: Option<Recording>,
+    identity: Identity,
+}
+
+/// Where ingest resolves each change's identifiers to a person (`store::identity`): the
+/// store and the deployment's key for identifier hashes. Every ingest instance of a
+/// deployment must share both, or the same person gets two ids.
+#[derive(Clone)]
+pub struct Identity {
+    pub store: Arc<dyn IdentityStore>,
+    pub key: IdentityKey,
 }
 
 impl Ingest {
@@ -115,6 +127,7 @@ impl Ingest {
         mappings: Arc<Mappings>,
         secrets: &SourceSecrets,
         store: Arc<dyn IdempotencyStore>,
+        identity: Identity,
         queue: Arc<dyn Queue>,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<String>), SetupError> {
@@ -129,6 +142,7 @@ impl Ingest {
                 clock,
                 metrics: Arc::new(IngestMetrics::in_memory()),
                 recording: None,
+                identity,
             },
             disabled,
         ))
@@ -431,7 +445,40 @@ impl Ingest {
             .map(|(_, mapped)| *mapped)
             .chain(again.iter().copied())
             .collect();
-        let failed = self.enqueue(source, &to_send, raw_id.as_ref()).await;
+        // Who each change is about: its identifiers resolved to one person (one read for a
+        // known person, a second write for a new one; see `store::identity`).
+        let resolved = join_all(to_send.iter().map(|mapped| self.resolve(mapped))).await;
+        let mut persons = Vec::with_capacity(resolved.len());
+        let mut identity_failed = None;
+        for result in resolved {
+            match result {
+                Ok(person) => {
+                    outcome.identity.created += usize::from(person.created);
+                    outcome.identity.merged += person.merged.len();
+                    outcome.identity.calls += person.calls as usize;
+                    persons.push(person);
+                }
+                Err(error) => {
+                    tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "identity resolution failed");
+                    identity_failed = Some(if error.is_retryable() {
+                        IngestError::Unavailable {
+                            what: "identity store",
+                        }
+                    } else {
+                        IngestError::Internal {
+                            what: "identity store",
+                        }
+                    });
+                }
+            }
+        }
+        if let Some(error) = identity_failed {
+            self.release_all(claimed.iter().map(|(c, _)| c)).await;
+            return Err(error);
+        }
+        let failed = self
+            .enqueue(source, &to_send, &persons, raw_id.as_ref())
+            .await;
         // Only a failure costs a second write: the claims of events not enqueued are given
         // back, so the sender's retry claims them afresh. An enqueued claim stays as written.
         let released = claimed
@@ -532,12 +579,16 @@ impl Ingest {
         &self,
         source: &SourceMapping,
         changes: &[&MappedChange],
+        persons: &[Resolved],
         raw: Option<&RawId>,
     ) -> BTreeSet<usize> {
         let mut messages = Vec::with_capacity(changes.len() * source.vendors.len());
-        for (i, mapped) in changes.iter().enumerate() {
+        for (i, (mapped, person)) in changes.iter().zip(persons).enumerate() {
+            let mut change = mapped.change.clone();
+            change.contact.person = Some(person.person.clone());
             for vendor in &source.vendors {
-                let mut message = DeliveryMessage::new(*vendor, mapped.change.clone());
+                let mut message = DeliveryMessage::new(*vendor, change.clone());
+                message.merged.clone_from(&person.merged);
                 message.raw = raw.cloned();
                 let body = message.to_body();
                 messages.push(OutboundMessage::new(format!("e{i}-{vendor}"), body));
@@ -560,6 +611,18 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    /// The person `mapped` is about.
+    async fn resolve(&self, mapped: &MappedChange) -> Result<Resolved, IdentityError> {
+        let identifiers = identifiers_of(&mapped.change.contact);
+        let resolved = resolve(
+            self.identity.store.as_ref(),
+            &self.identity.key,
+            &identifiers,
+        )
+        .await?;
+        Ok(resolved)
     }
 
     async fn release_all<'a>(&self, claims: impl Iterator<Item = &'a Claim>) {

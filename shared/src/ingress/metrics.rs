@@ -95,6 +95,9 @@ fn values_of(outcome: &Accepted) -> BTreeMap<String, u64> {
     for refused in &outcome.refused {
         add(format!("Refused.{}", refused.code), 1);
     }
+    add("PersonCreated".into(), n(outcome.identity.created));
+    add("PersonMerged".into(), n(outcome.identity.merged));
+    add("IdentityCalls".into(), n(outcome.identity.calls));
     add("FieldDropped".into(), n(outcome.warnings.len()));
     for warning in &outcome.warnings {
         add(format!("FieldDropped.{}", warning.code), 1);

@@ -11,7 +11,8 @@ pub mod verifiers;
 
 pub use error::{ErrorBody, IngestError};
 pub use ingest::{
-    Accepted, EventWarning, Ingest, MAX_BODY_BYTES, RefusedEvent, SourceSecrets, WebhookDelivery,
+    Accepted, EventWarning, Identity, Ingest, MAX_BODY_BYTES, RefusedEvent, SourceSecrets,
+    WebhookDelivery,
 };
 pub use metrics::IngestMetrics;
 pub use router::{Deadline, RouterConfig, router, router_for};

@@ -31,6 +31,18 @@ pub struct Accepted {
     /// Events that cannot be synced (no usable identifier, unreadable event id).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RefusedEvent>,
+    /// What the identity step did (not in the 202 body): persons created, persons merged
+    /// into an older one, and the store calls it made.
+    #[serde(skip)]
+    pub identity: IdentityCounts,
+}
+
+/// Counts of the identity step of one delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdentityCounts {
+    pub created: usize,
+    pub merged: usize,
+    pub calls: usize,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -47,8 +47,9 @@ use crate::model::{Contact, ContactKey, PersonId};
 /// How many times [`resolve`] reads again after losing a race before it gives up.
 pub const MAX_ROUNDS: usize = 8;
 
-/// Most identifiers one person may list: a merge moves them all in one transaction, and
-/// DynamoDB's transactions take at most 100 items.
+/// Most identifiers a person may have to be merged into another: a merge moves them all in
+/// one transaction (with the two person items), and DynamoDB's transactions take at most
+/// 100 items. A person with more is kept apart rather than merged (logged).
 pub const MAX_IDENTIFIERS_PER_PERSON: usize = 90;
 
 /// The deployment's key for identifier hashes: 32 or more random bytes, base64-encoded
@@ -90,6 +91,18 @@ impl IdentityKey {
             return Err(BadIdentityKey);
         }
         Ok(IdentityKey(bytes.to_vec()))
+    }
+
+    /// A new random key (32 bytes from the thread's CSPRNG, seeded by the OS): for a local
+    /// relay's first run, which keeps it in its data folder.
+    pub fn generate() -> Self {
+        IdentityKey(rand::random::<[u8; 32]>().to_vec())
+    }
+
+    /// The key's base64 form, to keep it (a local relay's data folder).
+    pub fn to_base64(&self) -> SecretString {
+        use base64::Engine;
+        SecretString::from(base64::engine::general_purpose::STANDARD.encode(&self.0))
     }
 
     /// The keyed hash of one identifier (`email:ann@example.com`, `hubspot:901`).
@@ -211,9 +224,6 @@ pub enum IdentityError {
     /// Lost the race [`MAX_ROUNDS`] times in a row: heavy contention on one person.
     #[error("identity resolution kept losing races ({MAX_ROUNDS} rounds); retry later")]
     Contended,
-    /// A merge would give one person more than [`MAX_IDENTIFIERS_PER_PERSON`] identifiers.
-    #[error("a person may have at most {MAX_IDENTIFIERS_PER_PERSON} identifiers")]
-    TooManyIdentifiers,
 }
 
 impl IdentityError {
@@ -222,7 +232,6 @@ impl IdentityError {
         match self {
             IdentityError::Store(e) => e.is_retryable(),
             IdentityError::Contended => true,
-            IdentityError::TooManyIdentifiers => false,
         }
     }
 }
@@ -288,8 +297,12 @@ pub async fn resolve(
             if record.merged_into.is_some() {
                 continue 'round;
             }
-            if record.ids.len() + ids.len() > MAX_IDENTIFIERS_PER_PERSON {
-                return Err(IdentityError::TooManyIdentifiers);
+            if record.ids.len() > MAX_IDENTIFIERS_PER_PERSON {
+                // Too many to move in one transaction: the two stay apart (said in the log),
+                // and the change goes to the survivor. Never an error the sender would retry
+                // for ever.
+                tracing::warn!(%survivor, kept_apart = %loser, "identity: a person with too many identifiers to merge; kept apart");
+                continue;
             }
             calls += 1;
             match store.merge(loser, &record, &survivor).await? {

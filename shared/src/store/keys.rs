@@ -130,6 +130,14 @@ impl LinkKey {
         }
     }
 
+    /// The link of `person` at `vendor`: `lnk#<vendor>#<person id>` (a person id holds no
+    /// personal data). Every source's changes for one person share it.
+    pub fn for_person(vendor: Vendor, person: &crate::model::PersonId) -> Self {
+        Self {
+            pk: format!("lnk#{vendor}#{person}"),
+        }
+    }
+
     /// The partition key string.
     pub fn as_str(&self) -> &str {
         &self.pk

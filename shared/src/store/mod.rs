@@ -12,7 +12,9 @@
 //! |---|---|---|
 //! | inbound event claim (+ its delivery-log entry, `j_*` and `d`, see [`journal`]) | `evt#<source>#<sender event id>` | `state`, `payload_hash`, `lease_until`, `claim_token`, `result`, `expires_at` |
 //! | kept raw request (sealed, see [`sealed`]) | `raw#<id>` | `r_source`, `r_event`, `r_received`, `r_body`, `expires_at` |
-//! | link (per vendor and contact) | `lnk#<vendor>#<sha256 hex of contact key>` | `vendor_id`, `fields`, `recent`, `lease_token`, `lease_until` |
+//! | identifier (see [`identity`]) | `idn#<HMAC-SHA256 hex of the identifier>` | `person` |
+//! | person | `per#<person id>` | `ids`, `version`, `merged_into` |
+//! | link (per vendor and person) | `lnk#<vendor>#<person id>` (a message from before identity resolution: `lnk#<vendor>#<sha256 hex of contact key>`) | `vendor_id`, `fields`, `recent`, `lease_token`, `lease_until` |
 //! | limiter | `lim#<vendor>#<account>` | `tat` |
 //!
 //! * `state` (S): `in_progress`, `completed` or `released`.
@@ -29,14 +31,22 @@
 //! * `recent` (L of S): ids (16 hex) of the last 32 deliveries applied to the link.
 //! * `tat` (N, epoch ms): the GCRA theoretical arrival time.
 //!
-//! Contact keys (e-mail, phone) appear only as sha256 hex: no e-mail or phone at rest.
+//! * `person` (S): the person id an identifier points to (`p` + 32 hex of a UUIDv7).
+//! * `ids` (L of S): the identifier hashes pointing at the person; `version` (N) its fencing
+//!   counter; `merged_into` (S) the survivor once merged.
+//!
+//! Identifiers (e-mail, phone, a source's key) appear only as keyed hashes (HMAC under the
+//! deployment's identity key), older contact keys only as sha256 hex: no e-mail or phone at
+//! rest.
 //!
 //! # Calls per operation
 //!
 //! claim 1 (PutItem; a duplicate learns the state from `ALL_OLD` on the failed condition),
 //! complete 1, release 1; link lease 1 (UpdateItem returning the link; a redelivery or a
 //! busy link learns it from `ALL_OLD`), commit 1, abandon 1; permit 1 in the common case
-//! (2 when this instance's view of the schedule was out of date), penalty 1.
+//! (2 when this instance's view of the schedule was out of date), penalty 1; identity
+//! resolution 1 for a known person (BatchGetItem), 2 for a new person or a new identifier
+//! (+ TransactWriteItems), 3–4 for a merge (+ GetItem of the loser).
 
 pub mod clock;
 pub mod dynamo;

@@ -94,6 +94,11 @@ pub enum Wait {
     Deadline,
     /// A chained wait longer than SQS's longest delay is not over yet.
     NotYet,
+    /// The vendor cannot take the change yet: the person is new to it and the change has
+    /// no identifier it can create a record from (a HubSpot property change for a contact
+    /// whose e-mail arrives in a later request). Retried until an event that brings one has
+    /// made the record, for at most `RetryPolicy::identity_wait`.
+    IdentityIncomplete,
 }
 
 impl Wait {
@@ -103,6 +108,7 @@ impl Wait {
             Wait::RateLimitSlot => "rate_limit_slot",
             Wait::Deadline => "deadline",
             Wait::NotYet => "not_yet",
+            Wait::IdentityIncomplete => "identity_incomplete",
         }
     }
 }
@@ -597,13 +603,10 @@ impl Worker {
                 },
             );
         }
-        let key = LinkKey::new(
-            vendor,
-            &ContactKeyHash::of(message.change.contact.key.as_str()),
-        );
+        let key = link_key(vendor, &message.change.contact);
         let delivery = DeliveryId::of(&message.event_key());
         let lease_until = deadline.min(now + TimeDelta::from_std(MAX_LEASE).unwrap_or_default());
-        let (lease, link) = match self.links.lease(&key, &delivery, lease_until).await {
+        let (lease, mut link) = match self.links.lease(&key, &delivery, lease_until).await {
             Ok(LeaseOutcome::Leased { lease, link }) => (lease, link),
             Ok(LeaseOutcome::AlreadyApplied) => return Next::Done(Outcome::Duplicate),
             Ok(LeaseOutcome::Busy { until }) => {
@@ -619,6 +622,37 @@ impl Worker {
                 return Next::Failed(format!("link store unavailable: {error}"));
             }
         };
+
+        // Persons merged into this one by the identity step: their links at this vendor are
+        // folded in (record id, field versions), so nothing applied is forgotten and a record
+        // only the merged person had is adopted instead of created again.
+        for merged in &message.merged {
+            let merged_key = LinkKey::for_person(vendor, merged);
+            match self.links.lease(&merged_key, &delivery, lease_until).await {
+                Ok(LeaseOutcome::Leased {
+                    lease: merged_lease,
+                    link: merged_link,
+                }) => {
+                    link = fold_links(link, merged_link);
+                    self.abandon(&merged_lease).await;
+                }
+                Ok(LeaseOutcome::AlreadyApplied) => {}
+                Ok(LeaseOutcome::Busy { until }) => {
+                    self.abandon(&lease).await;
+                    return Next::Wait(
+                        to_std(until - now).min(BUSY_RETRY),
+                        Outcome::Deferred {
+                            wait: Wait::LeaseBusy,
+                        },
+                    );
+                }
+                Err(error) => {
+                    self.abandon(&lease).await;
+                    tracing::warn!(%vendor, %error, "link store unavailable");
+                    return Next::Failed(format!("link store unavailable: {error}"));
+                }
+            }
+        }
 
         let version = message.change.event.occurred_at.timestamp_millis();
         let mut state = VendorState {
@@ -676,6 +710,25 @@ impl Worker {
                         calls: delivered.calls,
                     },
                 })
+            }
+            Err(DeliveryError::Plan(error)) if error.awaits_identity() => {
+                self.abandon(&lease).await;
+                let since = message.retry.waiting_since.unwrap_or(now);
+                let waited = to_std(now - since);
+                if waited < self.policy.identity_wait {
+                    tracing::info!(%vendor, reason = Wait::IdentityIncomplete.code(), waited_s = waited.as_secs(), "the change has no identifier this vendor can create the person's record from; waiting for an event that brings one");
+                    Next::Wait(
+                        self.policy.identity_retry,
+                        Outcome::Deferred {
+                            wait: Wait::IdentityIncomplete,
+                        },
+                    )
+                } else {
+                    Next::DeadLetter(format!(
+                        "{error}; waited {} for an event that brings one",
+                        span(now - since)
+                    ))
+                }
             }
             Err(DeliveryError::Plan(error)) => {
                 self.abandon(&lease).await;
@@ -794,6 +847,39 @@ fn span(delta: TimeDelta) -> String {
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
+}
+
+/// The link of `contact` at `vendor`: its person's (set by ingest's identity step), or for a
+/// message written before persons existed, the hash of its contact key.
+fn link_key(vendor: Vendor, contact: &crate::model::Contact) -> LinkKey {
+    match &contact.person {
+        Some(person) => LinkKey::for_person(vendor, person),
+        None => LinkKey::new(vendor, &ContactKeyHash::of(contact.key.as_str())),
+    }
+}
+
+/// `survivor`'s link with what `merged`'s knows: the survivor's record id, else the merged
+/// person's; per field the newer applied version (a tie keeps the survivor's); the recent
+/// deliveries of both.
+fn fold_links(survivor: Link, merged: Link) -> Link {
+    let mut out = survivor;
+    if out.vendor_id.is_none() {
+        out.vendor_id = merged.vendor_id;
+    }
+    for (field, applied) in merged.fields {
+        match out.fields.get(&field) {
+            Some(kept) if kept.version >= applied.version => {}
+            _ => {
+                out.fields.insert(field, applied);
+            }
+        }
+    }
+    let mut recent = merged.recent;
+    recent.extend(std::mem::take(&mut out.recent));
+    for delivery in recent {
+        out.remember(delivery);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -975,6 +1061,8 @@ mod tests {
     fn delivery(contact: &str, event: &str, retry: RetryState) -> DeliveryMessage {
         let mut c = Contact::new(ContactKey::external("standard", contact).unwrap());
         c.full_name = Some("Ann Example".into());
+        // Ingest's identity step gives every change its person; one per contact here.
+        c.person = Some(person_of(contact));
         let mut m = DeliveryMessage::new(
             Vendor::Channelio,
             ContactChange {
@@ -989,6 +1077,20 @@ mod tests {
         );
         m.retry = retry;
         m
+    }
+
+    /// The person `delivery(contact, …)` carries.
+    fn person_of(contact: &str) -> relay_core::model::PersonId {
+        let mut person = [0u8; 16];
+        for (slot, byte) in person.iter_mut().zip(contact.bytes()) {
+            *slot = byte;
+        }
+        relay_core::model::PersonId::from_uuid_bytes(person)
+    }
+
+    /// The record (person, Channel.io) of `delivery(contact, …)`, as the worker leases it.
+    fn link_of(contact: &str) -> LinkKey {
+        LinkKey::for_person(Vendor::Channelio, &person_of(contact))
     }
 
     fn received(body: String, n: u32) -> ReceivedMessage {
@@ -1030,7 +1132,7 @@ mod tests {
         let store = MemoryStore::new(clock.clone());
         let i = instance(&store, &clock, FAST, RetryPolicy::default());
         // Another delivery holds the record for 1.5 s more.
-        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        let key = link_of("u1");
         store
             .lease(
                 &key,
@@ -1316,6 +1418,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_change_without_a_person_waits_for_one_then_dead_letters_with_the_reason() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let policy = RetryPolicy::default();
+        let i = instance(&store, &clock, FAST, policy);
+        // Channel.io's memberId is the person id: a message enqueued before ingest had an
+        // identity step has none, and no record to patch.
+        let mut message = delivery("u1", "e1", RetryState::default());
+        message.change.contact.person = None;
+        let mut body = message.to_body();
+        let started = clock.now();
+        let mut waits = 0;
+        while clock.now() - started < TimeDelta::from_std(policy.identity_wait).unwrap() {
+            let m = received(body, waits + 1);
+            assert_eq!(
+                i.worker.handle(&m, in_a_minute(&clock), true).await,
+                Settled::Removed
+            );
+            let again = i.queue.take_one();
+            // A minute, plus up to 20% jitter so a burst of such changes spreads out.
+            let delay = secs(again.delay);
+            assert!((60..=72).contains(&delay), "{delay} s");
+            let state = state_of(&again);
+            assert_eq!((state.failures, state.waiting_since), (0, Some(started)));
+            body = again.body;
+            waits += 1;
+            clock.advance(TimeDelta::seconds(i64::try_from(delay).unwrap()));
+        }
+        assert!(
+            (50..=60).contains(&waits),
+            "an hour of one-minute waits: {waits}"
+        );
+        assert_eq!(
+            i.worker.metrics.total(Counter::Deferred),
+            u64::from(waits),
+            "each wait is visible in the metrics"
+        );
+        assert_eq!(*i.channel.calls.lock().unwrap(), 0, "no vendor call");
+        assert!(i.dead_letters.sent.lock().unwrap().is_empty());
+
+        let m = received(body, 99);
+        assert_eq!(
+            i.worker.handle(&m, in_a_minute(&clock), true).await,
+            Settled::Removed
+        );
+        assert!(i.queue.sent.lock().unwrap().is_empty());
+        let dead = i.dead_letters.take_one();
+        let reason = &dead.attributes["reason"];
+        let waited: u64 = reason
+            .split("; waited ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix(" min for an event that brings one"))
+            .and_then(|minutes| minutes.parse().ok())
+            .unwrap_or_else(|| panic!("the reason says how long it waited: {reason}"));
+        assert!((60..=61).contains(&waited), "{reason}");
+    }
+
+    #[tokio::test]
     async fn waits_longer_than_sqs_allows_are_chained() {
         let clock = clock();
         let store = MemoryStore::new(clock.clone());
@@ -1379,7 +1539,7 @@ mod tests {
         let store = MemoryStore::new(clock.clone());
         let i = instance(&store, &clock, FAST, RetryPolicy::default());
         i.queue.refuse_sends.store(true, Ordering::SeqCst);
-        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        let key = link_of("u1");
         store
             .lease(
                 &key,
@@ -1404,7 +1564,7 @@ mod tests {
         let clock = clock();
         let store = MemoryStore::new(clock.clone());
         let i = instance(&store, &clock, FAST, RetryPolicy::default());
-        let key = LinkKey::new(Vendor::Channelio, &ContactKeyHash::of("standard:u1"));
+        let key = link_of("u1");
         store
             .lease(
                 &key,

@@ -41,6 +41,11 @@ pub struct RetryPolicy {
     /// dead-lettered: below the queue's 4-day retention, which a re-sent message no longer
     /// runs into.
     pub give_up_after: Duration,
+    /// How long a change a vendor cannot create the person's record from (no e-mail or
+    /// phone for a person new to Hood) waits for another event that brings one.
+    pub identity_wait: Duration,
+    /// How often such a change is tried again meanwhile.
+    pub identity_retry: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -54,6 +59,8 @@ impl Default for RetryPolicy {
             auth_pause: Duration::from_secs(5 * 60),
             deadline_margin: Duration::from_secs(2),
             give_up_after: Duration::from_secs(3 * 24 * 60 * 60),
+            identity_wait: Duration::from_secs(60 * 60),
+            identity_retry: Duration::from_secs(60),
         }
     }
 }

@@ -64,11 +64,20 @@ pub fn compile(section: ChannelioSection, cx: &mut SectionContext<'_, '_>) -> Ch
     let member_id = section
         .member_id
         .and_then(|m| match CanonicalField::parse(&m) {
-            Some(f) if !matches!(f.kind(), ValueKind::List | ValueKind::Bool) => Some(f),
+            // The memberId is part of the URL (`PUT /open/v5/users/@{memberId}`): only ids
+            // that hold no personal data — the person id, or an app's own id.
+            Some(f @ (CanonicalField::Person | CanonicalField::Custom(_))) => Some(f),
+            Some(CanonicalField::Key | CanonicalField::Email | CanonicalField::Phone) => {
+                cx.error(
+                    "field \"member_id\"",
+                    format!("`{m}` cannot be a memberId: the memberId goes into the request URL, and `{m}` may be an e-mail address or phone number (use `person`, the relay's person id, or an app id in custom.<name>)"),
+                );
+                None
+            }
             _ => {
                 cx.error(
                     "field \"member_id\"",
-                    format!("`{m}` cannot be a memberId (use key, email, phone or custom.<name>)"),
+                    format!("`{m}` cannot be a memberId (use person or custom.<name>)"),
                 );
                 None
             }
