@@ -161,6 +161,7 @@ impl Rig {
             .await
             .context("starting the sandbox vendors")?;
         let configs = VendorConfigs {
+            hubspot_crm: None,
             hood: Some(sandbox.hood_config()),
             channelio: Some(sandbox.channelio_config()),
             omnivibe: None,

@@ -378,3 +378,41 @@ fn send_signs_with_the_configs_secret_and_posts_your_payload() {
     );
     assert!(verify("s3cret-value").is_err());
 }
+
+/// The example's `[vendors.hubspot_crm]` lines, uncommented, are accepted; a plain-http
+/// base URL for it is reported (the token would travel in clear).
+#[test]
+fn check_config_accepts_the_hubspot_crm_reader_and_refuses_plain_http_for_it() {
+    let dir = std::env::temp_dir().join(format!("relay-cli-crm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = std::fs::read_to_string(workspace_file("relay.example.toml")).unwrap();
+    let commented = "# [vendors.hubspot_crm]\n# token = \"${HUBSPOT_PRIVATE_APP_TOKEN}\"\n# limits = [{ limit = 100, per = \"10s\" }]";
+    assert!(example.contains(commented));
+    let on = commented.replace("# ", "");
+    let config = dir.join("relay.toml");
+    std::fs::write(&config, example.replace(commented, &on)).unwrap();
+    let out = with_example_variables(relay().arg("check-config").arg(&config))
+        .env("HUBSPOT_PRIVATE_APP_TOKEN", "pat-na1-0e1b7c2d")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    let plain = on.replace(
+        "[vendors.hubspot_crm]\n",
+        "[vendors.hubspot_crm]\nbase_url = \"http://api.hubapi.com\"\n",
+    );
+    std::fs::write(&config, example.replace(commented, &plain)).unwrap();
+    let out = with_example_variables(relay().arg("check-config").arg(&config))
+        .env("HUBSPOT_PRIVATE_APP_TOKEN", "pat-na1-0e1b7c2d")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("hubspot_crm: base_url must be an absolute https URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pat-na1"), "{stderr}");
+}

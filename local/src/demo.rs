@@ -121,6 +121,7 @@ pub async fn run() -> Result<DemoReport, DemoError> {
             channelio: Some(sandbox.channelio_config()),
             omnivibe: Some(sandbox.omnivibe_config()),
             chatwoot: Some(sandbox.chatwoot_config()),
+            hubspot_crm: None,
         },
         worker: WorkerSection {
             concurrency: 4,

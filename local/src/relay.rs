@@ -305,6 +305,13 @@ impl LocalRelay {
             store: identity,
             key: identity_key(&storage)?,
         };
+        let enrichment = relay_shared::assembly::build_enrichment(
+            &mappings,
+            &config.vendors,
+            Some(identity.clone()),
+            limiters.as_ref(),
+            "local",
+        )?;
         let (ingest, disabled_sources) = build_ingest(
             mappings.clone(),
             &config.source_secrets(),
@@ -327,22 +334,24 @@ impl LocalRelay {
             relay_shared::ingress::ingest::Recording::new(journal.clone(), raw_key),
         ));
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let worker = Arc::new(
-            build_worker(WorkerParts {
-                mappings,
-                vendors: &config.vendors,
-                links,
-                limiter_store: limiters.as_ref(),
-                limiter_account: "local",
-                limits: &|vendor| limits.params(vendor),
-                queue: queue.clone(),
-                dead_letters: dead_letters.clone(),
-                clock,
-                policy: RetryPolicy::default(),
-                metrics: metrics.clone(),
-            })?
-            .with_journal(journal.clone()),
-        );
+        let worker = build_worker(WorkerParts {
+            mappings,
+            vendors: &config.vendors,
+            links,
+            limiter_store: limiters.as_ref(),
+            limiter_account: "local",
+            limits: &|vendor| limits.params(vendor),
+            queue: queue.clone(),
+            dead_letters: dead_letters.clone(),
+            clock,
+            policy: RetryPolicy::default(),
+            metrics: metrics.clone(),
+        })?
+        .with_journal(journal.clone());
+        let worker = Arc::new(match enrichment {
+            Some(enrichment) => worker.with_enrichment(enrichment),
+            None => worker,
+        });
         let dashboard = crate::ui::RelayDashboard {
             journal,
             queue: queue.clone(),

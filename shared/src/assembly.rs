@@ -84,6 +84,68 @@ pub enum AssemblyError {
     LimiterKey(String),
     #[error("{0}")]
     Client(#[from] ClientBuildError),
+    #[error("{0}")]
+    Enrichment(String),
+}
+
+/// The readers that complete changes from their sources ([`crate::enrich`]): with
+/// `hubspot_crm` in the settings, every source signed as HubSpot is read from HubSpot's CRM
+/// API, held to one limiter per account (`lim#src-hubspot_crm#<account>`) shared by every
+/// instance. `None` when no reader is configured. The worker resolves completed changes in
+/// `identity`, which must be the ingest's.
+pub fn build_enrichment(
+    mappings: &Mappings,
+    vendors: &VendorConfigs,
+    identity: Option<crate::store::identity::Identity>,
+    limiter_store: &dyn LimiterStore,
+    limiter_account: &str,
+) -> Result<Option<crate::enrich::Enrichment>, AssemblyError> {
+    use crate::enrich::hubspot::HubspotCrm;
+    use crate::enrich::{Enrichment, SourceRead, SourceReader};
+    let Some(config) = &vendors.hubspot_crm else {
+        return Ok(None);
+    };
+    let Some(identity) = identity else {
+        return Err(AssemblyError::Enrichment(
+            "hubspot_crm is configured but the worker has no identity key (RELAY_IDENTITY_KEY_PARAMETER, or identity.key locally): completed changes could not be resolved to their person".into(),
+        ));
+    };
+    let reader: Arc<dyn SourceReader> =
+        Arc::new(HubspotCrm::new(config).map_err(|e| AssemblyError::Enrichment(e.to_string()))?);
+    let windows = config.windows().map_err(AssemblyError::Enrichment)?;
+    let params = GcraParams::from_windows(&windows, crate::store::Pacing::default())
+        .map_err(|e| AssemblyError::Enrichment(format!("hubspot_crm limits: {e}")))?;
+    let key = LimiterKey::for_source(reader.name(), limiter_account)
+        .map_err(|e| AssemblyError::LimiterKey(e.to_string()))?;
+    let limiter = limiter_store.limiter_for(&key, params);
+    let readers: BTreeMap<String, SourceRead> = mappings
+        .sources()
+        .filter(|s| s.signature == Some(crate::mapping::signature::SignatureScheme::Hubspot))
+        .map(|s| {
+            (
+                s.name.clone(),
+                SourceRead {
+                    reader: reader.clone(),
+                    limiter: limiter.clone(),
+                },
+            )
+        })
+        .collect();
+    if readers.is_empty() {
+        tracing::warn!(
+            "hubspot_crm is configured but no source is signed as HubSpot: nothing is read"
+        );
+        return Ok(None);
+    }
+    tracing::info!(
+        sources = readers.keys().cloned().collect::<Vec<_>>().join(", "),
+        "changes of persons new to a vendor are completed from HubSpot's CRM"
+    );
+    Ok(Some(Enrichment {
+        readers,
+        identity,
+        reads: Arc::default(),
+    }))
 }
 
 /// The vendors' documented limits with the default pacing, for [`WorkerParts::limits`].

@@ -32,6 +32,9 @@ pub struct DeliveryMessage {
     /// is lost and a record the survivor lacks is adopted, not created again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged: Vec<PersonId>,
+    /// The change was completed from its source (`crate::enrich`): not read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enriched: bool,
     /// Its attempts so far; absent from the body while there were none.
     #[serde(flatten)]
     pub retry: RetryState,
@@ -85,6 +88,7 @@ impl DeliveryMessage {
             change,
             raw: None,
             merged: Vec::new(),
+            enriched: false,
             retry: RetryState::default(),
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod assembly;
 pub mod delivery;
+pub mod enrich;
 pub mod ingress;
 pub mod lambda;
 pub mod queue;

@@ -373,6 +373,18 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table, clock.clone())
         .with_journal_ttl(journal_ttl_from_env()?);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    // Completing HubSpot changes from the CRM resolves persons as ingest does: with the
+    // same table and identity key (read only when a reader is configured).
+    let identity = match configs.hubspot_crm {
+        Some(_) => Some(crate::store::identity::Identity {
+            store: Arc::new(store.clone()),
+            key: identity_key_from_env(&sdk).await?,
+        }),
+        None => None,
+    };
+    let enrichment =
+        crate::assembly::build_enrichment(&mappings, &configs, identity, &store, &limiter_account)
+            .map_err(|e| StartupError::Invalid(e.to_string()))?;
     let worker = crate::assembly::build_rotating_worker(
         crate::assembly::WorkerParts {
             mappings,
@@ -391,6 +403,10 @@ pub async fn worker_from_env() -> Result<Arc<crate::worker::Worker>, StartupErro
     )
     .map_err(|e| StartupError::Invalid(e.to_string()))?
     .with_journal(Arc::new(store));
+    let worker = match enrichment {
+        Some(enrichment) => worker.with_enrichment(enrichment),
+        None => worker,
+    };
     Ok(Arc::new(worker))
 }
 
@@ -425,6 +441,32 @@ pub fn parse_vendor_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vendor_settings_may_hold_a_hubspot_crm_token_which_debug_output_hides() {
+        let text = r#"{"hood": {"token": "hood-token"},
+                       "hubspot_crm": {"token": "pat-na1-0e1b7c2d", "limits": [{"limit": 150, "per": "10s"}]}}"#;
+        let configs = parse_vendor_settings("/relay/vendors", text).unwrap();
+        let crm = configs.hubspot_crm.as_ref().unwrap();
+        assert_eq!(crm.base_url, crate::enrich::hubspot::DEFAULT_BASE_URL);
+        assert_eq!(crm.properties.len(), 7);
+        assert_eq!(
+            crm.windows().unwrap(),
+            [crate::store::Window::new(
+                150,
+                std::time::Duration::from_secs(10)
+            )]
+        );
+        assert!(!format!("{configs:?}").contains("pat-na1"));
+        assert_eq!(
+            configs.vendors(),
+            [crate::vendors::Vendor::Hood],
+            "not a vendor"
+        );
+        // A misspelt field is refused, as for the vendors.
+        let typo = r#"{"hubspot_crm": {"token": "t", "propertys": ["email"]}}"#;
+        assert!(parse_vendor_settings("/relay/vendors", typo).is_err());
+    }
 
     #[test]
     fn the_worker_reads_its_limits_from_relay_limits_as_json() {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use http::StatusCode;
-use relay_shared::assembly::{WorkerParts, build_worker};
+use relay_shared::assembly::{WorkerParts, build_enrichment, build_worker};
+use relay_shared::enrich::hubspot::HubspotCrmConfig;
 use relay_shared::queue::Queue;
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::store::dynamo::DynamoStore;
@@ -23,6 +24,9 @@ use crate::stateful_vendors::{
     StatefulVendors,
 };
 use crate::webhooks;
+
+/// The HubSpot private-app token the tests' CRM reader sends (as `Bearer`).
+pub const HUBSPOT_TOKEN: &str = "pat-na1-0e1b7c2d-5f3a-4b9e-8c1d-2a6f9e0b7c31";
 
 /// How long a vendor call may take before the client gives up (tests inject slower ones).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
@@ -85,6 +89,46 @@ impl Pipeline {
         }
     }
 
+    /// The pipeline whose worker completes HubSpot changes from a CRM at `crm_base_url` (a
+    /// mock's URI) with [`HUBSPOT_TOKEN`], resolving persons in the same table with the
+    /// same key as ingest.
+    pub fn with_hubspot_crm(mut self, crm_base_url: &str) -> Pipeline {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = DynamoStore::new(
+            self.table.client.clone(),
+            self.table.name.clone(),
+            clock.clone(),
+        );
+        let mut configs = vendor_configs(&self.vendors);
+        let mut crm = HubspotCrmConfig::new(crm_base_url, SecretString::from(HUBSPOT_TOKEN));
+        crm.http.timeout_ms = u64::try_from(CLIENT_TIMEOUT.as_millis()).unwrap_or(400);
+        configs.hubspot_crm = Some(crm);
+        let identity = relay_shared::store::identity::Identity {
+            store: Arc::new(store.clone()),
+            key: webhooks::identity_key(),
+        };
+        let enrichment = build_enrichment(
+            &webhooks::mappings(),
+            &configs,
+            Some(identity),
+            &store,
+            "test",
+        )
+        .expect("the reader builds")
+        .expect("the hubspot source is signed as HubSpot");
+        let worker = worker_for(
+            &self.vendors,
+            &store,
+            self.queue.clone(),
+            self.dead_letters.clone(),
+            clock,
+            self.metrics.clone(),
+        )
+        .with_enrichment(enrichment);
+        self.worker = Arc::new(worker);
+        self
+    }
+
     /// Posts a signed Standard Webhooks delivery; answers the HTTP status.
     pub async fn post(&self, delivery_id: &str, body: &str) -> StatusCode {
         let request = webhooks::signed_with(
@@ -129,6 +173,7 @@ pub fn vendor_configs(vendors: &StatefulVendors) -> VendorConfigs {
         ..HttpSettings::default()
     };
     VendorConfigs {
+        hubspot_crm: None,
         hood: Some(HoodConfig {
             base_url: vendors.hood.uri(),
             token: SecretString::from(HOOD_TOKEN),

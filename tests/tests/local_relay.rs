@@ -22,6 +22,7 @@ const SECRET: &str = "tf-local-secret";
 
 async fn relay(sandbox: &Sandbox) -> LocalRelay {
     let vendors = VendorConfigs {
+        hubspot_crm: None,
         hood: Some(sandbox.hood_config()),
         channelio: Some(sandbox.channelio_config()),
         omnivibe: Some(sandbox.omnivibe_config()),

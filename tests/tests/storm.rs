@@ -1919,6 +1919,7 @@ async fn a_storm_of_real_format_webhooks_syncs_every_contact_exactly_once_with_e
             })
             .collect(),
         vendors: VendorConfigs {
+            hubspot_crm: None,
             hood: Some(sandbox.hood_config()),
             channelio: Some(sandbox.channelio_config()),
             omnivibe: Some(sandbox.omnivibe_config()),

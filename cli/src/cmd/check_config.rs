@@ -175,5 +175,13 @@ fn vendor_problems(vendors: &relay_shared::vendors::VendorConfigs) -> Vec<String
     ) {
         problems.push(format!("vendor {e}"));
     }
+    if let Some(crm) = &vendors.hubspot_crm {
+        if let Err(e) = relay_shared::enrich::hubspot::HubspotCrm::new(crm) {
+            problems.push(e.to_string());
+        }
+        if let Err(e) = crm.windows() {
+            problems.push(e);
+        }
+    }
     problems
 }

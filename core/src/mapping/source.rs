@@ -173,6 +173,15 @@ impl SourceMapping {
             .collect()
     }
 
+    /// Sets `contact`'s full name from the `full_name_from` parts, when it has none and
+    /// every part is there (as mapping does; a change completed from its source afterwards
+    /// may have gained the missing part).
+    pub fn compose_full_name(&self, contact: &mut Contact) {
+        if !self.full_name_from.is_empty() {
+            compose_full_name(contact, &self.full_name_from);
+        }
+    }
+
     fn map_one(
         &self,
         event: &Rcvar,

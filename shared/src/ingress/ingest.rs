@@ -46,11 +46,10 @@ use crate::mapping::{
     EventDefaults, EventOutcome, MappedChange, MappedEvent, Mappings, Route, SourceMapping,
 };
 use crate::queue::{OutboundMessage, Queue};
-use crate::store::identity::{identifiers_of, resolve};
 use crate::store::{
     Claim, ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey, IdempotencyStore,
-    IdentityError, IdentityKey, IdentityStore, Journal, PayloadHash, RawId, RawKey, RawRecord,
-    Resolved, StoreError, mask_contact,
+    IdentityError, Journal, PayloadHash, RawId, RawKey, RawRecord, Resolved, StoreError,
+    mask_contact,
 };
 
 /// The delivery log ingest records into, and the key raw requests are sealed with (none:
@@ -110,14 +109,7 @@ pub struct Ingest {
     identity: Identity,
 }
 
-/// Where ingest resolves each change's identifiers to a person (`store::identity`): the
-/// store and the deployment's key for identifier hashes. Every ingest instance of a
-/// deployment must share both, or the same person gets two ids.
-#[derive(Clone)]
-pub struct Identity {
-    pub store: Arc<dyn IdentityStore>,
-    pub key: IdentityKey,
-}
+pub use crate::store::identity::Identity;
 
 impl Ingest {
     /// Builds the verifiers of every webhook source that has secrets. Sources without
@@ -615,14 +607,7 @@ impl Ingest {
 
     /// The person `mapped` is about.
     async fn resolve(&self, mapped: &MappedChange) -> Result<Resolved, IdentityError> {
-        let identifiers = identifiers_of(&mapped.change.contact);
-        let resolved = resolve(
-            self.identity.store.as_ref(),
-            &self.identity.key,
-            &identifiers,
-        )
-        .await?;
-        Ok(resolved)
+        self.identity.resolve_contact(&mapped.change.contact).await
     }
 
     async fn release_all<'a>(&self, claims: impl Iterator<Item = &'a Claim>) {

@@ -204,6 +204,22 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Written, StoreError>;
 }
 
+/// Where identifiers are resolved to persons: the store and the deployment's key for
+/// identifier hashes. Every instance of a deployment that resolves — ingest, and the worker
+/// when it completes a change from its source — must share both, or one person gets two ids.
+#[derive(Clone)]
+pub struct Identity {
+    pub store: std::sync::Arc<dyn IdentityStore>,
+    pub key: IdentityKey,
+}
+
+impl Identity {
+    /// The person `contact`'s identifiers resolve to (see [`resolve`]).
+    pub async fn resolve_contact(&self, contact: &Contact) -> Result<Resolved, IdentityError> {
+        resolve(self.store.as_ref(), &self.key, &identifiers_of(contact)).await
+    }
+}
+
 /// What [`resolve`] settled on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {

@@ -160,6 +160,16 @@ impl LimiterKey {
         })
     }
 
+    /// The limiter of `account` at a source the relay reads from (`lim#src-<source>#<account>`;
+    /// `source` is a reader's name such as `hubspot_crm`).
+    pub fn for_source(source: &str, account: &str) -> Result<Self, StoreError> {
+        check_name(source, "source must be 1-64 of [A-Za-z0-9_-]")?;
+        check_name(account, "account must be 1-64 of [A-Za-z0-9_-]")?;
+        Ok(Self {
+            pk: format!("lim#src-{source}#{account}"),
+        })
+    }
+
     /// The partition key string.
     pub fn as_str(&self) -> &str {
         &self.pk

@@ -162,7 +162,7 @@ impl std::fmt::Debug for HttpCore {
 }
 
 /// Whether `url` points at this machine: 127.0.0.0/8, `[::1]` or `localhost`.
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -61,6 +61,11 @@ macro_rules! adapters {
                 #[serde(default)]
                 pub $module: Option<<relay_core::vendors::$module::$variant as VendorAdapter>::Config>,
             )+
+            /// Not a vendor synced into but a source read from: HubSpot's CRM API, to
+            /// complete a HubSpot change for a person the relay does not know yet
+            /// (`crate::enrich`). Left out: such changes wait for an identifier instead.
+            #[serde(default)]
+            pub hubspot_crm: Option<crate::enrich::hubspot::HubspotCrmConfig>,
         }
 
         impl VendorConfigs {

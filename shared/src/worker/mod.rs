@@ -4,7 +4,9 @@
 //! For each message:
 //! 1. take the lease on the contact's link at that vendor (one conditional write that also
 //!    returns what was applied before, and recognises a redelivered message);
-//! 2. plan from the link (fields already applied, or newer at the vendor, are left out);
+//! 2. plan from the link (fields already applied, or newer at the vendor, are left out) —
+//!    unless the vendor has no record of the person and the change no e-mail or phone
+//!    while its source can be read: then the change is completed first ([`crate::enrich`]);
 //! 3. make the calls, each behind a slot of the vendor's shared rate limiter, and none that
 //!    could not finish before the invocation's deadline;
 //! 4. commit the new link and release the lease in one write.
@@ -45,12 +47,13 @@ pub use retry::RetryPolicy;
 
 use crate::delivery::DeliveryMessage;
 pub use crate::delivery::RetryState;
+use crate::enrich::{Enrichment, ReadError};
 use crate::mapping::Mappings;
 use crate::plan::VendorState;
 use crate::queue::{MAX_DELAY, MAX_VISIBILITY, OutboundMessage, Queue, ReceivedMessage};
 use crate::store::{
     Clock, ContactKeyHash, DeliveryEntry, DeliveryId, DeliveryStatus, IdempotencyKey, Journal,
-    LeaseOutcome, Link, LinkKey, LinkLease, LinkStore, RateLimiter,
+    LeaseOutcome, Link, LinkKey, LinkLease, LinkStore, RateLimiter, Reservation,
 };
 use crate::vendors::{ErrorClass, Vendor, VendorError};
 
@@ -186,6 +189,10 @@ enum Next {
     /// A transient failure (its description, without personal data).
     Failed(String),
     DeadLetter(String),
+    /// The vendor has no record of the person and the change no identifier to make one
+    /// from, but its source can be read: complete the change ([`crate::enrich`]) and
+    /// deliver it again.
+    Enrich,
 }
 
 /// Everything a worker needs, built once per cold start.
@@ -206,9 +213,19 @@ pub struct Worker {
     /// The delivery log each attempt's outcome is recorded in (one write per attempt that
     /// reached the delivery step; waits for a slot or a lease are not recorded).
     pub journal: Option<Arc<dyn Journal>>,
+    /// Readers of the sources changes come from, to complete a change for a person the
+    /// relay does not know yet (none: such changes wait for an identifier).
+    pub enrichment: Option<Arc<Enrichment>>,
 }
 
 impl Worker {
+    /// Completes changes for persons new to a vendor from their source, where it can be
+    /// read ([`crate::enrich`]).
+    pub fn with_enrichment(mut self, enrichment: Enrichment) -> Self {
+        self.enrichment = Some(Arc::new(enrichment));
+        self
+    }
+
     /// Records each delivery attempt in `journal`.
     pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
         self.journal = Some(journal);
@@ -241,6 +258,7 @@ impl Worker {
             policy,
             metrics,
             journal: None,
+            enrichment: None,
         }
     }
 
@@ -386,7 +404,7 @@ impl Worker {
         deadline: DateTime<Utc>,
     ) -> (Disposition, Option<DeliveryMessage>) {
         let started = Instant::now();
-        let parsed = match DeliveryMessage::from_body(&message.body) {
+        let mut parsed = match DeliveryMessage::from_body(&message.body) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::error!(message_id = %message.message_id, %error, "unreadable message");
@@ -399,10 +417,18 @@ impl Worker {
         };
         let now = self.clock.now();
         let mut vendor_id = None;
-        let next = match parsed.retry.retry_not_before {
+        let mut next = match parsed.retry.retry_not_before {
             Some(at) if at - NOT_BEFORE_TOLERANCE > now => Next::NotYet(at),
             _ => self.deliver(&parsed, deadline, &mut vendor_id).await,
         };
+        if matches!(next, Next::Enrich) {
+            // Completed, then delivered as any change; a message handed on from here on
+            // carries the completed change, so the source is read once per delivery.
+            next = match self.enrich(&mut parsed, deadline).await {
+                None => self.deliver(&parsed, deadline, &mut vendor_id).await,
+                Some(next) => next,
+            };
+        }
         let (mut disposition, outcome) = self.dispose(next, &parsed.retry);
         let attempted = matches!(
             outcome,
@@ -511,6 +537,14 @@ impl Worker {
         retry.retry_not_before = None;
         let (wait, outcome) = match next {
             Next::Done(outcome) => return (Disposition::Done, outcome),
+            // `decide` completes the change and delivers it again before disposing; asked
+            // for once more, it is handled as a wait for an identifier.
+            Next::Enrich => (
+                self.policy.identity_retry,
+                Outcome::Deferred {
+                    wait: Wait::IdentityIncomplete,
+                },
+            ),
             Next::DeadLetter(reason) => {
                 return (Disposition::DeadLetter(reason), Outcome::DeadLettered);
             }
@@ -652,6 +686,19 @@ impl Worker {
                     return Next::Failed(format!("link store unavailable: {error}"));
                 }
             }
+        }
+
+        // A person new to this vendor whose change cannot make the record: read the source.
+        if !message.enriched
+            && link.vendor_id.is_none()
+            && link.fields.is_empty()
+            && self
+                .enrichment
+                .as_ref()
+                .is_some_and(|e| e.wants(&message.change).is_some())
+        {
+            self.abandon(&lease).await;
+            return Next::Enrich;
         }
 
         let version = message.change.event.occurred_at.timestamp_millis();
@@ -836,6 +883,146 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// A time span for a reason text: `42 s`, `17 min`, `6 h 3 min`.
+impl Worker {
+    /// Completes `message`'s change from its source and resolves its person again (the
+    /// identifiers read may be a known person's: merged, and its links folded in on
+    /// delivery). `None` when it is done and the change is to be delivered; otherwise what
+    /// to do with the message instead.
+    async fn enrich(&self, message: &mut DeliveryMessage, deadline: DateTime<Utc>) -> Option<Next> {
+        let (Some(enrichment), Some(source)) = (
+            self.enrichment.clone(),
+            self.mappings.source(&message.change.event.source),
+        ) else {
+            message.enriched = true;
+            return None;
+        };
+        let Some(read) = enrichment.wants(&message.change).cloned() else {
+            message.enriched = true;
+            return None;
+        };
+        let vendor = message.vendor;
+        let reader = read.reader.name();
+        // The id the source knows the contact by: its key without the namespace.
+        let key = message.change.contact.key.as_str().to_owned();
+        let id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
+        let read_key = format!("{}#{id}", message.change.event.source);
+        // The deliveries of this change to the other vendors wait for this read, then reuse it.
+        let _turn = enrichment.reads.turn(&read_key).await;
+        let answer = match enrichment.reads.get(&read_key) {
+            Some(answer) => answer,
+            None => match self.read_source(&read, id, vendor, deadline).await {
+                Ok(answer) => {
+                    enrichment.reads.put(&read_key, answer.clone());
+                    answer
+                }
+                Err(next) => return Some(next),
+            },
+        };
+        match answer {
+            Some(payload) => {
+                if let Some(found) = crate::enrich::read_contact(source, &message.change, &payload)
+                {
+                    crate::enrich::complete(source, &mut message.change.contact, found);
+                }
+            }
+            None => {
+                tracing::info!(%vendor, reader, "the source no longer has the contact; not synced");
+                return Some(Next::Done(Outcome::Skipped {
+                    reason: SOURCE_RECORD_GONE,
+                }));
+            }
+        }
+        match enrichment
+            .identity
+            .resolve_contact(&message.change.contact)
+            .await
+        {
+            Ok(resolved) => {
+                let before = message
+                    .change
+                    .contact
+                    .person
+                    .replace(resolved.person.clone());
+                let earlier = before.filter(|p| *p != resolved.person);
+                for person in resolved.merged.into_iter().chain(earlier) {
+                    if person != resolved.person && !message.merged.contains(&person) {
+                        message.merged.push(person);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%vendor, %error, "identity store unavailable");
+                return Some(Next::Failed(format!("identity store unavailable: {error}")));
+            }
+        }
+        tracing::info!(%vendor, reader, email = message.change.contact.email.is_some(), phone = message.change.contact.phone.is_some(), "change completed from its source");
+        message.enriched = true;
+        None
+    }
+
+    /// One read of the contact `id` from its source, behind a slot of the source's shared
+    /// limiter: the answer (`None`: gone), or what to do with the message instead.
+    async fn read_source(
+        &self,
+        read: &crate::enrich::SourceRead,
+        id: &str,
+        vendor: Vendor,
+        deadline: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>, Next> {
+        let reader = read.reader.name();
+        let now = self.clock.now();
+        let finish_by =
+            deadline - TimeDelta::from_std(self.policy.deadline_margin).unwrap_or_default();
+        let allowed = to_std(finish_by - now).min(setup::MAX_SLOT_WAIT);
+        match read.limiter.reserve(allowed).await {
+            Ok(Reservation::At(at)) => {
+                let wait = to_std(at - self.clock.now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            Ok(Reservation::TooFar(at)) => {
+                return Err(Next::Wait(
+                    to_std(at - now),
+                    Outcome::Deferred {
+                        wait: Wait::RateLimitSlot,
+                    },
+                ));
+            }
+            Err(error) => {
+                tracing::warn!(%vendor, reader, %error, "rate limiter unavailable");
+                return Err(Next::Failed(format!(
+                    "{reader} limiter unavailable: {error}"
+                )));
+            }
+        }
+        match read.reader.read(id).await {
+            Ok(answer) => Ok(answer),
+            Err(ReadError::RateLimited { retry_after }) => {
+                let wait = retry_after
+                    .unwrap_or(Duration::from_secs(10))
+                    .min(self.policy.max_wait);
+                if let Err(error) = read.limiter.penalise(wait).await {
+                    tracing::warn!(reader, %error, "could not push the shared schedule back");
+                }
+                Err(Next::Wait(wait, Outcome::Throttled))
+            }
+            Err(error @ (ReadError::Auth(_) | ReadError::Permanent(_))) => {
+                tracing::error!(%vendor, reader, %error, "reading the contact from its source failed");
+                Err(Next::Failed(format!("{reader}: {error}")))
+            }
+            Err(ReadError::Transient(error)) => {
+                tracing::warn!(%vendor, reader, %error, "reading the contact from its source failed");
+                Err(Next::Failed(format!("{reader}: {error}")))
+            }
+        }
+    }
+}
+
+/// The skip reason of a delivery whose contact its source no longer has (read to complete
+/// the change, the source answered 404).
+pub const SOURCE_RECORD_GONE: &str = "source_record_gone";
+
 fn span(delta: TimeDelta) -> String {
     let secs = delta.num_seconds().max(0);
     match secs {
