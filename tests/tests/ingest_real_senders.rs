@@ -110,8 +110,14 @@ fn fixture(source: &str) -> Value {
 }
 
 /// A HubSpot v3 batch as HubSpot sends it: every subscription type of the app to one URL.
+/// A HubSpot delivery of events that occurred just now.
 fn hubspot_batch(attempt: u64) -> Value {
-    let at = Utc::now().timestamp_millis();
+    hubspot_batch_at(attempt, Utc::now().timestamp_millis())
+}
+
+/// A HubSpot delivery of events that occurred at `at` (ms) and the next milliseconds: a
+/// retry of it carries the same `occurredAt`s, only `attemptNumber` grows.
+fn hubspot_batch_at(attempt: u64, at: i64) -> Value {
     json!([
         {"eventId": 4100001, "subscriptionId": 2200412, "portalId": 62515, "appId": 1160452, "occurredAt": at, "subscriptionType": "contact.creation", "attemptNumber": attempt, "objectId": 5101, "changeFlag": "CREATED", "changeSource": "CRM_UI", "sourceId": "userId:100"},
         {"eventId": 4100002, "subscriptionId": 2200413, "portalId": 62515, "appId": 1160452, "occurredAt": at + 1, "subscriptionType": "contact.propertyChange", "attemptNumber": attempt, "objectId": 5101, "propertyName": "email", "propertyValue": "Jonas.Weber+crm@Example.DE", "changeSource": "CRM_UI", "sourceId": "userId:100"},
@@ -248,6 +254,9 @@ struct Retry {
 }
 
 fn real_retries() -> Vec<Retry> {
+    // The sender's retry repeats the events as they were: one instant for both copies
+    // (two calls of `Utc::now()` a millisecond apart would make the retry mean otherwise).
+    let hubspot_at = Utc::now().timestamp_millis();
     let mut pipedrive = fixture("pipedrive");
     pipedrive["meta"]["attempt"] = json!(1);
     let first_pd = pipedrive.to_string();
@@ -256,8 +265,8 @@ fn real_retries() -> Vec<Retry> {
     vec![
         Retry {
             source: "hubspot",
-            first: hubspot_batch(0).to_string(),
-            retry: hubspot_batch(1).to_string(),
+            first: hubspot_batch_at(0, hubspot_at).to_string(),
+            retry: hubspot_batch_at(1, hubspot_at).to_string(),
             delivery_id: None,
             // Six events: three of contact 5101 (one change), one of 5102, two of other kinds.
             events: 2,
