@@ -123,6 +123,7 @@ pub struct HubspotCrm {
     client: reqwest::Client,
     base: Url,
     properties: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for HubspotCrm {
@@ -187,6 +188,7 @@ impl HubspotCrm {
             client,
             base,
             properties: config.properties.join(","),
+            timeout: Duration::from_millis(config.http.timeout_ms),
         })
     }
 
@@ -207,6 +209,10 @@ impl HubspotCrm {
 impl SourceReader for HubspotCrm {
     fn name(&self) -> &'static str {
         "hubspot_crm"
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The contact's properties as `contact.propertyChange` events of HubSpot's webhook

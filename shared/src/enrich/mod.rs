@@ -35,6 +35,10 @@ pub trait SourceReader: Send + Sync {
     /// A name for logs (`hubspot_crm`).
     fn name(&self) -> &'static str;
 
+    /// The longest a read may take (its client's timeout): a read is not started when the
+    /// invocation would end before it.
+    fn timeout(&self) -> Duration;
+
     /// The contact with the source's id `id` (the id part of its contact key), as a payload
     /// of that source's webhook format; `None` when the source no longer has it.
     async fn read(&self, id: &str) -> Result<Option<Value>, ReadError>;

@@ -882,7 +882,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A time span for a reason text: `42 s`, `17 min`, `6 h 3 min`.
 impl Worker {
     /// Completes `message`'s change from its source and resolves its person again (the
     /// identifiers read may be a known person's: merged, and its links folded in on
@@ -996,6 +995,17 @@ impl Worker {
                 )));
             }
         }
+        // No read starts that could not finish before the deadline (as for vendor calls).
+        let read_by =
+            self.clock.now() + TimeDelta::from_std(read.reader.timeout()).unwrap_or_default();
+        if read_by > finish_by {
+            return Err(Next::Wait(
+                Duration::from_secs(1),
+                Outcome::Deferred {
+                    wait: Wait::Deadline,
+                },
+            ));
+        }
         match read.reader.read(id).await {
             Ok(answer) => Ok(answer),
             Err(ReadError::RateLimited { retry_after }) => {
@@ -1023,6 +1033,7 @@ impl Worker {
 /// the change, the source answered 404).
 pub const SOURCE_RECORD_GONE: &str = "source_record_gone";
 
+/// A time span for a reason text: `42 s`, `17 min`, `6 h 3 min`.
 fn span(delta: TimeDelta) -> String {
     let secs = delta.num_seconds().max(0);
     match secs {
@@ -1774,5 +1785,90 @@ mod tests {
             dead.attributes["reason"],
             "not delivered in 72 h 0 min (deferred, 0 failures)"
         );
+    }
+    /// A source reader answering a contact with an e-mail, counting its reads.
+    struct Crm {
+        reads: Mutex<u32>,
+        timeout: Duration,
+    }
+
+    #[async_trait]
+    impl crate::enrich::SourceReader for Crm {
+        fn name(&self) -> &'static str {
+            "test_crm"
+        }
+        fn timeout(&self) -> Duration {
+            self.timeout
+        }
+        async fn read(
+            &self,
+            id: &str,
+        ) -> Result<Option<serde_json::Value>, crate::enrich::ReadError> {
+            *self.reads.lock().unwrap() += 1;
+            Ok(Some(serde_json::json!([{
+                "eventId": "crm-1", "subscriptionType": "contact.propertyChange",
+                "objectId": id.parse::<u64>().unwrap(), "propertyName": "email",
+                "propertyValue": "Dana.OBrien+work@Example.com", "occurredAt": START_MS
+            }])))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_read_starts_only_when_it_can_finish_before_the_deadline() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let i = instance(&store, &clock, FAST, RetryPolicy::default());
+        let crm = Arc::new(Crm {
+            reads: Mutex::default(),
+            timeout: Duration::from_secs(10),
+        });
+        let limiter: Arc<dyn RateLimiter> =
+            Arc::new(store.limiter(&LimiterKey::for_source("test_crm", "test").unwrap(), FAST));
+        let worker = i.worker.with_enrichment(crate::enrich::Enrichment {
+            readers: [(
+                "hubspot".to_owned(),
+                crate::enrich::SourceRead {
+                    reader: crm.clone(),
+                    limiter,
+                },
+            )]
+            .into(),
+            identity: crate::store::identity::Identity {
+                store: Arc::new(store.clone()),
+                key: crate::store::IdentityKey::from_bytes(&[7; 32]).unwrap(),
+            },
+            reads: Arc::default(),
+        });
+        // A HubSpot property change of a contact never seen: no e-mail, no phone.
+        let mut message = delivery("u9", "3999000101", RetryState::default());
+        message.change.event.source = "hubspot".into();
+        message.change.contact.key = ContactKey::external("hubspot", "901").unwrap();
+        let body = message.to_body();
+
+        // 5 s left: the read (up to 10 s) could not finish; it waits, nothing is read.
+        let soon = clock.now() + TimeDelta::seconds(5);
+        assert_eq!(
+            worker.handle(&received(body.clone(), 1), soon, true).await,
+            Settled::Removed
+        );
+        assert_eq!(*crm.reads.lock().unwrap(), 0);
+        assert_eq!(*i.channel.calls.lock().unwrap(), 0);
+        let again = i.queue.take_one();
+        assert!(!DeliveryMessage::from_body(&again.body).unwrap().enriched);
+
+        // A minute left: read once, completed, delivered.
+        assert_eq!(
+            worker
+                .handle(&received(body, 2), in_a_minute(&clock), true)
+                .await,
+            Settled::Removed
+        );
+        assert_eq!(*crm.reads.lock().unwrap(), 1);
+        assert_eq!(
+            *i.channel.calls.lock().unwrap(),
+            1,
+            "delivered after the read"
+        );
+        assert!(i.queue.sent.lock().unwrap().is_empty());
     }
 }
