@@ -146,3 +146,104 @@ async fn the_demo_runs_clean() {
     // are one), each sent four times.
     assert_eq!((accepted, duplicates), (9, 27));
 }
+
+/// `relay serve` with `[vendors.hubspot_crm]`: a person signs up through Typeform, then a
+/// HubSpot user edits the last name of a contact the relay has never seen. The worker reads
+/// it from the CRM (a mock of HubSpot's API), finds the person's e-mail, and the edit lands
+/// on the person's one record at each vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_serve_completes_a_never_seen_hubspot_contact_from_the_crm() {
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const HUBSPOT_SECRET: &str = "hs-local-app-secret";
+    const TOKEN: &str = "pat-na1-local-0e1b7c2d";
+
+    let sandbox = Sandbox::start().await.unwrap();
+    let signup = sample("typeform").unwrap().body;
+    let m = Mappings::builtin().unwrap();
+    let signed_up = m
+        .source("typeform")
+        .unwrap()
+        .extract(
+            &serde_json::from_str(signup).unwrap(),
+            &EventDefaults {
+                event_id: "x".into(),
+                received_at: Utc::now(),
+            },
+        )
+        .unwrap()
+        .remove(0)
+        .contact;
+    let email = signed_up.email.as_ref().unwrap().as_str().to_owned();
+    let crm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/crm/v3/objects/contacts/7001"))
+        .and(query_param(
+            "properties",
+            "email,phone,mobilephone,firstname,lastname,company,lifecyclestage",
+        ))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "7001",
+            "properties": {
+                "email": email.to_uppercase(), "firstname": "Ann", "lastname": "Old-Name",
+                "phone": null, "mobilephone": null, "company": null, "lifecyclestage": "lead",
+                "hs_object_id": "7001"
+            },
+            "createdAt": "2026-11-19T09:12:44.310Z",
+            "updatedAt": "2026-11-20T15:05:00.000Z",
+            "archived": false
+        })))
+        .expect(1)
+        .mount(&crm)
+        .await;
+
+    let vendors = VendorConfigs {
+        hubspot_crm: Some(relay_shared::enrich::hubspot::HubspotCrmConfig::new(
+            crm.uri(),
+            secrecy::SecretString::from(TOKEN),
+        )),
+        hood: Some(sandbox.hood_config()),
+        channelio: Some(sandbox.channelio_config()),
+        omnivibe: Some(sandbox.omnivibe_config()),
+        chatwoot: Some(sandbox.chatwoot_config()),
+    };
+    let mut config = local::config("typeform", SECRET, vendors);
+    config.sources.insert(
+        "hubspot".into(),
+        relay_local::config::SourceSection {
+            secrets: vec![secrecy::SecretString::from(HUBSPOT_SECRET)],
+        },
+    );
+    let relay = LocalRelay::start(config, Storage::Memory).await.unwrap();
+    assert_eq!(post_typeform(&relay, signup).await.0, 202);
+    assert!(relay.idle(Duration::from_secs(30)).await);
+
+    let edit = json!([{
+        "eventId": 3999200001u64, "subscriptionId": 2200413, "portalId": 62515,
+        "appId": 1160452, "occurredAt": Utc::now().timestamp_millis(),
+        "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": 7001,
+        "propertyName": "lastname", "propertyValue": "Lee-Łukasik",
+        "changeSource": "CRM_UI", "sourceId": "userId:100"
+    }])
+    .to_string();
+    let response = local::post_signed(relay.addr(), "hubspot", HUBSPOT_SECRET, &edit).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert!(relay.idle(Duration::from_secs(30)).await);
+
+    let profiles = sandbox.hood_profiles();
+    assert_eq!(
+        profiles.len(),
+        1,
+        "the HubSpot contact is the Typeform person"
+    );
+    assert_eq!(profiles[0].full_name.as_deref(), Some("Ann Lee-Łukasik"));
+    assert_eq!(profiles[0].email.as_deref(), Some(email.as_str()));
+    let users = sandbox.channelio_users();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].profile["name"], json!("Ann Lee-Łukasik"));
+    assert_eq!(sandbox.chatwoot_contacts().len(), 1);
+    assert_eq!(sandbox.violations().len(), 0, "{:?}", sandbox.violations());
+    let _ = relay.shutdown().await;
+    crm.verify().await;
+}
