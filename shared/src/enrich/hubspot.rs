@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use url::Url;
 use super::{ReadError, SourceReader};
 use crate::store::Window;
 use crate::vendors::HttpSettings;
-use crate::vendors::http::{USER_AGENT, is_loopback};
+use crate::vendors::http::{api_client, credential_safe_base};
 
 /// HubSpot's production API.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -81,10 +81,10 @@ impl HubspotCrmConfig {
             None => Ok(DEFAULT_WINDOWS.to_vec()),
             Some(list) => list
                 .iter()
-                .map(|w| {
-                    let per = crate::store::limiter::parse_duration(&w.per)
-                        .map_err(|e| format!("hubspot_crm limits: {e}"))?;
-                    Ok(Window::new(w.limit, per))
+                .enumerate()
+                .map(|(index, w)| {
+                    w.window(index)
+                        .map_err(|e| format!("hubspot_crm limits: {e}"))
                 })
                 .collect(),
         }
@@ -147,16 +147,8 @@ struct ContactObject {
 
 impl HubspotCrm {
     pub fn new(config: &HubspotCrmConfig) -> Result<Self, HubspotBuildError> {
-        let base = Url::parse(&config.base_url).map_err(|_| HubspotBuildError::BaseUrl)?;
-        // The token travels in a header: plain http only to this machine (mocks).
-        let allowed = match base.scheme() {
-            "https" => true,
-            "http" => is_loopback(&base),
-            _ => false,
-        };
-        if !allowed || base.cannot_be_a_base() {
-            return Err(HubspotBuildError::BaseUrl);
-        }
+        // The token travels in a header: https, or plain http only to this machine (mocks).
+        let base = credential_safe_base(&config.base_url).ok_or(HubspotBuildError::BaseUrl)?;
         if config.properties.is_empty()
             || config
                 .properties
@@ -172,18 +164,7 @@ impl HubspotCrm {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(headers)
-            .connect_timeout(Duration::from_millis(config.http.connect_timeout_ms))
-            .timeout(Duration::from_millis(config.http.timeout_ms))
-            .pool_idle_timeout(Duration::from_millis(config.http.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(config.http.pool_max_idle_per_host)
-            // A redirect could carry the token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(HubspotBuildError::Http)?;
+        let client = api_client(&config.http, headers).map_err(HubspotBuildError::Http)?;
         Ok(HubspotCrm {
             client,
             base,

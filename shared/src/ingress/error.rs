@@ -48,6 +48,16 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// A backing store's failure: only a store that is genuinely unavailable is worth the
+    /// sender's retry (503); anything else is our fault and stays so on every retry (500).
+    pub fn of_store(what: &'static str, retryable: bool) -> Self {
+        if retryable {
+            IngestError::Unavailable { what }
+        } else {
+            IngestError::Internal { what }
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             IngestError::UnknownSource { .. }

@@ -48,8 +48,7 @@ use crate::mapping::{
 use crate::queue::{OutboundMessage, Queue};
 use crate::store::{
     Claim, ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey, IdempotencyStore,
-    IdentityError, Journal, PayloadHash, RawId, RawKey, RawRecord, Resolved, StoreError,
-    mask_contact,
+    Journal, PayloadHash, RawId, RawKey, RawRecord, Resolved, StoreError, mask_contact,
 };
 
 /// The delivery log ingest records into, and the key raw requests are sealed with (none:
@@ -407,17 +406,10 @@ impl Ingest {
                 }
                 Err(error) => {
                     tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "idempotency claim failed");
-                    // Only a store that is genuinely unavailable is worth the sender's
-                    // retry; anything else is our fault and stays so on every retry.
-                    store_failed = Some(if error.is_retryable() {
-                        IngestError::Unavailable {
-                            what: "idempotency store",
-                        }
-                    } else {
-                        IngestError::Internal {
-                            what: "idempotency store",
-                        }
-                    });
+                    store_failed = Some(IngestError::of_store(
+                        "idempotency store",
+                        error.is_retryable(),
+                    ));
                 }
             }
         }
@@ -439,7 +431,12 @@ impl Ingest {
             .collect();
         // Who each change is about: its identifiers resolved to one person (one read for a
         // known person, a second write for a new one; see `store::identity`).
-        let resolved = join_all(to_send.iter().map(|mapped| self.resolve(mapped))).await;
+        let resolved = join_all(
+            to_send
+                .iter()
+                .map(|mapped| self.identity.resolve_contact(&mapped.change.contact)),
+        )
+        .await;
         let mut persons = Vec::with_capacity(resolved.len());
         let mut identity_failed = None;
         for result in resolved {
@@ -452,15 +449,10 @@ impl Ingest {
                 }
                 Err(error) => {
                     tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "identity resolution failed");
-                    identity_failed = Some(if error.is_retryable() {
-                        IngestError::Unavailable {
-                            what: "identity store",
-                        }
-                    } else {
-                        IngestError::Internal {
-                            what: "identity store",
-                        }
-                    });
+                    identity_failed = Some(IngestError::of_store(
+                        "identity store",
+                        error.is_retryable(),
+                    ));
                 }
             }
         }
@@ -603,11 +595,6 @@ impl Ingest {
                 }
             }
         }
-    }
-
-    /// The person `mapped` is about.
-    async fn resolve(&self, mapped: &MappedChange) -> Result<Resolved, IdentityError> {
-        self.identity.resolve_contact(&mapped.change.contact).await
     }
 
     async fn release_all<'a>(&self, claims: impl Iterator<Item = &'a Claim>) {

@@ -162,13 +162,44 @@ impl std::fmt::Debug for HttpCore {
 }
 
 /// Whether `url` points at this machine: 127.0.0.0/8, `[::1]` or `localhost`.
-pub(crate) fn is_loopback(url: &Url) -> bool {
+fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
         None => false,
     }
+}
+
+/// `base_url` parsed, if credentials may be sent to it: an absolute https URL, or plain
+/// http only to this machine (sandboxes, mocks).
+pub(crate) fn credential_safe_base(base_url: &str) -> Option<Url> {
+    let base = Url::parse(base_url).ok()?;
+    let allowed = match base.scheme() {
+        "https" => true,
+        "http" => is_loopback(&base),
+        _ => false,
+    };
+    (allowed && !base.cannot_be_a_base()).then_some(base)
+}
+
+/// The HTTP client of an API we call with credentials: our user agent, JSON accepted,
+/// `headers` on every request, the timeouts and pool of `settings`, and no redirects (the
+/// APIs do not redirect; following one could carry credentials to another host).
+pub(crate) fn api_client(
+    settings: &HttpSettings,
+    mut headers: HeaderMap,
+) -> Result<reqwest::Client, reqwest::Error> {
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .timeout(Duration::from_millis(settings.timeout_ms))
+        .pool_idle_timeout(Duration::from_millis(settings.pool_idle_timeout_ms))
+        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 impl HttpCore {
@@ -178,29 +209,9 @@ impl HttpCore {
         auth: HeaderMap,
         settings: HttpSettings,
     ) -> Result<Self, ClientBuildError> {
-        let base = Url::parse(base_url).map_err(|_| ClientBuildError::BaseUrl { vendor })?;
-        // Credentials travel in headers: plain http only to this machine (sandboxes, mocks).
-        let allowed = match base.scheme() {
-            "https" => true,
-            "http" => is_loopback(&base),
-            _ => false,
-        };
-        if !allowed || base.cannot_be_a_base() {
-            return Err(ClientBuildError::BaseUrl { vendor });
-        }
-        let mut defaults = HeaderMap::new();
-        defaults.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .default_headers(defaults)
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            .pool_idle_timeout(Duration::from_millis(settings.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            // Vendor APIs do not redirect; following one could carry custom auth headers
-            // (x-access-secret, api_access_token) to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        // Credentials travel in headers (`auth`, sent per request).
+        let base = credential_safe_base(base_url).ok_or(ClientBuildError::BaseUrl { vendor })?;
+        let client = api_client(&settings, HeaderMap::new())
             .map_err(|source| ClientBuildError::Http { vendor, source })?;
         Ok(HttpCore {
             vendor,

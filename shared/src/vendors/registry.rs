@@ -202,7 +202,7 @@ pub struct WindowConfig {
 }
 
 impl WindowConfig {
-    fn window(&self, index: usize) -> Result<Window, LimitsError> {
+    pub(crate) fn window(&self, index: usize) -> Result<Window, LimitsError> {
         let per = parse_duration(&self.per).map_err(|reason| LimitsError::BadPeriod {
             index,
             text: self.per.clone(),
