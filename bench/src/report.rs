@@ -334,6 +334,23 @@ pub fn render(r: &Report) -> String {
             b.hood_contacts_per_minute,
             b.physical_limit_per_minute
         );
+        for storm in &s.mixed_storm {
+            let per: Vec<String> = storm
+                .vendor_calls_per_change
+                .iter()
+                .map(|(v, n)| format!("{v} {n:.2}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  mixed storm, {} (as Lambda gets them, batches of 10): {} persons × 3 changes back to back: vendor calls per contact change {:.2} ({}); {} deliveries handed on to wait; drained in {:.1} s",
+                storm.worker,
+                storm.persons,
+                storm.vendor_calls_per_change_in_all,
+                per.join(", "),
+                storm.deferred,
+                storm.seconds
+            );
+        }
         let _ = writeln!(
             out,
             "  sandbox rule violations {}, dead letters {}\n",

@@ -86,6 +86,25 @@ pub struct BatchedRound {
     pub physical_limit_per_minute: f64,
 }
 
+/// One run of the mixed storm.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormRound {
+    /// `alone` (every message its own delivery) or `coalesced` (the messages of one batch
+    /// for one person at one vendor delivered as one).
+    pub worker: &'static str,
+    pub persons: usize,
+    /// Contact changes ingested (three per person).
+    pub changes: usize,
+    /// HTTP requests the vendor received per contact change.
+    pub vendor_calls_per_change: BTreeMap<&'static str, f64>,
+    /// All vendors' requests per contact change.
+    pub vendor_calls_per_change_in_all: f64,
+    /// Messages handed on to wait (mostly for another delivery's lease on the record).
+    pub deferred: u64,
+    /// Seconds from the first batch to an empty queue.
+    pub seconds: f64,
+}
+
 /// The sync part of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -101,6 +120,9 @@ pub struct Report {
     pub redelivery: BTreeMap<&'static str, VendorCost>,
     /// Other new contacts, in batches of 10 as SQS hands them to the worker.
     pub new_contact_batched: BatchedRound,
+    /// A storm of mixed changes (signup, rename, plan and tags change of each person, sent
+    /// back to back), in batches of 10: delivered one by one, then coalesced.
+    pub mixed_storm: Vec<StormRound>,
     /// Requests the sandbox vendors found breaking a documented rule (must be 0).
     pub vendor_rule_violations: usize,
     pub dead_letters: usize,
@@ -120,6 +142,8 @@ struct Rig {
     queue: Arc<MemoryQueue>,
     dead_letters: Arc<MemoryQueue>,
     worker: Worker,
+    /// The same worker without coalescing (the production default; the storm's comparison).
+    worker_alone: Worker,
     metrics: Arc<Metrics>,
     sandbox: Sandbox,
     counter: Counter,
@@ -178,23 +202,28 @@ impl Rig {
         let targets = build_targets(&configs, &gate(&limiters, clock.clone()))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let metrics = Arc::new(Metrics::new(MetricsOutput::Memory));
-        let worker = Worker::new(
-            webhooks::mappings(),
-            Arc::new(store.clone()),
-            targets,
-            limiters,
-            queue.clone(),
-            dead_letters.clone(),
-            clock,
-            RetryPolicy::default(),
-            metrics.clone(),
-        )
-        .with_journal(Arc::new(store));
+        let worker = |targets| {
+            Worker::new(
+                webhooks::mappings(),
+                Arc::new(store.clone()),
+                targets,
+                limiters.clone(),
+                queue.clone(),
+                dead_letters.clone(),
+                clock.clone(),
+                RetryPolicy::default(),
+                metrics.clone(),
+            )
+            .with_journal(Arc::new(store.clone()))
+        };
+        let worker_alone = worker(targets.clone());
+        let worker = worker(targets).coalescing(true);
         Ok(Rig {
             app,
             queue,
             dead_letters,
             worker,
+            worker_alone,
             metrics,
             sandbox,
             counter,
@@ -291,6 +320,11 @@ impl Rig {
 impl Rig {
     /// Works the queue empty in batches of `size` handled together, as Lambda does.
     async fn drain_batched(&self, size: u16) -> anyhow::Result<()> {
+        self.drain_batched_by(&self.worker, size).await
+    }
+
+    /// [`Self::drain_batched`] with `worker`.
+    async fn drain_batched_by(&self, worker: &Worker, size: u16) -> anyhow::Result<()> {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(600);
         while !self.queue.is_empty() {
             if tokio::time::Instant::now() > give_up {
@@ -302,7 +336,7 @@ impl Rig {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let deadline = Utc::now() + TimeDelta::seconds(60);
-            self.worker.handle_batch(&batch, deadline, true).await;
+            worker.handle_batch(&batch, deadline, true).await;
         }
         Ok(())
     }
@@ -411,6 +445,14 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
     };
 
     let vendors = ["hood", "channelio", "chatwoot"].to_vec();
+    let persons = contacts.max(1);
+    let mut mixed_storm = Vec::new();
+    for (name, worker, from) in [
+        ("alone", &rig.worker_alone, 2 * contacts),
+        ("coalesced", &rig.worker, 3 * contacts),
+    ] {
+        mixed_storm.push(rig.storm(name, worker, &run_id, from, persons).await?);
+    }
     let report = Report {
         contacts,
         vendors,
@@ -418,9 +460,92 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         update,
         redelivery,
         new_contact_batched,
+        mixed_storm,
         vendor_rule_violations: rig.sandbox.violation_count(),
         dead_letters: rig.dead_letters.len(),
     };
     rig.sandbox.shutdown().await;
     Ok(report)
+}
+
+/// Change `k` (0: the signup, 1: a rename, 2: a plan and tags change) of storm person `i`,
+/// at `at`: the sender's whole contact each time, as Standard Webhooks senders send it.
+fn storm_event(i: usize, k: usize, at: chrono::DateTime<Utc>) -> String {
+    let name = if k == 0 {
+        "Storm User"
+    } else {
+        "Storm Userová"
+    };
+    let mut event: serde_json::Value =
+        serde_json::from_str(&crate::ingest::contact_event(i, &format!("{name} {i}"), at))
+            .unwrap_or_default();
+    event["type"] = serde_json::json!(if k == 0 {
+        "contact.created"
+    } else {
+        "contact.updated"
+    });
+    if k == 2 {
+        event["data"]["properties"]["plan"] = serde_json::json!("enterprise");
+        event["data"]["tags"] = serde_json::json!(["trial", "bench", "storm"]);
+    }
+    event.to_string()
+}
+
+impl Rig {
+    /// The mixed storm with `worker`: `persons` new persons (numbered from `from`), each
+    /// with three changes posted back to back, then the queue worked empty in batches of
+    /// 10 as Lambda gets them.
+    async fn storm(
+        &self,
+        name: &'static str,
+        worker: &Worker,
+        run_id: &str,
+        from: usize,
+        persons: usize,
+    ) -> anyhow::Result<StormRound> {
+        let start = Utc::now();
+        let mut deliveries = Vec::with_capacity(3 * persons);
+        for i in from..from + persons {
+            for k in 0..3 {
+                let at = start + TimeDelta::seconds(i64::try_from(k).unwrap_or(0));
+                deliveries.push((format!("msg_{run_id}s{i}_{k}"), storm_event(i, k, at)));
+            }
+        }
+        let vendors = [Vendor::Hood, Vendor::Channelio, Vendor::Chatwoot];
+        let before: Vec<usize> = vendors
+            .iter()
+            .map(|v| self.sandbox.requests_of(*v).len())
+            .collect();
+        let deferred_before = self.deferred();
+        self.ingest(&deliveries).await?;
+        let started = std::time::Instant::now();
+        self.drain_batched_by(worker, 10).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let changes = deliveries.len();
+        let mut per_change = BTreeMap::new();
+        let mut all = 0;
+        for (v, was) in vendors.iter().zip(before) {
+            let calls = self.sandbox.requests_of(*v).len() - was;
+            all += calls;
+            per_change.insert(v.as_str(), round(calls as f64 / changes as f64, 3));
+        }
+        Ok(StormRound {
+            worker: name,
+            persons,
+            changes,
+            vendor_calls_per_change: per_change,
+            vendor_calls_per_change_in_all: round(all as f64 / changes as f64, 3),
+            deferred: self.deferred() - deferred_before,
+            seconds: round(seconds, 1),
+        })
+    }
+
+    fn deferred(&self) -> u64 {
+        self.metrics
+            .snapshot()
+            .into_iter()
+            .filter(|((_, c), _)| *c == relay_shared::worker::Counter::Deferred)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }

@@ -590,6 +590,65 @@ fn combined_hubspot_changes_keep_the_newest_value_and_a_retry_has_the_same_id() 
     assert_ne!(change(&other[0]).change.event.event_id, only.event_id);
 }
 
+/// A combined change keeps each field at the time of the event that set it: a later
+/// delivery with a value set between two of its events must still win at the vendor.
+/// (Before per-field versions every field took the newest member's time, and Hood kept the
+/// older company name.)
+#[test]
+fn a_combined_change_keeps_each_fields_own_time_so_a_later_delivery_still_wins() {
+    use relay_core::plans::{VendorState, plan_hood, record_applied};
+    use std::collections::BTreeSet;
+    let first = json!([
+        hubspot_event(81, 7005, T0, Some(("company", "Acme"))),
+        hubspot_event(
+            83,
+            7005,
+            T0 + 2_000,
+            Some(("email", "Mia.Lopez+crm@Example.MX"))
+        ),
+        hubspot_event(84, 7005, T0 + 2_500, Some(("firstname", "Mía"))),
+        hubspot_event(85, 7005, T0 + 2_600, Some(("lastname", "López"))),
+    ]);
+    let [combined] = map("hubspot", &first).try_into().unwrap();
+    let combined = change(&combined).change.clone();
+    assert_eq!(combined.version(), T0 + 2_600);
+    assert_eq!(combined.version_of("organization"), T0);
+    assert_eq!(combined.version_of("email"), T0 + 2_000);
+    assert_eq!(
+        combined.version_of("full_name"),
+        T0 + 2_600,
+        "a composed name is as new as its newest part"
+    );
+    // Sent by HubSpot a moment later, in its own request: a company change made at T0 + 1 s.
+    let later = json!([hubspot_event(
+        82,
+        7005,
+        T0 + 1_000,
+        Some(("company", "Acme Corp"))
+    )]);
+    let [later] = map("hubspot", &later).try_into().unwrap();
+    let later = change(&later).change.clone();
+
+    let m = mappings();
+    let hood = m.vendors.hood().unwrap();
+    let mut state = VendorState {
+        vendor_id: Some("1000105".into()),
+        ..VendorState::default()
+    };
+    let planned = plan_hood(&combined, &state, hood, &BTreeSet::new()).unwrap();
+    state.applied = record_applied(&state.applied, &planned.applied);
+    let planned = plan_hood(&later, &state, hood, &BTreeSet::new()).unwrap();
+    let requests = planned.plan.requests();
+    let patch = requests
+        .iter()
+        .find(|r| r.method == "PATCH")
+        .unwrap_or_else(|| panic!("the newer company name is sent: {requests:?}"));
+    assert_eq!(
+        patch.body.as_ref().unwrap()["custom_properties"]["company_name"],
+        json!("Acme Corp")
+    );
+}
+
 #[test]
 fn a_deletion_is_not_combined_and_splits_the_changes_around_it() {
     let body = json!([

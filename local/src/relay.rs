@@ -25,7 +25,7 @@ use relay_shared::assembly::{
 };
 use relay_shared::ingress::{Ingest, IngestMetrics, RouterConfig, router};
 use relay_shared::queue::memory::MemoryQueue;
-use relay_shared::queue::{Queue, QueueError};
+use relay_shared::queue::{Queue, QueueError, receive_gathering};
 use relay_shared::store::Journal;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
@@ -35,6 +35,12 @@ use relay_shared::worker::{Metrics, MetricsOutput, RetryPolicy, Worker};
 
 /// How long a delivery stays invisible after it is taken from the local queue.
 const VISIBILITY: Duration = Duration::from_secs(60);
+
+/// How long a worker loop goes on gathering a batch after its first message, as the event
+/// source mapping's batching window does in AWS: changes of one person that arrive within
+/// it can be delivered as one call per vendor (`relay_shared::worker`'s coalescing).
+/// Zero while coalescing is off (see `Worker::coalescing`): nothing would be gained by it.
+pub const BATCHING_WINDOW: Duration = Duration::ZERO;
 
 /// Receives after which the on-disk queue moves a delivery to the dead letters (the
 /// template's `maxReceiveCount`): only copies that keep failing to be processed at all,
@@ -477,7 +483,7 @@ async fn work(worker: Arc<Worker>, queue: Arc<dyn Queue>, mut stop: watch::Recei
     loop {
         let batch = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            batch = queue.receive(10, Duration::from_millis(500)) => batch,
+            batch = receive_gathering(queue.as_ref(), 10, Duration::from_millis(500), BATCHING_WINDOW) => batch,
         };
         match batch {
             Ok(batch) if !batch.is_empty() => {

@@ -158,6 +158,7 @@ mod tests {
                     kind: ChangeKind::Updated,
                 },
                 contact,
+                versions: Default::default(),
             },
         );
         let body = message.to_body();
@@ -178,6 +179,7 @@ mod tests {
                     kind: ChangeKind::Updated,
                 },
                 contact,
+                versions: Default::default(),
             },
         )
     }

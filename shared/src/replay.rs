@@ -540,6 +540,7 @@ mod tests {
                 kind: ChangeKind::Updated,
             },
             contact: Contact::new(ContactKey::external("standard", "u1").unwrap()),
+            versions: Default::default(),
         };
         let mut m = OutboundMessage::new(event, DeliveryMessage::new(vendor, change).to_body());
         m.attributes.insert("reason".into(), reason.into());

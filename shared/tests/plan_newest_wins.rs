@@ -28,8 +28,8 @@ use relay_shared::model::{
     ChangeKind, Contact, ContactChange, ContactKey, Email, PhoneE164, PhoneRegion, SyncEvent,
 };
 use relay_shared::plan::{
-    PlanError, PlannedRequest, VendorState, fingerprint, plan_channelio, plan_chatwoot, plan_hood,
-    plan_omnivibe, record_applied,
+    PlanError, PlannedRequest, VendorState, coalesce, fingerprint, plan_channelio, plan_chatwoot,
+    plan_hood, plan_omnivibe, record_applied,
 };
 use relay_shared::queue::memory::MemoryQueue;
 use relay_shared::queue::{ReceiptHandle, ReceivedMessage};
@@ -93,6 +93,7 @@ fn change(event_id: &str, version_ms: i64, mut contact: Contact) -> ContactChang
             kind: ChangeKind::Updated,
         },
         contact,
+        versions: Default::default(),
     }
 }
 
@@ -160,7 +161,7 @@ impl Sim {
                 .vendor_id
                 .get_or_insert_with(|| CREATED_ID.into());
         }
-        self.state.applied = record_applied(&self.state.applied, &applied, version(change));
+        self.state.applied = record_applied(&self.state.applied, &applied);
         Ok(requests)
     }
 
@@ -642,8 +643,98 @@ fn newest_value_wins(sim: Sim, specs: &[Spec], arrival: &[usize]) -> Result<(), 
     Ok(())
 }
 
+/// [`history`] with where its arrivals are cut into runs: each run is pending at once and
+/// coalesced into one change (as the worker does with the messages of one person in one
+/// batch).
+fn history_in_runs() -> impl Strategy<Value = (Vec<Spec>, Vec<usize>, Vec<bool>)> {
+    history().prop_flat_map(|(specs, arrival)| {
+        let n = arrival.len();
+        (
+            Just(specs),
+            Just(arrival),
+            proptest::collection::vec(any::<bool>(), n),
+        )
+    })
+}
+
+/// Delivers the arrivals in runs, each coalesced into one change first: the vendor must end
+/// exactly as when each change is delivered alone — the newest value of every field — and
+/// then have nothing left to receive from any change. (Channel.io's `profileOnce.*` keeps
+/// the first value it received: that of the first coalesced change sent that carried one.)
+fn coalesced_newest_value_wins(
+    mut sim: Sim,
+    specs: &[Spec],
+    arrival: &[usize],
+    cuts: &[bool],
+) -> Result<(), TestCaseError> {
+    let vendor = sim.vendor;
+    let changes: Vec<ContactChange> = specs.iter().enumerate().map(|(i, s)| s.change(i)).collect();
+    let mut runs: VecDeque<Vec<usize>> = VecDeque::new();
+    for (k, &i) in arrival.iter().enumerate() {
+        match runs.back_mut() {
+            Some(run) if !cuts[k] => run.push(i),
+            _ => runs.push_back(vec![i]),
+        }
+    }
+    let mut delivered = Vec::new();
+    let mut sent: Vec<ContactChange> = Vec::new();
+    let mut refusals = 0;
+    while let Some(run) = runs.pop_front() {
+        let coalesced = coalesce(
+            changes[run[0]].clone(),
+            run[1..].iter().map(|&i| changes[i].clone()),
+        );
+        match sim.deliver(&coalesced) {
+            Ok(_) => {
+                delivered.extend(run);
+                sent.push(coalesced);
+            }
+            Err(PlanError::HoodCreateNeedsEmailOrPhone) => {
+                refusals += 1;
+                assert!(refusals <= 100, "the Hood profile is never created");
+                runs.push_back(run);
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let mut want = expected(vendor, &changes, &delivered);
+    for (field, target) in entries(vendor) {
+        if target.starts_with("profileOnce.") {
+            match sent.iter().find_map(|c| canonical_value(&c.contact, field)) {
+                Some(first) => want.insert(target.clone(), first),
+                None => want.remove(target),
+            };
+        }
+    }
+    prop_assert_eq!(&sim.record, &want);
+    for c in &changes {
+        prop_assert_eq!(
+            sim.deliver(c).unwrap(),
+            Vec::<PlannedRequest>::new(),
+            "{} redelivered",
+            c.event.event_id
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Coalesced runs end where one-by-one delivery does, at every vendor.
+    #[test]
+    fn coalesced_changes_end_with_the_newest_value_of_every_field((specs, arrival, cuts) in history_in_runs()) {
+        for sim in [
+            Sim::new(Vendor::Hood),
+            Sim::known(Vendor::Hood),
+            Sim::new(Vendor::Channelio),
+            Sim::new(Vendor::Chatwoot),
+            Sim::known(Vendor::Chatwoot),
+            Sim::new(Vendor::Omnivibe),
+        ] {
+            coalesced_newest_value_wins(sim, &specs, &arrival, &cuts)?;
+        }
+    }
 
     /// Hood from an unknown profile: lookup, create, PATCH after create, then PATCHes.
     #[test]
@@ -713,6 +804,7 @@ mod targets {
                 kind: ChangeKind::Updated,
             },
             contact,
+            versions: Default::default(),
         };
         let applied_by_older = AppliedField {
             fingerprint: fingerprint(&json!("Hana Kim")),
@@ -732,7 +824,13 @@ mod targets {
         assert!(omnivibe.plans().is_empty(), "nothing reached the vendor");
         assert_eq!(
             delivered.applied,
-            BTreeMap::from([("name".to_string(), applied_by_older.fingerprint)]),
+            BTreeMap::from([(
+                "name".to_string(),
+                AppliedField {
+                    version: change.version(),
+                    ..applied_by_older
+                }
+            )]),
             "the skip reports the name as confirmed by this newer change"
         );
     }

@@ -18,8 +18,8 @@ use chrono::{TimeDelta, Utc};
 use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
 use relay_shared::assembly::{WorkerParts, build_worker};
-use relay_shared::queue::Queue;
 use relay_shared::queue::sqs::SqsQueue;
+use relay_shared::queue::{Queue, receive_gathering};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::{Clock, GcraParams, SystemClock};
 use relay_shared::vendors::Vendor;
@@ -43,6 +43,9 @@ pub struct TemplateQueue {
     pub max_receives: u32,
     /// `SyncWorkerQueueMapping.BatchSize`.
     pub batch_size: u16,
+    /// `SyncWorkerQueueMapping.MaximumBatchingWindowInSeconds` (the parameter's default):
+    /// how long the mapping gathers a batch before invoking the worker.
+    pub batching_window: Duration,
     /// Whether the mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub partial_batch_responses: bool,
     /// `WorkerMaxConcurrency`'s default: how many invocations the mapping runs at once.
@@ -242,6 +245,7 @@ impl SqsPipeline {
                     worker: self.worker.clone(),
                     counts: self.counts.clone(),
                     batch_size: self.template.batch_size,
+                    batching_window: self.template.batching_window,
                     timeout: self.template.function_timeout,
                     busy: busy.clone(),
                 };
@@ -307,20 +311,24 @@ struct Poller {
     worker: Arc<Worker>,
     counts: Arc<PollCounts>,
     batch_size: u16,
+    batching_window: Duration,
     timeout: Duration,
     busy: Arc<AtomicUsize>,
 }
 
 impl Poller {
-    /// One poll: a long-polling receive of up to `BatchSize` messages, handed to the
-    /// sync-worker handler with the function's timeout, then every message it did not
-    /// report as failed deleted — what the event source mapping does with
-    /// `ReportBatchItemFailures`.
+    /// One poll: a long-polling receive of up to `BatchSize` messages gathered for the
+    /// batching window, handed to the sync-worker handler with the function's timeout, then
+    /// every message it did not report as failed deleted — what the event source mapping
+    /// does with `ReportBatchItemFailures`.
     async fn poll(&self) {
-        let batch = match self
-            .queue
-            .receive(self.batch_size, Duration::from_secs(1))
-            .await
+        let batch = match receive_gathering(
+            &self.queue,
+            self.batch_size,
+            Duration::from_secs(1),
+            self.batching_window,
+        )
+        .await
         {
             Ok(batch) => batch,
             Err(e) => {

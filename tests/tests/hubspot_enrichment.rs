@@ -64,6 +64,7 @@ fn hubspot_change(object: u64) -> ContactChange {
             kind: ChangeKind::Updated,
         },
         contact: Contact::new(ContactKey::external("hubspot", &object.to_string()).unwrap()),
+        versions: Default::default(),
     }
 }
 

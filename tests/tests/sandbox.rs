@@ -216,8 +216,7 @@ impl Relay {
                     if o.vendor_id.is_some() {
                         link.vendor_id = o.vendor_id.clone();
                     }
-                    link.applied
-                        .extend(relay_shared::plan::applied_at(&applied, 0));
+                    link.applied.extend(applied);
                     Outcome::Synced(o)
                 }
                 Some(Err(e)) => Outcome::Failed(e),

@@ -50,6 +50,20 @@ fn template_queue() -> TemplateQueue {
         visibility: Duration::from_secs(number(&queue["VisibilityTimeout"])),
         max_receives: u32::try_from(number(&queue["RedrivePolicy"]["maxReceiveCount"])).unwrap(),
         batch_size: u16::try_from(number(&mapping["BatchSize"])).unwrap(),
+        // `!Ref WorkerBatchingWindowSeconds`: its default.
+        batching_window: {
+            let serde_norway::Value::Tagged(window) = &mapping["MaximumBatchingWindowInSeconds"]
+            else {
+                panic!("MaximumBatchingWindowInSeconds is a !Ref")
+            };
+            assert_eq!(
+                (window.tag.to_string().as_str(), window.value.as_str()),
+                ("!Ref", Some("WorkerBatchingWindowSeconds"))
+            );
+            Duration::from_secs(number(
+                &template["Parameters"]["WorkerBatchingWindowSeconds"]["Default"],
+            ))
+        },
         partial_batch_responses: mapping["FunctionResponseTypes"]
             .as_sequence()
             .unwrap()

@@ -120,6 +120,7 @@ impl Rig {
                 kind: ChangeKind::Updated,
             },
             contact,
+            versions: Default::default(),
         };
         let body = DeliveryMessage::new(Vendor::Channelio, change).to_body();
         self.queue

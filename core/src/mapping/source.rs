@@ -145,8 +145,21 @@ impl SourceMapping {
         };
         if !self.full_name_from.is_empty() {
             for event in &mut mapped {
-                if let EventOutcome::Change(change) = &mut event.outcome {
-                    compose_full_name(&mut change.change.contact, &self.full_name_from);
+                if let EventOutcome::Change(change) = &mut event.outcome
+                    && compose_full_name(&mut change.change.contact, &self.full_name_from)
+                {
+                    // As new as its newest part (the parts of a combined change may be
+                    // older than the change).
+                    let change = &mut change.change;
+                    let newest = self
+                        .full_name_from
+                        .iter()
+                        .map(|part| change.version_of(&format!("custom.{part}")))
+                        .max()
+                        .unwrap_or_else(|| change.version());
+                    if newest != change.version() {
+                        change.versions.insert("full_name".into(), newest);
+                    }
                 }
             }
         }
@@ -178,7 +191,7 @@ impl SourceMapping {
     /// may have gained the missing part).
     pub fn compose_full_name(&self, contact: &mut Contact) {
         if !self.full_name_from.is_empty() {
-            compose_full_name(contact, &self.full_name_from);
+            let _composed = compose_full_name(contact, &self.full_name_from);
         }
     }
 
@@ -274,15 +287,15 @@ impl SourceMapping {
         contact.consent.texting = fields.consent_texting;
         contact.custom = fields.custom;
         EventOutcome::Change(MappedChange {
-            change: ContactChange {
-                event: SyncEvent {
+            change: ContactChange::new(
+                SyncEvent {
                     source: self.name.clone(),
                     event_id: event_id.to_string(),
                     occurred_at,
                     kind,
                 },
                 contact,
-            },
+            ),
             warnings,
             occurred_at_given,
             combined: 0,
@@ -573,8 +586,9 @@ pub struct MappedChange {
 /// (HubSpot sends a contact edit of four properties as four events, usually in one
 /// request), so each vendor gets one call with the whole edit instead of four.
 ///
-/// * Each field takes its value from the newest change that sets it (`occurred_at`; a tie
-///   goes to the later event in the delivery). Custom properties are combined one by one.
+/// * Each field takes its value from the newest change that sets it, and keeps that
+///   change's version ([`crate::plan::coalesce`], which ranks ties as planning does).
+///   Custom properties are combined one by one.
 /// * A deletion is never combined: it stays where it was, and changes of the same contact
 ///   after it start a new combined change, so the order of "edit, delete, re-create" holds.
 /// * The combined change happened when its newest member did; it is a `created` change if
@@ -665,52 +679,30 @@ fn merge(mut members: Vec<(String, MappedChange)>) -> MappedEvent {
         members.len() - 1,
         hex::encode(&digest[..6])
     );
-    let created = members
-        .iter()
-        .any(|(_, m)| m.change.event.kind == ChangeKind::Created);
-    let signup = members
-        .iter()
-        .any(|(_, m)| m.change.event.kind == ChangeKind::Signup);
     let occurred_at_given = members.iter().all(|(_, m)| m.occurred_at_given);
-    // Oldest first, so each later (newer) member overwrites what it sets; a stable sort
-    // keeps the delivery's order among equal times.
+    // Oldest first, as the warnings are listed; a stable sort keeps the delivery's order
+    // among equal times.
     members.sort_by_key(|(_, m)| m.change.event.occurred_at);
     // Each warning names the event it came from.
+    let mut warnings: Vec<FieldWarning> = Vec::new();
     for (id, m) in &mut members {
-        for w in &mut m.warnings {
+        for mut w in std::mem::take(&mut m.warnings) {
             w.event.get_or_insert_with(|| id.clone());
-        }
-    }
-    // Not empty: more than one member (above).
-    let (_, mut out) = members.remove(0);
-    for (_, m) in members {
-        let (event, c) = (m.change.event, m.change.contact);
-        let into = &mut out.change.contact;
-        into.email = c.email.or(into.email.take());
-        into.phone = c.phone.or(into.phone.take());
-        into.full_name = c.full_name.or(into.full_name.take());
-        into.organization = c.organization.or(into.organization.take());
-        into.tags = c.tags.or(into.tags.take());
-        into.lists = c.lists.or(into.lists.take());
-        into.consent.email = c.consent.email.or(into.consent.email);
-        into.consent.texting = c.consent.texting.or(into.consent.texting);
-        into.custom.extend(c.custom);
-        out.change.event.occurred_at = event.occurred_at;
-        out.change.event.kind = event.kind;
-        for w in m.warnings {
-            if !out.warnings.contains(&w) {
-                out.warnings.push(w);
+            if !warnings.contains(&w) {
+                warnings.push(w);
             }
         }
     }
-    if created {
-        out.change.event.kind = ChangeKind::Created;
-    } else if signup {
-        out.change.event.kind = ChangeKind::Signup;
-    }
+    // Not empty: more than one member (above).
+    let (_, first) = members.remove(0);
+    let change = crate::plan::coalesce(first.change, members.into_iter().map(|(_, m)| m.change));
+    let mut out = MappedChange {
+        change,
+        warnings,
+        occurred_at_given,
+        combined,
+    };
     out.change.event.event_id = event_id.clone();
-    out.occurred_at_given = occurred_at_given;
-    out.combined = combined;
     MappedEvent {
         event_id,
         outcome: EventOutcome::Change(out),
@@ -720,9 +712,10 @@ fn merge(mut members: Vec<(String, MappedChange)>) -> MappedEvent {
 /// Sets `full_name` from the text of the `parts` custom fields when there is no full name
 /// and every part is there and not blank; a change with only some parts keeps no full name
 /// (a first name alone must not replace the whole name at a vendor).
-fn compose_full_name(contact: &mut Contact, parts: &[String]) {
+/// Answers whether it set one.
+fn compose_full_name(contact: &mut Contact, parts: &[String]) -> bool {
     if contact.full_name.is_some() {
-        return;
+        return false;
     }
     let mut words = Vec::with_capacity(parts.len());
     for part in parts {
@@ -733,11 +726,12 @@ fn compose_full_name(contact: &mut Contact, parts: &[String]) {
             .map(str::trim)
         {
             Some(word) if !word.is_empty() => words.push(word),
-            _ => return,
+            _ => return false,
         }
     }
     let (name, _) = limits::cut(words.join(" "), limits::MAX_NAME_CHARS);
     contact.full_name = Some(name);
+    true
 }
 
 #[derive(Default)]

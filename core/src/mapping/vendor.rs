@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::canonical::{CanonicalField, ValueKind, is_identifier};
-use crate::model::Contact;
 use crate::model::Vendor;
+use crate::model::{Contact, ContactChange};
 
 /// Canonical field → vendor field pairs, validated.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,19 @@ impl FieldMap {
             .iter()
             .filter_map(|(field, target)| {
                 canonical_value(contact, field).map(|v| (target.as_str(), v))
+            })
+            .collect()
+    }
+
+    /// [`Self::project`] for a change, with each field's version: that of the change that
+    /// set the canonical field ([`ContactChange::version_of`]), as newest-wins planning
+    /// ranks it.
+    pub fn project_change(&self, change: &ContactChange) -> Vec<(&str, Value, i64)> {
+        self.entries
+            .iter()
+            .filter_map(|(field, target)| {
+                canonical_value(&change.contact, field)
+                    .map(|v| (target.as_str(), v, change.version_of(&field.to_string())))
             })
             .collect()
     }

@@ -1,5 +1,7 @@
 //! Sync events: which change happened, where and when.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -55,4 +57,36 @@ impl SyncEvent {
 pub struct ContactChange {
     pub event: SyncEvent,
     pub contact: Contact,
+    /// Per canonical field (`email`, `full_name`, `custom.plan`, ...), the version (epoch
+    /// ms) of the older change that set it, for a change made of several
+    /// (`relay_core::plan::coalesce`): each field is then judged newest-wins at the vendor
+    /// by the change it came from, not by the newest member. A field not listed is at
+    /// `event.occurred_at`; a change from one event lists none (and the field is left out of
+    /// its JSON).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, i64>,
+}
+
+impl ContactChange {
+    /// A change from one event: every field at the event's time.
+    pub fn new(event: SyncEvent, contact: Contact) -> Self {
+        ContactChange {
+            event,
+            contact,
+            versions: BTreeMap::new(),
+        }
+    }
+
+    /// The change's version (epoch ms): when it happened.
+    pub fn version(&self) -> i64 {
+        self.event.occurred_at.timestamp_millis()
+    }
+
+    /// The version of the change that set the canonical field `name`.
+    pub fn version_of(&self, name: &str) -> i64 {
+        self.versions
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.version())
+    }
 }

@@ -3,8 +3,11 @@
 //! the vendors impose (no empty PATCH, no create without e-mail or phone, at most 20 tags,
 //! E.164 phones, no password fields) is enforced where it can be tested exhaustively.
 
+mod coalesce;
+
 use std::collections::BTreeMap;
 
+pub use coalesce::coalesce;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -42,11 +45,12 @@ pub fn fingerprint(value: &Value) -> String {
 pub(crate) struct Changed<'a> {
     /// Fields to send.
     pub values: Vec<(&'a str, Value)>,
-    /// Fingerprints of the fields left out because they hold the value already applied,
-    /// set by an older change: this change is now the newest that set them, and the link
-    /// must say so even when nothing is sent, or a change older than this one but newer
-    /// than the applied one would overwrite the value.
-    pub confirmed: BTreeMap<String, String>,
+    /// The fields this change is now the newest to have set, as the link records them
+    /// (each at the version of the change it came from): those sent, and those left out
+    /// because they hold the value already applied, set by an older change (`confirmed`).
+    /// The link must record a confirmed field even when nothing is sent, or a change older
+    /// than this one but newer than the applied one would overwrite the value.
+    pub applied: BTreeMap<String, AppliedField>,
     /// Fields left out because a newer change set them.
     pub stale: usize,
     /// Fields left out because they hold the value already applied.
@@ -54,12 +58,13 @@ pub(crate) struct Changed<'a> {
 }
 
 impl Changed<'_> {
-    /// The fields this change is now the newest to have set, as [`Planned::applied`]
-    /// records them: those sent and those confirmed.
-    pub fn applied(&self) -> BTreeMap<String, String> {
-        let mut applied = fingerprints(&self.values);
-        applied.extend(self.confirmed.clone());
-        applied
+    /// The fields left out that this change confirms (see [`Self::applied`]).
+    pub fn confirmed(&self) -> BTreeMap<String, AppliedField> {
+        let mut confirmed = self.applied.clone();
+        for (target, _) in &self.values {
+            confirmed.remove(*target);
+        }
+        confirmed
     }
 
     /// The skip reason when this change sends nothing.
@@ -74,14 +79,15 @@ impl Changed<'_> {
     }
 }
 
-/// Newest value wins, per vendor field. A change of `version` whose value for a field has
-/// fingerprint `f` is ranked by `(version, f)` against the applied field's
+/// Newest value wins, per vendor field. A projected field `(target, value, version)` — the
+/// version of the change that set it ([`crate::model::ContactChange::version_of`]) — whose
+/// value has fingerprint `f` is ranked by `(version, f)` against the applied field's
 /// `(version, fingerprint)`:
 ///
 /// - lower: a newer change set the field (or, at an equal version, one with a greater
 ///   fingerprint): left out (`stale`);
 /// - equal: the same change again, or an equal one: nothing to do (`unchanged`);
-/// - higher with the applied value: nothing to send, but the field is `confirmed`: the
+/// - higher with the applied value: nothing to send, but the field is confirmed: the
 ///   link records this (newer) version, so a change between the two that arrives late
 ///   still loses;
 /// - higher with another value, or never applied: sent.
@@ -91,46 +97,53 @@ impl Changed<'_> {
 /// arrive in and however often each is redelivered. Channel.io's `profileOnce.*` fields
 /// follow the same rule, but the vendor sets them only where empty: it keeps the first
 /// value it received, and a later one sent this way changes nothing there.
+///
+/// Versions are per field, not per change, so a change coalesced from several
+/// ([`coalesce`]) ends at the vendor exactly as its members delivered one by one would.
 pub(crate) fn changed<'a>(
-    projected: Vec<(&'a str, Value)>,
+    projected: Vec<(&'a str, Value, i64)>,
     state: &VendorState,
-    version: i64,
 ) -> Changed<'a> {
     use std::cmp::Ordering;
     let mut out = Changed {
         values: Vec::new(),
-        confirmed: BTreeMap::new(),
+        applied: BTreeMap::new(),
         stale: 0,
         unchanged: 0,
     };
-    for (target, value) in projected {
-        let fp = fingerprint(&value);
-        let Some(applied) = state.applied.get(target) else {
-            out.values.push((target, value));
-            continue;
+    for (target, value, version) in projected {
+        let fingerprint = fingerprint(&value);
+        let rank = (version, fingerprint.as_str());
+        let sent = match state.applied.get(target) {
+            None => true,
+            Some(applied) => match rank.cmp(&(applied.version, applied.fingerprint.as_str())) {
+                Ordering::Less => {
+                    out.stale += 1;
+                    continue;
+                }
+                Ordering::Equal => {
+                    out.unchanged += 1;
+                    continue;
+                }
+                Ordering::Greater if fingerprint == applied.fingerprint => {
+                    out.unchanged += 1;
+                    false
+                }
+                Ordering::Greater => true,
+            },
         };
-        let rank = (version, fp.as_str());
-        match rank.cmp(&(applied.version, applied.fingerprint.as_str())) {
-            Ordering::Less => out.stale += 1,
-            Ordering::Equal => out.unchanged += 1,
-            Ordering::Greater if fp == applied.fingerprint => {
-                out.unchanged += 1;
-                out.confirmed.insert(target.to_string(), fp);
-            }
-            Ordering::Greater => out.values.push((target, value)),
+        out.applied.insert(
+            target.to_string(),
+            AppliedField {
+                fingerprint,
+                version,
+            },
+        );
+        if sent {
+            out.values.push((target, value));
         }
     }
     out
-}
-
-/// The fingerprints of the fields a plan sends, to store after success.
-pub fn fingerprints<'a>(
-    values: impl IntoIterator<Item = &'a (&'a str, Value)>,
-) -> BTreeMap<String, String> {
-    values
-        .into_iter()
-        .map(|(t, v)| ((*t).to_string(), fingerprint(v)))
-        .collect()
 }
 
 /// A JSON value as the text vendors store (strings as they are, others as JSON).
@@ -141,49 +154,30 @@ pub(crate) fn as_text(value: &Value) -> String {
     }
 }
 
-/// Fingerprints of fields sent, as the link records them for a change of `version`.
-pub fn applied_at(
-    fingerprints: &BTreeMap<String, String>,
-    version: i64,
-) -> BTreeMap<String, AppliedField> {
-    fingerprints
-        .iter()
-        .map(|(t, fp)| {
-            (
-                t.clone(),
-                AppliedField {
-                    fingerprint: fp.clone(),
-                    version,
-                },
-            )
-        })
-        .collect()
-}
-
-/// The link's applied fields after a change of `version` was delivered, sent or skipped:
-/// `stored` (what the plan was made from) with every field of `applied` (the plan's
-/// [`Planned::applied`]: the fields sent and those confirmed) set to that change's
-/// fingerprint and version. The worker commits exactly this, so the rule is tested here.
+/// The link's applied fields after a change was delivered, sent or skipped: `stored`
+/// (what the plan was made from) with every field of `applied` (the plan's
+/// [`Planned::applied`]: the fields sent and those confirmed, each at the version of the
+/// change that set it). The worker commits exactly this, so the rule is tested here.
 pub fn record_applied(
     stored: &BTreeMap<String, AppliedField>,
-    applied: &BTreeMap<String, String>,
-    version: i64,
+    applied: &BTreeMap<String, AppliedField>,
 ) -> BTreeMap<String, AppliedField> {
     let mut next = stored.clone();
-    next.extend(applied_at(applied, version));
+    next.extend(applied.iter().map(|(t, a)| (t.clone(), a.clone())));
     next
 }
 
-/// A plan with the fingerprints of the fields the change is now the newest to have set:
-/// stored in the contact's link (with [`record_applied`]) once the vendor accepted the
-/// request, or when the plan is a skip, so the next change sends only what differs and an
-/// older one never overwrites.
+/// A plan with the fields the change is now the newest to have set: stored in the
+/// contact's link (with [`record_applied`]) once the vendor accepted the request, or when
+/// the plan is a skip, so the next change sends only what differs and an older one never
+/// overwrites.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned<P> {
     pub plan: P,
     /// The fields sent, and those holding the applied value that this newer change
-    /// confirms (see this module's `changed`); empty for a deletion.
-    pub applied: BTreeMap<String, String>,
+    /// confirms (see this module's `changed`), each with its fingerprint and the version of
+    /// the change that set it; empty for a deletion.
+    pub applied: BTreeMap<String, AppliedField>,
 }
 
 impl<P> Planned<P> {
@@ -202,7 +196,7 @@ impl<P> Planned<P> {
     ) -> Self {
         Planned {
             plan: plan(changed.skip_reason()),
-            applied: changed.confirmed.clone(),
+            applied: changed.confirmed(),
         }
     }
 
@@ -210,14 +204,8 @@ impl<P> Planned<P> {
     pub(crate) fn sending(plan: P, changed: &Changed<'_>) -> Self {
         Planned {
             plan,
-            applied: changed.applied(),
+            applied: changed.applied.clone(),
         }
-    }
-
-    /// [`Self::applied`] as the link records them for a change of `version`, starting from
-    /// an empty link (else see [`record_applied`]).
-    pub fn applied_at(&self, version: i64) -> BTreeMap<String, AppliedField> {
-        applied_at(&self.applied, version)
     }
 }
 
@@ -360,10 +348,10 @@ mod tests {
 
     /// (sent, confirmed, stale, unchanged) for a change of `version` setting `value`.
     fn classify(stored: &VendorState, value: &Value, version: i64) -> (bool, bool, usize, usize) {
-        let c = changed(vec![("name", value.clone())], stored, version);
+        let c = changed(vec![("name", value.clone(), version)], stored);
         (
             !c.values.is_empty(),
-            c.confirmed.contains_key("name"),
+            c.confirmed().contains_key("name"),
             c.stale,
             c.unchanged,
         )
@@ -422,7 +410,11 @@ mod tests {
                 },
             ),
         ]);
-        let next = record_applied(&stored, &BTreeMap::from([("name".into(), "a".into())]), 3);
+        let applied = AppliedField {
+            fingerprint: "a".into(),
+            version: 3,
+        };
+        let next = record_applied(&stored, &BTreeMap::from([("name".into(), applied)]));
         assert_eq!(
             next["name"],
             AppliedField {

@@ -233,6 +233,7 @@ mod tests {
                 kind: crate::model::ChangeKind::Updated,
             },
             contact: Contact::new(ContactKey::external("hubspot", "901").unwrap()),
+            versions: Default::default(),
         };
         let ev = |name: &str, value: &str| {
             json!({"eventId": format!("crm-901-{name}"), "subscriptionType": "contact.propertyChange",

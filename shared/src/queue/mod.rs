@@ -168,6 +168,44 @@ impl QueueError {
     }
 }
 
+/// Receives as an SQS event source mapping with a batching window
+/// (`MaximumBatchingWindowInSeconds`) does: long-polls up to `wait` for a first message,
+/// then goes on gathering for up to `window` from then until `max` are in hand. The
+/// worker delivers the messages of one batch for one person as one change, so the window
+/// bounds how long a change may wait to be coalesced with those that follow it. A failed
+/// receive after the first answers what is in hand (they are received, so they must be
+/// handled).
+pub async fn receive_gathering(
+    queue: &dyn Queue,
+    max: u16,
+    wait: Duration,
+    window: Duration,
+) -> Result<Vec<ReceivedMessage>, QueueError> {
+    /// Between receives that found nothing while gathering.
+    const PAUSE: Duration = Duration::from_millis(50);
+    let mut batch = queue.receive(max, wait).await?;
+    if batch.is_empty() || window.is_zero() {
+        return Ok(batch);
+    }
+    let until = tokio::time::Instant::now() + window;
+    while batch.len() < usize::from(max) {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            break;
+        }
+        let room = max.saturating_sub(u16::try_from(batch.len()).unwrap_or(max));
+        match queue.receive(room, Duration::ZERO).await {
+            Ok(more) if more.is_empty() => tokio::time::sleep(PAUSE.min(until - now)).await,
+            Ok(more) => batch.extend(more),
+            Err(error) => {
+                tracing::warn!(%error, "receive failed while gathering a batch; handling those in hand");
+                break;
+            }
+        }
+    }
+    Ok(batch)
+}
+
 /// What ingest and the worker need from a queue.
 #[async_trait]
 pub trait Queue: Send + Sync {
@@ -189,4 +227,56 @@ pub trait Queue: Send + Sync {
         receipt: &ReceiptHandle,
         delay: Duration,
     ) -> Result<(), QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::queue::memory::MemoryQueue;
+
+    fn messages(from: usize, n: usize) -> Vec<OutboundMessage> {
+        (from..from + n)
+            .map(|i| OutboundMessage::new(format!("m{i}"), format!("body {i}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_gathers_what_arrives_within_the_window() {
+        let queue = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
+        queue.send_batch(&messages(0, 1)).await.unwrap();
+        let later = queue.clone();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            later.send_batch(&messages(1, 2)).await.unwrap();
+        });
+        let batch = receive_gathering(
+            queue.as_ref(),
+            10,
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+        sender.await.unwrap();
+        assert_eq!(batch.len(), 3, "the first and the two sent 100 ms later");
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_or_no_window_is_handed_over_at_once() {
+        let queue = MemoryQueue::new(Duration::from_secs(60));
+        queue.send_batch(&messages(0, 12)).await.unwrap();
+        let started = std::time::Instant::now();
+        let full = receive_gathering(&queue, 10, Duration::ZERO, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(full.len(), 10);
+        let rest = receive_gathering(&queue, 10, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 2);
+        // Neither waited for its 60 s window (a wide margin, not a timing goal).
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
 }

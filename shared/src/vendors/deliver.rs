@@ -12,7 +12,7 @@ use relay_core::vendors::VendorModel;
 
 use crate::mapping::Mappings;
 use crate::model::ContactChange;
-use crate::plan::{PlanError, Planned, SkipReason, VendorState};
+use crate::plan::{AppliedField, PlanError, Planned, SkipReason, VendorState};
 use crate::vendors::{ErrorClass, SyncError, Vendor, VendorSync};
 
 /// What a delivery did at the vendor.
@@ -20,10 +20,10 @@ use crate::vendors::{ErrorClass, SyncError, Vendor, VendorSync};
 pub struct Delivered {
     /// The vendor's id of the record, when known.
     pub vendor_id: Option<String>,
-    /// Fingerprints of the fields this change is now the newest to have set (those sent,
-    /// and on a skip too those already holding its value), to record in the link with
-    /// [`crate::plan::record_applied`].
-    pub applied: BTreeMap<String, String>,
+    /// The fields this change is now the newest to have set (those sent, and on a skip too
+    /// those already holding its value), each with its fingerprint and version, to record
+    /// in the link with [`crate::plan::record_applied`].
+    pub applied: BTreeMap<String, AppliedField>,
     /// HTTP calls made.
     pub calls: u32,
     /// Why nothing was sent, when nothing was.

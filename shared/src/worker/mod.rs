@@ -28,6 +28,7 @@
 //! chained (`retry_not_before`). Only when the send fails is the message left in the queue
 //! with its visibility changed instead.
 
+mod coalesce;
 pub mod gate;
 pub mod metrics;
 pub mod retry;
@@ -180,6 +181,7 @@ pub enum Settled {
 }
 
 /// What a delivery attempt came to, before the attempt state decides the disposition.
+#[derive(Clone)]
 enum Next {
     Done(Outcome),
     /// Try again after this wait; nothing failed.
@@ -193,6 +195,39 @@ enum Next {
     /// from, but its source can be read: complete the change ([`crate::enrich`]) and
     /// deliver it again.
     Enrich,
+}
+
+/// The delivery ids one attempt stands for in the link: the one its lease is taken with
+/// (a message's own, or a coalesced group's) and the others it applies too, all
+/// remembered on commit so a redelivery of any of them is recognised.
+struct Deliveries {
+    lease: DeliveryId,
+    also: Vec<DeliveryId>,
+}
+
+impl Deliveries {
+    fn one(message: &DeliveryMessage) -> Self {
+        Deliveries {
+            lease: DeliveryId::of(&message.event_key()),
+            also: Vec::new(),
+        }
+    }
+}
+
+/// Whose an attempt was, for the log line and the counts.
+#[derive(Clone, Copy)]
+struct Share {
+    /// Messages delivered by the attempt (1: alone).
+    with: usize,
+    /// This message's log line and delivery-log entry carry the attempt's vendor calls.
+    counts_calls: bool,
+}
+
+impl Share {
+    const ALONE: Share = Share {
+        with: 1,
+        counts_calls: true,
+    };
 }
 
 /// Everything a worker needs, built once per cold start.
@@ -216,6 +251,8 @@ pub struct Worker {
     /// Readers of the sources changes come from, to complete a change for a person the
     /// relay does not know yet (none: such changes wait for an identifier).
     pub enrichment: Option<Arc<Enrichment>>,
+    /// Whether the messages of a batch for one person at one vendor are delivered as one.
+    pub coalesce: bool,
 }
 
 impl Worker {
@@ -223,6 +260,14 @@ impl Worker {
     /// read ([`crate::enrich`]).
     pub fn with_enrichment(mut self, enrichment: Enrichment) -> Self {
         self.enrichment = Some(Arc::new(enrichment));
+        self
+    }
+
+    /// Turns coalescing on or off ([`coalesce`]). Off by default: with it on, the Hood
+    /// storm test (`tests/tests/storm.rs`) counts more synced Hood deliveries than contact
+    /// changes, not yet explained; until it is, production delivers every message alone.
+    pub fn coalescing(mut self, on: bool) -> Self {
+        self.coalesce = on;
         self
     }
 
@@ -259,10 +304,13 @@ impl Worker {
             metrics,
             journal: None,
             enrichment: None,
+            coalesce: false,
         }
     }
 
-    /// Processes a batch concurrently and settles each message. `delete_done` is false in
+    /// Processes a batch concurrently and settles each message. Messages of the batch for
+    /// the same person at the same vendor are delivered together, as one change
+    /// ([`coalesce`]), when [`Self::coalescing`] is on. `delete_done` is false in
     /// Lambda, where SQS deletes every message not reported as failed; the ids returned are
     /// the messages left in the queue (Lambda's `batchItemFailures`).
     pub async fn handle_batch(
@@ -271,15 +319,27 @@ impl Worker {
         deadline: DateTime<Utc>,
         delete_done: bool,
     ) -> Vec<String> {
-        let settled = join_all(
-            messages
-                .iter()
-                .map(|m| self.handle(m, deadline, delete_done)),
-        )
+        let settled = join_all(self.units(messages).into_iter().map(|unit| async move {
+            match unit {
+                coalesce::Unit::Together(members) if members.len() > 1 => {
+                    self.handle_together(members, deadline, delete_done).await
+                }
+                coalesce::Unit::Together(members) => {
+                    let mut settled = Vec::with_capacity(1);
+                    for (message, _) in members {
+                        settled.push((message, self.handle(message, deadline, delete_done).await));
+                    }
+                    settled
+                }
+                coalesce::Unit::Alone(message) => {
+                    vec![(message, self.handle(message, deadline, delete_done).await)]
+                }
+            }
+        }))
         .await;
-        messages
-            .iter()
-            .zip(settled)
+        settled
+            .into_iter()
+            .flatten()
             .filter(|(_, s)| *s == Settled::Returned)
             .map(|(m, _)| m.message_id.clone())
             .collect()
@@ -293,6 +353,17 @@ impl Worker {
         delete_done: bool,
     ) -> Settled {
         let (disposition, parsed) = self.decide(message, deadline).await;
+        self.settle(message, disposition, parsed, delete_done).await
+    }
+
+    /// Does with `message` what its disposition says.
+    async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        disposition: Disposition,
+        parsed: Option<DeliveryMessage>,
+        delete_done: bool,
+    ) -> Settled {
         match disposition {
             Disposition::Done => self.remove(message, delete_done).await,
             Disposition::RetryAfter { delay, retry } => {
@@ -417,18 +488,53 @@ impl Worker {
         };
         let now = self.clock.now();
         let mut vendor_id = None;
-        let mut next = match parsed.retry.retry_not_before {
+        let next = match parsed.retry.retry_not_before {
             Some(at) if at - NOT_BEFORE_TOLERANCE > now => Next::NotYet(at),
-            _ => self.deliver(&parsed, deadline, &mut vendor_id).await,
+            _ => {
+                let ids = Deliveries::one(&parsed);
+                self.attempt(&mut parsed, &ids, deadline, &mut vendor_id)
+                    .await
+            }
         };
-        if matches!(next, Next::Enrich) {
-            // Completed, then delivered as any change; a message handed on from here on
-            // carries the completed change, so the source is read once per delivery.
-            next = match self.enrich(&mut parsed, deadline).await {
-                None => self.deliver(&parsed, deadline, &mut vendor_id).await,
-                Some(next) => next,
-            };
+        let disposition = self
+            .conclude(message, &parsed, next, vendor_id, started, Share::ALONE)
+            .await;
+        (disposition, Some(parsed))
+    }
+
+    /// Delivers `parsed`, completing it from its source first where it needs that.
+    async fn attempt(
+        &self,
+        parsed: &mut DeliveryMessage,
+        ids: &Deliveries,
+        deadline: DateTime<Utc>,
+        vendor_id: &mut Option<String>,
+    ) -> Next {
+        let next = self.deliver(parsed, ids, deadline, vendor_id).await;
+        if !matches!(next, Next::Enrich) {
+            return next;
         }
+        // Completed, then delivered as any change; a message handed on from here on
+        // carries the completed change, so the source is read once per delivery.
+        match self.enrich(parsed, deadline).await {
+            None => self.deliver(parsed, ids, deadline, vendor_id).await,
+            Some(next) => next,
+        }
+    }
+
+    /// Turns what the attempt of `message` came to into its disposition; logs one line,
+    /// counts one outcome and records the attempt in the delivery log. `share` says whether
+    /// the attempt was this message's alone or a coalesced one's (its calls are counted
+    /// once, on the group's first message).
+    async fn conclude(
+        &self,
+        message: &ReceivedMessage,
+        parsed: &DeliveryMessage,
+        next: Next,
+        vendor_id: Option<String>,
+        started: Instant,
+        share: Share,
+    ) -> Disposition {
         let (mut disposition, outcome) = self.dispose(next, &parsed.retry);
         let attempted = matches!(
             outcome,
@@ -444,7 +550,7 @@ impl Worker {
             retry.attempts = attempts;
         }
         let calls = match outcome {
-            Outcome::Synced { calls } => calls,
+            Outcome::Synced { calls } if share.counts_calls => calls,
             _ => 0,
         };
         let skipped = match &outcome {
@@ -473,6 +579,7 @@ impl Worker {
             failures,
             receive_count = message.receive_count,
             calls,
+            coalesced = share.with,
             retry_in_ms = millis(retry_in_ms),
             latency_ms = millis(started.elapsed()),
             "delivery"
@@ -526,7 +633,7 @@ impl Worker {
                 Err(error) => tracing::warn!(%error, "no log key for the delivery"),
             }
         }
-        (disposition, Some(parsed))
+        disposition
     }
 
     /// Turns what an attempt came to into the message's disposition: waits keep the
@@ -609,6 +716,7 @@ impl Worker {
     async fn deliver(
         &self,
         message: &DeliveryMessage,
+        ids: &Deliveries,
         deadline: DateTime<Utc>,
         vendor_id: &mut Option<String>,
     ) -> Next {
@@ -638,7 +746,7 @@ impl Worker {
             );
         }
         let key = link_key(vendor, &message.change.contact);
-        let delivery = DeliveryId::of(&message.event_key());
+        let delivery = ids.lease.clone();
         let lease_until = deadline.min(now + TimeDelta::from_std(MAX_LEASE).unwrap_or_default());
         let (lease, mut link) = match self.links.lease(&key, &delivery, lease_until).await {
             Ok(LeaseOutcome::Leased { lease, link }) => (lease, link),
@@ -701,7 +809,6 @@ impl Worker {
             return Next::Enrich;
         }
 
-        let version = message.change.event.occurred_at.timestamp_millis();
         let mut state = VendorState {
             vendor_id: link.vendor_id.clone(),
             applied: link.fields.clone(),
@@ -735,14 +842,13 @@ impl Worker {
                 // From `state`, what the plan was made from (empty after a re-resolve).
                 let mut next = Link {
                     vendor_id: delivered.vendor_id.clone().or(state.vendor_id),
-                    fields: crate::plan::record_applied(
-                        &state.applied,
-                        &delivered.applied,
-                        version,
-                    ),
+                    fields: crate::plan::record_applied(&state.applied, &delivered.applied),
                     ..link
                 };
                 next.remember(delivery);
+                for applied in &ids.also {
+                    next.remember(applied.clone());
+                }
                 vendor_id.clone_from(&next.vendor_id);
                 if let Err(error) = self.links.commit(&lease, &next).await {
                     // The vendor has the change; only our record of it was lost (the lease
@@ -1159,6 +1265,7 @@ mod tests {
         gate: Arc<dyn CallGate>,
         script: Mutex<VecDeque<VendorError>>,
         calls: Mutex<u32>,
+        plans: Mutex<Vec<ChannelPlan>>,
     }
 
     #[async_trait]
@@ -1167,7 +1274,8 @@ mod tests {
         fn vendor(&self) -> Vendor {
             Vendor::Channelio
         }
-        async fn sync(&self, _plan: &ChannelPlan) -> Result<SyncOutcome, SyncError> {
+        async fn sync(&self, plan: &ChannelPlan) -> Result<SyncOutcome, SyncError> {
+            self.plans.lock().unwrap().push(plan.clone());
             let failed = |error: VendorError, calls| SyncError {
                 error: Box::new(error),
                 calls,
@@ -1230,6 +1338,7 @@ mod tests {
             gate,
             script: Mutex::default(),
             calls: Mutex::default(),
+            plans: Mutex::default(),
         });
         let queue = Arc::new(Recorder::default());
         let dead_letters = Arc::new(Recorder::default());
@@ -1271,6 +1380,7 @@ mod tests {
                     kind: ChangeKind::Updated,
                 },
                 contact: c,
+                versions: Default::default(),
             },
         );
         m.retry = retry;
@@ -1321,6 +1431,167 @@ mod tests {
             last_error: Some("channelio upsert_user: HTTP 503 (transient)".into()),
             waiting_since: Some(clock.now() - TimeDelta::minutes(3)),
             retry_not_before: None,
+        }
+    }
+
+    /// Three changes of one person (Ann) and one of another (Bo), in one batch.
+    fn mixed_batch() -> Vec<ReceivedMessage> {
+        let at = |s: i64| DateTime::from_timestamp_millis(START_MS - s * 1000).unwrap();
+        let mut name = delivery("ann", "e1", RetryState::default());
+        name.change.event.occurred_at = at(30);
+        name.change.event.kind = ChangeKind::Signup;
+        let mut email = delivery("ann", "e2", RetryState::default());
+        email.change.contact.full_name = None;
+        email.change.contact.email =
+            Some(crate::model::Email::parse("Ann.Example+CRM@Example.org").unwrap());
+        email.change.event.occurred_at = at(20);
+        let mut plan = delivery("ann", "e3", RetryState::default());
+        plan.change.contact.full_name = None;
+        plan.change
+            .contact
+            .custom
+            .insert("plan".into(), serde_json::json!("pro"));
+        plan.change.event.occurred_at = at(10);
+        let bo = delivery("bo", "e4", RetryState::default());
+        [plan, bo, name, email]
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| received(m.to_body(), u32::try_from(i).unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_of_one_person_in_a_batch_are_one_call_and_each_message_is_done() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
+        one.worker = one.worker.coalescing(true);
+        let batch = mixed_batch();
+        let failed = one
+            .worker
+            .handle_batch(&batch, in_a_minute(&clock), true)
+            .await;
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(
+            *one.channel.calls.lock().unwrap(),
+            2,
+            "one call for Ann, one for Bo"
+        );
+        let plans = one.channel.plans.lock().unwrap().clone();
+        let ann = plans
+            .iter()
+            .find_map(|p| match p {
+                ChannelPlan::Upsert { member_id, body }
+                    if *member_id == person_of("ann").as_str() =>
+                {
+                    Some(body.clone())
+                }
+                _ => None,
+            })
+            .expect("Ann upserted");
+        let profile = ann.profile.unwrap();
+        assert_eq!(profile["name"], "Ann Example");
+        assert_eq!(profile["email"], "ann.example+crm@example.org");
+        assert_eq!(profile["plan"], "pro");
+        let mut deleted = one.queue.deleted.lock().unwrap().clone();
+        deleted.sort();
+        assert_eq!(deleted, ["r0", "r1", "r2", "r3"], "every message done");
+        assert!(one.queue.sent.lock().unwrap().is_empty(), "none waits");
+
+        // Each member's own redelivery is recognised: no call.
+        let again = one.worker.process(&batch[2], in_a_minute(&clock)).await;
+        assert_eq!(again, Disposition::Done);
+        assert_eq!(*one.channel.calls.lock().unwrap(), 2);
+        // Each field at the version of the change that set it: e1's name at e1's time.
+        let LeaseOutcome::Leased { link, .. } = store
+            .lease(
+                &link_of("ann"),
+                &DeliveryId::of("peek#1"),
+                in_a_minute(&clock),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("the link is free")
+        };
+        let name = &link.fields["profile.name"];
+        assert_eq!(name.version, START_MS - 30_000);
+        assert_eq!(link.fields["profile.plan"].version, START_MS - 10_000);
+    }
+
+    #[tokio::test]
+    async fn without_coalescing_each_change_of_one_person_is_its_own_delivery() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
+        one.worker = one.worker.coalescing(false);
+        one.worker
+            .handle_batch(&mixed_batch(), in_a_minute(&clock), true)
+            .await;
+        // Each of Ann's three is a call of its own, or waits for the lease of another.
+        let calls = *one.channel.calls.lock().unwrap();
+        let waiting = one.queue.sent.lock().unwrap().len();
+        assert_eq!(
+            (calls + u32::try_from(waiting).unwrap(), calls > 2),
+            (4, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_of_a_coalesced_delivery_counts_for_each_message_in_its_own_body() {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
+        one.worker = one.worker.coalescing(true);
+        one.channel
+            .script
+            .lock()
+            .unwrap()
+            .push_back(VendorError::Transient {
+                vendor: Vendor::Channelio,
+                op: "channelio.upsert_user",
+                cause: TransientCause::Status(503),
+                message: None,
+                trace_id: None,
+                rate_limit: None,
+            });
+        let mut batch = mixed_batch();
+        batch.remove(1); // Ann's three only.
+        // One of them had failed before.
+        let mut earlier = DeliveryMessage::from_body(&batch[0].body).unwrap();
+        earlier.retry = earlier_failures(&clock);
+        batch[0].body = earlier.to_body();
+        one.worker
+            .handle_batch(&batch, in_a_minute(&clock), true)
+            .await;
+        assert_eq!(
+            *one.channel.calls.lock().unwrap(),
+            1,
+            "one attempt for the three"
+        );
+        let sent = one.queue.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3, "each handed on");
+        let mut by_event: Vec<(String, u32)> = sent
+            .iter()
+            .map(|m| {
+                let m = DeliveryMessage::from_body(&m.body).unwrap();
+                (m.change.event.event_id.clone(), m.retry.failures)
+            })
+            .collect();
+        by_event.sort();
+        let before = earlier.retry.failures;
+        assert_eq!(
+            by_event,
+            [
+                ("e1".into(), 1),
+                ("e2".into(), 1),
+                ("e3".into(), before + 1)
+            ]
+        );
+        // Each goes on with its own change, not the coalesced one.
+        for m in &sent {
+            let m = DeliveryMessage::from_body(&m.body).unwrap();
+            assert!(m.change.versions.is_empty());
         }
     }
 

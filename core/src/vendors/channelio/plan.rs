@@ -37,11 +37,7 @@ pub fn plan_channelio(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(
-        mapping.fields.project(&change.contact),
-        state,
-        change.event.occurred_at.timestamp_millis(),
-    );
+    let changed = changed(mapping.fields.project_change(change), state);
     let mut body = UserBody::default();
     for (target, value) in &changed.values {
         match *target {

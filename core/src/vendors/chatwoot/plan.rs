@@ -41,11 +41,7 @@ pub fn plan_chatwoot(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(
-        mapping.project(&change.contact),
-        state,
-        change.event.occurred_at.timestamp_millis(),
-    );
+    let changed = changed(mapping.project_change(change), state);
     let mut body = ContactBody::default();
     for (target, value) in &changed.values {
         let text = Some(as_text(value));

@@ -84,11 +84,7 @@ pub fn plan_hood(
     if change.event.kind == ChangeKind::Deleted {
         return Ok(Planned::skip(skip(SkipReason::DeletionNotSupported)));
     }
-    let changed: Changed<'_> = changed(
-        mapping.fields.project(&change.contact),
-        state,
-        change.event.occurred_at.timestamp_millis(),
-    );
+    let changed: Changed<'_> = changed(mapping.fields.project_change(change), state);
     let patch = patch_body(&changed.values);
     if patch.is_empty() {
         return Ok(Planned::nothing_to_send(&changed, skip));

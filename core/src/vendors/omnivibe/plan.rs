@@ -30,11 +30,7 @@ pub fn plan_omnivibe(
             SkipReason::DeletionNotSupported,
         )));
     }
-    let changed = changed(
-        mapping.fields.project(&change.contact),
-        state,
-        change.event.occurred_at.timestamp_millis(),
-    );
+    let changed = changed(mapping.fields.project_change(change), state);
     let mut profile = AgentProfile::default();
     for (target, value) in &changed.values {
         let text = Some(as_text(value));
