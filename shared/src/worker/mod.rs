@@ -1434,6 +1434,15 @@ mod tests {
         }
     }
 
+    /// An instance over a fresh store, with coalescing `on` or off.
+    fn coalescing_instance(on: bool) -> (Arc<ManualClock>, MemoryStore, Instance) {
+        let clock = clock();
+        let store = MemoryStore::new(clock.clone());
+        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
+        one.worker = one.worker.coalescing(on);
+        (clock, store, one)
+    }
+
     /// Three changes of one person (Ann) and one of another (Bo), in one batch.
     fn mixed_batch() -> Vec<ReceivedMessage> {
         let at = |s: i64| DateTime::from_timestamp_millis(START_MS - s * 1000).unwrap();
@@ -1462,10 +1471,7 @@ mod tests {
 
     #[tokio::test]
     async fn changes_of_one_person_in_a_batch_are_one_call_and_each_message_is_done() {
-        let clock = clock();
-        let store = MemoryStore::new(clock.clone());
-        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
-        one.worker = one.worker.coalescing(true);
+        let (clock, store, one) = coalescing_instance(true);
         let batch = mixed_batch();
         let failed = one
             .worker
@@ -1521,10 +1527,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_coalescing_each_change_of_one_person_is_its_own_delivery() {
-        let clock = clock();
-        let store = MemoryStore::new(clock.clone());
-        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
-        one.worker = one.worker.coalescing(false);
+        let (clock, _store, one) = coalescing_instance(false);
         one.worker
             .handle_batch(&mixed_batch(), in_a_minute(&clock), true)
             .await;
@@ -1539,10 +1542,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_of_a_coalesced_delivery_counts_for_each_message_in_its_own_body() {
-        let clock = clock();
-        let store = MemoryStore::new(clock.clone());
-        let mut one = instance(&store, &clock, FAST, RetryPolicy::default());
-        one.worker = one.worker.coalescing(true);
+        let (clock, _store, one) = coalescing_instance(true);
         one.channel
             .script
             .lock()
