@@ -142,7 +142,7 @@ struct Rig {
     queue: Arc<MemoryQueue>,
     dead_letters: Arc<MemoryQueue>,
     worker: Worker,
-    /// The same worker without coalescing (the production default; the storm's comparison).
+    /// The same worker without coalescing (how it ran before; the storm's comparison).
     worker_alone: Worker,
     metrics: Arc<Metrics>,
     sandbox: Sandbox,
@@ -216,8 +216,8 @@ impl Rig {
             )
             .with_journal(Arc::new(store.clone()))
         };
-        let worker_alone = worker(targets.clone());
-        let worker = worker(targets).coalescing(true);
+        let worker_alone = worker(targets.clone()).coalescing(false);
+        let worker = worker(targets);
         Ok(Rig {
             app,
             queue,

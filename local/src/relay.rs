@@ -38,9 +38,10 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 
 /// How long a worker loop goes on gathering a batch after its first message, as the event
 /// source mapping's batching window does in AWS: changes of one person that arrive within
-/// it can be delivered as one call per vendor (`relay_shared::worker`'s coalescing).
-/// Zero while coalescing is off (see `Worker::coalescing`): nothing would be gained by it.
-pub const BATCHING_WINDOW: Duration = Duration::ZERO;
+/// it can be delivered as one call per vendor (`relay_shared::worker`'s coalescing). Short:
+/// every delivery may wait up to this long, and one machine's loops pick up a burst
+/// within milliseconds anyway.
+pub const BATCHING_WINDOW: Duration = Duration::from_millis(250);
 
 /// Receives after which the on-disk queue moves a delivery to the dead letters (the
 /// template's `maxReceiveCount`): only copies that keep failing to be processed at all,

@@ -14,13 +14,18 @@
 //! handed on with its own failures and waits, or dead-lettered — and each is logged and
 //! recorded in the delivery log as its own delivery, the attempt's vendor calls on the
 //! first.
+//!
+//! The group's lease is taken with an id of the whole group, and every member's own id is
+//! remembered on commit. A member whose id the link already remembers (applied alone
+//! before, or in another group: a redelivery) is settled as the duplicate it is, and the
+//! others are delivered again without it — never counted or sent twice.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{Deliveries, NOT_BEFORE_TOLERANCE, Settled, Share, Worker, link_key};
+use super::{Deliveries, NOT_BEFORE_TOLERANCE, Next, Outcome, Settled, Share, Worker, link_key};
 use crate::delivery::{DeliveryMessage, MESSAGE_VERSION, RetryState};
 use crate::model::ChangeKind;
 use crate::queue::ReceivedMessage;
@@ -89,44 +94,68 @@ impl Worker {
     }
 
     /// Delivers `members` (two or more messages for one person at one vendor) as one
-    /// change, then settles each message.
+    /// change, then settles each message. Members the link shows applied before are settled
+    /// as duplicates and the rest delivered again without them (alone when one is left).
     pub(super) async fn handle_together<'a>(
         &self,
-        members: Vec<(&'a ReceivedMessage, DeliveryMessage)>,
+        mut members: Vec<(&'a ReceivedMessage, DeliveryMessage)>,
         deadline: DateTime<Utc>,
         delete_done: bool,
     ) -> Vec<(&'a ReceivedMessage, Settled)> {
         let started = Instant::now();
-        let Some((mut together, ids)) = together(&members) else {
-            return Vec::new();
-        };
-        let mut vendor_id = None;
-        let next = self
-            .attempt(&mut together, &ids, deadline, &mut vendor_id)
-            .await;
-        let with = members.len();
-        let mut settled = Vec::with_capacity(with);
-        for (i, (message, parsed)) in members.into_iter().enumerate() {
-            let share = Share {
-                with,
-                counts_calls: i == 0,
+        let mut settled = Vec::with_capacity(members.len());
+        loop {
+            let (mut together, ids) = match members.as_slice() {
+                [] => return settled,
+                [(_, only)] => {
+                    let ids = Deliveries::one(only);
+                    (only.clone(), ids)
+                }
+                _ => match together(&members) {
+                    Some(group) => group,
+                    None => return settled,
+                },
             };
-            let disposition = self
-                .conclude(
-                    message,
-                    &parsed,
-                    next.clone(),
-                    vendor_id.clone(),
-                    started,
-                    share,
-                )
+            let mut vendor_id = None;
+            let next = self
+                .attempt(&mut together, &ids, deadline, &mut vendor_id)
                 .await;
-            let outcome = self
-                .settle(message, disposition, Some(parsed), delete_done)
-                .await;
-            settled.push((message, outcome));
+            let (now, later): (Vec<_>, Vec<_>) = match &next {
+                Next::PartlyApplied(applied) => members
+                    .into_iter()
+                    .partition(|(_, m)| applied.contains(&DeliveryId::of(&m.event_key()))),
+                _ => (std::mem::take(&mut members), Vec::new()),
+            };
+            let outcome = match &next {
+                Next::PartlyApplied(_) => Next::Done(Outcome::Duplicate),
+                _ => next,
+            };
+            // Alone, the message carries what its attempt learned (a completed change).
+            let alone = now.len() == 1 && ids.also.is_empty();
+            let with = now.len();
+            for (i, (message, parsed)) in now.into_iter().enumerate() {
+                let parsed = if alone { together.clone() } else { parsed };
+                let share = Share {
+                    with,
+                    counts_calls: i == 0,
+                };
+                let disposition = self
+                    .conclude(
+                        message,
+                        &parsed,
+                        outcome.clone(),
+                        vendor_id.clone(),
+                        started,
+                        share,
+                    )
+                    .await;
+                let outcome = self
+                    .settle(message, disposition, Some(parsed), delete_done)
+                    .await;
+                settled.push((message, outcome));
+            }
+            members = later;
         }
-        settled
     }
 }
 

@@ -195,6 +195,10 @@ enum Next {
     /// from, but its source can be read: complete the change ([`crate::enrich`]) and
     /// deliver it again.
     Enrich,
+    /// Some of the messages a coalesced attempt stands for were applied before (their ids
+    /// are among the link's recent ones): nothing was sent; they are duplicates, and the
+    /// rest are delivered without them.
+    PartlyApplied(Vec<DeliveryId>),
 }
 
 /// The delivery ids one attempt stands for in the link: the one its lease is taken with
@@ -263,9 +267,7 @@ impl Worker {
         self
     }
 
-    /// Turns coalescing on or off ([`coalesce`]). Off by default: with it on, the Hood
-    /// storm test (`tests/tests/storm.rs`) counts more synced Hood deliveries than contact
-    /// changes, not yet explained; until it is, production delivers every message alone.
+    /// Turns coalescing on or off ([`coalesce`]); on by default.
     pub fn coalescing(mut self, on: bool) -> Self {
         self.coalesce = on;
         self
@@ -304,7 +306,7 @@ impl Worker {
             metrics,
             journal: None,
             enrichment: None,
-            coalesce: false,
+            coalesce: true,
         }
     }
 
@@ -644,6 +646,8 @@ impl Worker {
         retry.retry_not_before = None;
         let (wait, outcome) = match next {
             Next::Done(outcome) => return (Disposition::Done, outcome),
+            // Settled member by member in `handle_together`, never disposed as a whole.
+            Next::PartlyApplied(_) => return (Disposition::Done, Outcome::Duplicate),
             // `decide` completes the change and delivers it again before disposing; asked
             // for once more, it is handled as a wait for an identifier.
             Next::Enrich => (
@@ -764,6 +768,18 @@ impl Worker {
                 return Next::Failed(format!("link store unavailable: {error}"));
             }
         };
+        // A coalesced attempt is leased with its group's id: a member applied before (alone,
+        // or in another group) is recognised here, and the group delivered without it.
+        let applied: Vec<DeliveryId> = ids
+            .also
+            .iter()
+            .filter(|id| link.recent.contains(id))
+            .cloned()
+            .collect();
+        if !applied.is_empty() {
+            self.abandon(&lease).await;
+            return Next::PartlyApplied(applied);
+        }
 
         // Persons merged into this one by the identity step: their links at this vendor are
         // folded in (record id, field versions), so nothing applied is forgotten and a record
@@ -1523,6 +1539,39 @@ mod tests {
         let name = &link.fields["profile.name"];
         assert_eq!(name.version, START_MS - 30_000);
         assert_eq!(link.fields["profile.plan"].version, START_MS - 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_member_applied_before_is_a_duplicate_and_the_rest_are_one_call() {
+        let (clock, _store, one) = coalescing_instance(true);
+        let batch = mixed_batch();
+        // Ann's e1 (batch[2]) delivered alone first, then all four again together (the
+        // queue's redelivery of e1 with Ann's other two and Bo's).
+        assert_eq!(
+            one.worker.process(&batch[2], in_a_minute(&clock)).await,
+            Disposition::Done
+        );
+        assert_eq!(*one.channel.calls.lock().unwrap(), 1);
+        let failed = one
+            .worker
+            .handle_batch(&batch, in_a_minute(&clock), true)
+            .await;
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(
+            *one.channel.calls.lock().unwrap(),
+            3,
+            "one more call for Ann's e2 and e3 together, one for Bo"
+        );
+        let counts = one.worker.metrics.snapshot();
+        let count = |c: Counter| counts.get(&(Vendor::Channelio, c)).copied().unwrap_or(0);
+        assert_eq!(
+            (count(Counter::Synced), count(Counter::Duplicate)),
+            (4, 1),
+            "e1 synced once (alone) and recognised once; e2, e3 and e4 synced once"
+        );
+        let mut deleted = one.queue.deleted.lock().unwrap().clone();
+        deleted.sort();
+        assert_eq!(deleted, ["r0", "r1", "r2", "r3"], "every message done");
     }
 
     #[tokio::test]
