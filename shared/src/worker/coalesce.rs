@@ -93,8 +93,8 @@ impl Worker {
             && self.mappings.vendors.has(parsed.vendor)
     }
 
-    /// Delivers `members` (two or more messages for one person at one vendor) as one
-    /// change, then settles each message. Members the link shows applied before are settled
+    /// Delivers `members` (messages for one person at one vendor, parsed once) as one
+    /// change, then settles each message; a single member is delivered as it is. Members the link shows applied before are settled
     /// as duplicates and the rest delivered again without them (alone when one is left).
     pub(super) async fn handle_together<'a>(
         &self,

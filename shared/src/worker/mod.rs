@@ -323,15 +323,8 @@ impl Worker {
     ) -> Vec<String> {
         let settled = join_all(self.units(messages).into_iter().map(|unit| async move {
             match unit {
-                coalesce::Unit::Together(members) if members.len() > 1 => {
-                    self.handle_together(members, deadline, delete_done).await
-                }
                 coalesce::Unit::Together(members) => {
-                    let mut settled = Vec::with_capacity(1);
-                    for (message, _) in members {
-                        settled.push((message, self.handle(message, deadline, delete_done).await));
-                    }
-                    settled
+                    self.handle_together(members, deadline, delete_done).await
                 }
                 coalesce::Unit::Alone(message) => {
                     vec![(message, self.handle(message, deadline, delete_done).await)]
@@ -1485,15 +1478,24 @@ mod tests {
             .collect()
     }
 
+    /// Handles `batch` (of [`mixed_batch`]) and checks that every message of it was done:
+    /// none left in the queue, each deleted.
+    async fn every_message_done(one: &Instance, batch: &[ReceivedMessage], clock: &ManualClock) {
+        let failed = one
+            .worker
+            .handle_batch(batch, in_a_minute(clock), true)
+            .await;
+        assert!(failed.is_empty(), "{failed:?}");
+        let mut deleted = one.queue.deleted.lock().unwrap().clone();
+        deleted.sort();
+        assert_eq!(deleted, ["r0", "r1", "r2", "r3"], "every message done");
+    }
+
     #[tokio::test]
     async fn changes_of_one_person_in_a_batch_are_one_call_and_each_message_is_done() {
         let (clock, store, one) = coalescing_instance(true);
         let batch = mixed_batch();
-        let failed = one
-            .worker
-            .handle_batch(&batch, in_a_minute(&clock), true)
-            .await;
-        assert!(failed.is_empty(), "{failed:?}");
+        every_message_done(&one, &batch, &clock).await;
         assert_eq!(
             *one.channel.calls.lock().unwrap(),
             2,
@@ -1515,9 +1517,6 @@ mod tests {
         assert_eq!(profile["name"], "Ann Example");
         assert_eq!(profile["email"], "ann.example+crm@example.org");
         assert_eq!(profile["plan"], "pro");
-        let mut deleted = one.queue.deleted.lock().unwrap().clone();
-        deleted.sort();
-        assert_eq!(deleted, ["r0", "r1", "r2", "r3"], "every message done");
         assert!(one.queue.sent.lock().unwrap().is_empty(), "none waits");
 
         // Each member's own redelivery is recognised: no call.
@@ -1552,11 +1551,7 @@ mod tests {
             Disposition::Done
         );
         assert_eq!(*one.channel.calls.lock().unwrap(), 1);
-        let failed = one
-            .worker
-            .handle_batch(&batch, in_a_minute(&clock), true)
-            .await;
-        assert!(failed.is_empty(), "{failed:?}");
+        every_message_done(&one, &batch, &clock).await;
         assert_eq!(
             *one.channel.calls.lock().unwrap(),
             3,
@@ -1569,9 +1564,6 @@ mod tests {
             (4, 1),
             "e1 synced once (alone) and recognised once; e2, e3 and e4 synced once"
         );
-        let mut deleted = one.queue.deleted.lock().unwrap().clone();
-        deleted.sort();
-        assert_eq!(deleted, ["r0", "r1", "r2", "r3"], "every message done");
     }
 
     #[tokio::test]
