@@ -646,6 +646,22 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!((p.t_ms(), p.tau_ms()), (409, 0));
+        // The room for the margin is every window's, not only the tightest one's: with
+        // 198 per 106.227 s (T = ⌈547.4⌉ alone) and 1 per 100 ms, a 500 ms margin needs
+        // 600 ms between calls, so the long window is used at 0.894, not 0.98.
+        let windows = [window_ms(198, 106_227), window_ms(1, 100)];
+        let p = GcraParams::from_windows(
+            &windows,
+            Pacing {
+                margin: Duration::from_millis(500),
+                ..Pacing::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((p.t_ms(), p.tau_ms()), (600, 0));
+        let grants = greedy(p, 240_000);
+        assert_eq!(max_in_window(&grants, 100 + 500), 1);
+        assert_eq!(max_in_window(&grants, 106_227 + 500), 178);
         // A sub-millisecond T is used as a whole millisecond, never as zero.
         let p = GcraParams::new(Duration::from_micros(1_500), 1);
         assert_eq!(p.t_ms(), 2);
@@ -885,9 +901,12 @@ pub(crate) mod tests {
                 })
                 .unwrap();
             let (p_tight, n_tight) = (ceil_millis(tight.per) as f64, f64::from(tight.limit));
-            // `T` is the larger of `P / (u N)` and `(P + margin) / N`, plus rounding.
-            let t_exact = (p_tight / (utilisation * n_tight))
-                .max((p_tight + margin_ms as f64) / n_tight);
+            // `T` is the larger of the tightest window's `P / (u N)` and every window's
+            // `(P + margin) / N` (a short window with few calls can need more room for
+            // the margin than the tightest one), plus rounding.
+            let t_exact = windows.iter().fold(p_tight / (utilisation * n_tight), |t, w| {
+                t.max((ceil_millis(w.per) as f64 + margin_ms as f64) / f64::from(w.limit))
+            });
             let expected = p_tight / (n_tight * (t_exact + 1.0));
             let rate = greedy.len() as f64 / horizon as f64;
             let used_share = rate * ceil_millis(tight.per) as f64 / f64::from(tight.limit);
