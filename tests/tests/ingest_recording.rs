@@ -70,8 +70,9 @@ async fn one_request_costs_its_claims_plus_one_sealed_raw_item_and_a_duplicate_c
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         r.table.calls.take(),
-        ["PutItem", "PutItem", "BatchGetItem", "TransactWriteItems"],
-        "the claim (with the log entry), the sealed request, the identity step (a new person)"
+        ["TransactWriteItems", "PutItem"],
+        "one write for the claim (with the log entry) and the new person, then the sealed \
+         request"
     );
     let (status, again) = answer(&r.app, signed("typeform", body, Utc::now())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -81,8 +82,9 @@ async fn one_request_costs_its_claims_plus_one_sealed_raw_item_and_a_duplicate_c
     );
     assert_eq!(
         r.table.calls.take(),
-        ["PutItem", "BatchGetItem"],
-        "a duplicate: its claim, and one read for its person"
+        ["TransactWriteItems"],
+        "a duplicate: one refused write, which says the claim is taken and whose the \
+         identifiers are"
     );
 
     // The log has the event, masked; the raw request opens with the key only.
@@ -197,12 +199,13 @@ async fn a_batch_shares_one_raw_item_and_every_event_is_listed() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let calls = r.table.calls.take();
     let puts = calls.iter().filter(|c| *c == "PutItem").count();
+    let single = calls.iter().filter(|c| *c == "TransactWriteItems").count();
     let updates = calls.iter().filter(|c| *c == "UpdateItem").count();
     // The sample's five events are two changes (contact 901's four events combined).
     assert_eq!(
-        (puts, updates),
-        (2 + 1, 0),
-        "2 claims + 1 raw item: {calls:?}"
+        (single, puts, updates, calls.len()),
+        (2, 1, 0, 3),
+        "2 claims (each with its new person) + 1 raw item: {calls:?}"
     );
     let listed = r
         .store

@@ -48,9 +48,9 @@ async fn a_signed_signup_is_claimed_once_and_enqueued_once_per_vendor() {
     );
     assert_eq!(
         h.table.calls.take(),
-        ["PutItem", "BatchGetItem", "TransactWriteItems"],
-        "the claim (nothing confirms it), then the identity step: Ann is new, one read finds \
-         none of her identifiers and one transaction creates her person"
+        ["TransactWriteItems"],
+        "one write: the claim (nothing confirms it) and, in the same transaction, Ann's new \
+         person with her identifiers — nothing is read first"
     );
 
     let messages = h.drain().await;
@@ -110,15 +110,8 @@ async fn a_hubspot_batch_costs_one_write_per_contact_change_and_answers_duplicat
     );
     assert_eq!(
         h.table.calls.take(),
-        [
-            "PutItem",
-            "PutItem",
-            "BatchGetItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "TransactWriteItems"
-        ],
-        "two claims, then two new persons (one read and one write each)"
+        ["TransactWriteItems", "TransactWriteItems"],
+        "two changes of two new persons: one write each (claim and person together)"
     );
     h.drain().await;
 
@@ -144,15 +137,12 @@ async fn a_hubspot_batch_costs_one_write_per_contact_change_and_answers_duplicat
     assert_eq!(
         h.table.calls.take(),
         [
-            "PutItem",
-            "PutItem",
-            "PutItem",
-            "BatchGetItem",
-            "BatchGetItem",
-            "BatchGetItem",
+            "TransactWriteItems",
+            "TransactWriteItems",
             "TransactWriteItems"
         ],
-        "three claims; 901 and 902 are known persons (one read each), 903 is new"
+        "one write each: 901's and 902's are refused (duplicates; the refusal says whose \
+         the identifiers are), 903's claims the change and creates the person"
     );
     // The two duplicates' claims were never confirmed, so they go again (the worker
     // recognises them); the new event once.
@@ -186,8 +176,9 @@ async fn a_duplicate_delivery_answers_2xx_for_one_write_and_goes_again_to_the_qu
     );
     assert_eq!(
         h.table.calls.take(),
-        ["PutItem", "BatchGetItem"],
-        "a duplicate costs one conditional write, and one read to find its known person"
+        ["TransactWriteItems"],
+        "a duplicate costs one conditional write, refused; what it met (the claim, the \
+         person its identifiers point to) needs no read"
     );
     // Its claim was never confirmed: the duplicate is enqueued again, as it was.
     let again = h.drain().await;
@@ -236,7 +227,7 @@ async fn a_duplicate_of_a_confirmed_claim_enqueues_nothing() {
             json!({"accepted": 0, "duplicates": 1})
         )
     );
-    assert_eq!(h.table.calls.take(), ["PutItem"]);
+    assert_eq!(h.table.calls.take(), ["TransactWriteItems"]);
     assert!(
         h.drain().await.is_empty(),
         "a confirmed claim is not enqueued again"
@@ -264,13 +255,14 @@ async fn concurrent_duplicates_are_all_answered_2xx_without_waiting() {
         "nobody waits for another request's claim"
     );
     let calls = h.table.calls.take();
-    let claims = calls.iter().filter(|c| *c == "PutItem").count();
-    assert_eq!(claims, 16, "one claim write each: {calls:?}");
+    let single = calls.iter().filter(|c| *c == "TransactWriteItems").count();
+    assert!(single >= 16, "each starts with its single write: {calls:?}");
     assert!(
         calls
             .iter()
             .all(|c| ["PutItem", "BatchGetItem", "TransactWriteItems"].contains(&c.as_str())),
-        "the rest is the identity step (racing copies of one person): {calls:?}"
+        "the rest is the step-by-step path of writes that met a transaction in progress: \
+         {calls:?}"
     );
     // One claim; the fifteen duplicates each enqueued their own copy (the worker keeps the
     // first and recognises the others: `worker_reliability.rs`).
@@ -537,13 +529,9 @@ async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(
         h.table.calls.take(),
-        [
-            "PutItem",
-            "BatchGetItem",
-            "TransactWriteItems",
-            "UpdateItem"
-        ],
-        "one claim, the identity step (the person stays: the retry finds it), one release"
+        ["TransactWriteItems", "UpdateItem"],
+        "one write for the claim and the new person (the person stays: the retry finds it), \
+         one release"
     );
 
     let (status, answer) = h.send(signed("webflow", body("webflow"), Utc::now())).await;

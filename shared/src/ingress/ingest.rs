@@ -46,9 +46,11 @@ use crate::mapping::{
     EventDefaults, EventOutcome, MappedChange, MappedEvent, Mappings, Route, SourceMapping,
 };
 use crate::queue::{OutboundMessage, Queue};
+use crate::store::identity::{hash_identifiers, identifiers_of, new_person_id, resolve_hashed};
 use crate::store::{
-    Claim, ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey, IdempotencyStore,
-    Journal, PayloadHash, RawId, RawKey, RawRecord, Resolved, StoreError, mask_contact,
+    Claim, ClaimOutcome, ClaimedAsNew, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey,
+    IdempotencyStore, Journal, NewPersonClaim, PayloadHash, RawId, RawKey, RawRecord, Resolved,
+    StoreError, mask_contact,
 };
 
 /// The delivery log ingest records into, and the key raw requests are sealed with (none:
@@ -377,37 +379,48 @@ impl Ingest {
             })
             .collect();
 
-        // Claim every change: one conditional write each.
-        let attempts = join_all(
-            changes
-                .iter()
-                .zip(&hashes)
-                .zip(&entries)
-                .map(|((mapped, hash), entry)| {
-                    self.claim(mapped, hash, lease_until, entry.as_ref())
-                }),
-        )
+        // Claim every change and resolve its person: for a new person one write in all
+        // (see `claim_and_resolve`).
+        let attempts = join_all(changes.iter().zip(&hashes).zip(&entries).map(
+            |((mapped, hash), entry)| {
+                self.claim_and_resolve(mapped, hash, lease_until, entry.as_ref())
+            },
+        ))
         .await;
         let mut claimed: Vec<(Claim, &MappedChange)> = Vec::new();
-        // Duplicates of a claim never confirmed: enqueued again (see the module docs).
-        let mut again: Vec<&MappedChange> = Vec::new();
+        // What goes on the queue, with its person when it is already resolved: the claimed
+        // changes first (in `claimed`'s order: a failed enqueue's indexes name claims),
+        // then duplicates of claims never confirmed, enqueued again (see the module docs).
+        let mut to_send: Vec<(&MappedChange, Option<Resolved>)> = Vec::new();
+        let mut again: Vec<(&MappedChange, Option<Resolved>)> = Vec::new();
         let mut store_failed: Option<IngestError> = None;
         for (attempt, mapped) in attempts.into_iter().zip(&changes) {
             match attempt {
-                Ok(ClaimOutcome::Claimed(claim)) => claimed.push((claim, mapped)),
-                Ok(ClaimOutcome::Completed { .. }) => outcome.duplicates += 1,
-                Ok(ClaimOutcome::InProgress { .. }) => {
-                    outcome.duplicates += 1;
-                    again.push(mapped);
+                Ok((ClaimOutcome::Claimed(claim), person)) => {
+                    claimed.push((claim, mapped));
+                    to_send.push((mapped, person));
                 }
-                Ok(ClaimOutcome::PayloadMismatch) => {
+                Ok((ClaimOutcome::Completed { .. }, _)) => outcome.duplicates += 1,
+                Ok((ClaimOutcome::InProgress { .. }, person)) => {
+                    outcome.duplicates += 1;
+                    outcome.enqueued_again += 1;
+                    again.push((mapped, person));
+                }
+                Ok((ClaimOutcome::PayloadMismatch, _)) => {
                     tracing::warn!(source = %source.name, event_id = %mapped.change.event.event_id, "event id reused with a different payload");
                     outcome.conflicts += 1;
                 }
-                Err(error) => {
+                Err(StepError::Claim(error)) => {
                     tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "idempotency claim failed");
                     store_failed = Some(IngestError::of_store(
                         "idempotency store",
+                        error.is_retryable(),
+                    ));
+                }
+                Err(StepError::Identity(error)) => {
+                    tracing::error!(source = %source.name, %error, retryable = error.is_retryable(), "identity resolution failed");
+                    store_failed.get_or_insert(IngestError::of_store(
+                        "identity store",
                         error.is_retryable(),
                     ));
                 }
@@ -417,6 +430,7 @@ impl Ingest {
             self.release_all(claimed.iter().map(|(c, _)| c)).await;
             return Err(error);
         }
+        to_send.append(&mut again);
 
         let raw_id = match (raw, &self.recording) {
             (Some(raw), Some(recording)) if !claimed.is_empty() && raw_id.is_some() => {
@@ -424,18 +438,14 @@ impl Ingest {
             }
             _ => None,
         };
-        let to_send: Vec<&MappedChange> = claimed
-            .iter()
-            .map(|(_, mapped)| *mapped)
-            .chain(again.iter().copied())
-            .collect();
-        // Who each change is about: its identifiers resolved to one person (one read for a
-        // known person, a second write for a new one; see `store::identity`).
-        let resolved = join_all(
-            to_send
-                .iter()
-                .map(|mapped| self.identity.resolve_contact(&mapped.change.contact)),
-        )
+        // Who each change is about, where the claim's write did not settle it: its
+        // identifiers resolved to one person (see `store::identity`).
+        let resolved = join_all(to_send.iter_mut().map(|(mapped, person)| async move {
+            match person.take() {
+                Some(person) => Ok(person),
+                None => self.identity.resolve_contact(&mapped.change.contact).await,
+            }
+        }))
         .await;
         let mut persons = Vec::with_capacity(resolved.len());
         let mut identity_failed = None;
@@ -460,6 +470,7 @@ impl Ingest {
             self.release_all(claimed.iter().map(|(c, _)| c)).await;
             return Err(error);
         }
+        let to_send: Vec<&MappedChange> = to_send.iter().map(|(mapped, _)| *mapped).collect();
         let failed = self
             .enqueue(source, &to_send, &persons, raw_id.as_ref())
             .await;
@@ -475,7 +486,6 @@ impl Ingest {
             return Err(IngestError::Unavailable { what: "queue" });
         }
         outcome.accepted = claimed.len();
-        outcome.enqueued_again = again.len();
         for (_, mapped) in &claimed {
             for warning in &mapped.warnings {
                 // The field and why, never the value.
@@ -502,6 +512,79 @@ impl Ingest {
         }
         tracing::info!(source = %source.name, accepted = outcome.accepted, duplicates = outcome.duplicates, enqueued_again = outcome.enqueued_again, conflicts = outcome.conflicts, ignored = outcome.ignored, refused = outcome.refused.len(), warnings = outcome.warnings.len(), "delivery accepted");
         Ok(outcome)
+    }
+
+    /// Claims a change and, when that settles it, resolves its person too. First the
+    /// optimistic single write ([`IdentityStore::claim_as_new_person`]: the claim with its
+    /// log entry, a new person and all its identifiers) — everything a signup costs. When
+    /// it is refused, what it met decides the rest without reading again: a duplicate
+    /// needs no claim, and a known person whose identifiers are all known needs no
+    /// identity call (one claim write in all, two calls). A backend without the single
+    /// write, or a conflict, claims here and leaves the person to the caller (`None`).
+    ///
+    /// [`IdentityStore::claim_as_new_person`]: crate::store::IdentityStore::claim_as_new_person
+    async fn claim_and_resolve(
+        &self,
+        mapped: &MappedChange,
+        meaning: &PayloadHash,
+        lease_until: DateTime<Utc>,
+        entry: Option<&EventEntry>,
+    ) -> Result<(ClaimOutcome, Option<Resolved>), StepError> {
+        let event = &mapped.change.event;
+        let key =
+            IdempotencyKey::inbound(&event.source, &event.event_id).map_err(StepError::Claim)?;
+        let ids = hash_identifiers(&self.identity.key, &identifiers_of(&mapped.change.contact));
+        let person = new_person_id();
+        let entry = match (&self.recording, entry) {
+            (Some(_), Some(entry)) => Some(entry),
+            _ => None,
+        };
+        let single = NewPersonClaim {
+            key: &key,
+            payload_hash: meaning,
+            lease_until,
+            entry,
+            person: &person,
+            ids: &ids,
+        };
+        let (standing, known) = match self.identity.store.claim_as_new_person(&single).await {
+            Ok(Some(ClaimedAsNew::Created(claim))) => {
+                let resolved = Resolved {
+                    person,
+                    created: true,
+                    merged: Vec::new(),
+                    calls: 1,
+                };
+                return Ok((ClaimOutcome::Claimed(claim), Some(resolved)));
+            }
+            Ok(Some(ClaimedAsNew::Refused { claim, known })) => (claim, Some(known)),
+            Ok(Some(ClaimedAsNew::Conflict) | None) => (None, None),
+            Err(error) => return Err(StepError::Claim(error)),
+        };
+        let outcome = match standing {
+            Some(outcome) => outcome,
+            None => self
+                .claim(mapped, meaning, lease_until, entry)
+                .await
+                .map_err(StepError::Claim)?,
+        };
+        let goes_on = matches!(
+            outcome,
+            ClaimOutcome::Claimed(_) | ClaimOutcome::InProgress { .. }
+        );
+        let Some(known) = known.filter(|_| goes_on) else {
+            return Ok((outcome, None));
+        };
+        match resolve_hashed(self.identity.store.as_ref(), &ids, Some(known)).await {
+            Ok(resolved) => Ok((outcome, Some(resolved))),
+            Err(error) => {
+                if let ClaimOutcome::Claimed(claim) = &outcome {
+                    // Not handed to the caller: give it back here.
+                    self.release_all(std::iter::once(claim)).await;
+                }
+                Err(StepError::Identity(error))
+            }
+        }
     }
 
     /// One claim for a change, keyed by the sender's event id and fingerprinted by what the
@@ -604,6 +687,12 @@ impl Ingest {
             }
         }
     }
+}
+
+/// Why claiming or resolving one change failed.
+enum StepError {
+    Claim(StoreError),
+    Identity(crate::store::IdentityError),
 }
 
 /// The change kind's name (`signup`, `created`, …).

@@ -41,7 +41,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::StoreError;
+use chrono::{DateTime, Utc};
+
+use super::journal::EventEntry;
+use super::{Claim, ClaimOutcome, IdempotencyKey, PayloadHash, StoreError};
 use crate::model::{Contact, ContactKey, PersonId};
 
 /// How many times [`resolve`] reads again after losing a race before it gives up.
@@ -169,10 +172,59 @@ pub enum Written {
     Conflict,
 }
 
+/// Ingest's optimistic first step for one event: its claim (with its delivery-log entry,
+/// when there is one) and a new person holding every identifier the event carries, in ONE
+/// all-or-nothing write ([`IdentityStore::claim_as_new_person`]). For an event about a new
+/// person — a signup — that one write is all ingest costs; otherwise it fails, writes
+/// nothing, and its answer says what it met, so nothing has to be read again.
+#[derive(Clone, Copy, Debug)]
+pub struct NewPersonClaim<'a> {
+    pub key: &'a IdempotencyKey,
+    pub payload_hash: &'a PayloadHash,
+    pub lease_until: DateTime<Utc>,
+    /// The delivery-log entry the claim carries (the journal's `claim_recorded`).
+    pub entry: Option<&'a EventEntry>,
+    pub person: &'a PersonId,
+    /// The event's identifier hashes, without repeats.
+    pub ids: &'a [IdentifierHash],
+}
+
+/// What [`IdentityStore::claim_as_new_person`] came to.
+#[derive(Clone, Debug)]
+pub enum ClaimedAsNew {
+    /// The claim is ours and the person exists with every identifier.
+    Created(Claim),
+    /// Nothing was written: a condition failed, and this is what the write met.
+    Refused {
+        /// The claim's standing when it could not be taken (a duplicate, a reused event
+        /// id); `None` when it was free.
+        claim: Option<ClaimOutcome>,
+        /// Where the identifiers already known point (strongly consistent: the state the
+        /// write was checked against).
+        known: BTreeMap<IdentifierHash, PersonId>,
+    },
+    /// Nothing was written and nothing learnt (a concurrent transaction on the same items):
+    /// claim and resolve step by step.
+    Conflict,
+}
+
 /// Where identifiers point, and the conditional writes that change it. Every method is one
 /// backend call and all-or-nothing.
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
+    /// Takes an event's claim and creates `claim.person` with `claim.ids`, in one
+    /// all-or-nothing write to the backend that also keeps the claims (see
+    /// [`NewPersonClaim`]). A backend whose claims live elsewhere, or that has no
+    /// multi-item conditional writes, answers `None` (the default): ingest then claims and
+    /// resolves step by step, as it does after [`ClaimedAsNew::Refused`].
+    async fn claim_as_new_person(
+        &self,
+        claim: &NewPersonClaim<'_>,
+    ) -> Result<Option<ClaimedAsNew>, StoreError> {
+        let _ = claim;
+        Ok(None)
+    }
+
     /// Which person each of `ids` points to (strongly consistent); unknown ones are absent.
     async fn find(
         &self,
@@ -280,19 +332,41 @@ pub async fn resolve(
     key: &IdentityKey,
     identifiers: &[String],
 ) -> Result<Resolved, IdentityError> {
+    resolve_hashed(store, &hash_identifiers(key, identifiers), None).await
+}
+
+/// The keyed hashes of `identifiers`, sorted, without repeats.
+pub fn hash_identifiers(key: &IdentityKey, identifiers: &[String]) -> Vec<IdentifierHash> {
     let mut ids: Vec<IdentifierHash> = identifiers.iter().map(|i| key.hash(i)).collect();
     ids.sort();
     ids.dedup();
+    ids
+}
+
+/// [`resolve`] for hashes already made; `known`, when given, is where the identifiers
+/// pointed a moment ago (what a refused [`IdentityStore::claim_as_new_person`] met), used
+/// for the first round instead of reading them again — so a known person whose
+/// identifiers are all known costs no call here.
+pub async fn resolve_hashed(
+    store: &dyn IdentityStore,
+    ids: &[IdentifierHash],
+    mut known: Option<BTreeMap<IdentifierHash, PersonId>>,
+) -> Result<Resolved, IdentityError> {
     let mut calls = 0u32;
     let mut merged = Vec::new();
     'round: for _ in 0..MAX_ROUNDS {
-        calls += 1;
-        let found = store.find(&ids).await?;
+        let found = match known.take() {
+            Some(found) => found,
+            None => {
+                calls += 1;
+                store.find(ids).await?
+            }
+        };
         let persons: BTreeSet<&PersonId> = found.values().collect();
         let Some(&survivor) = persons.first() else {
             let person = new_person_id();
             calls += 1;
-            match store.attach(&person, &ids, true).await? {
+            match store.attach(&person, ids, true).await? {
                 Written::Done => {
                     return Ok(Resolved {
                         person,

@@ -66,8 +66,8 @@ pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
 };
 pub use identity::{
-    BadIdentityKey, IdentifierHash, IdentityError, IdentityKey, IdentityStore, PersonRecord,
-    Resolved, Written,
+    BadIdentityKey, ClaimedAsNew, IdentifierHash, IdentityError, IdentityKey, IdentityStore,
+    NewPersonClaim, PersonRecord, Resolved, Written,
 };
 pub use journal::{
     DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry, EventFilter, EventJourney,

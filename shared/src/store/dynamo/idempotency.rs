@@ -71,10 +71,7 @@ impl DynamoStore {
         extra: Item,
     ) -> Result<ClaimOutcome, StoreError> {
         let now = self.clock.now();
-        let claim = Claim::new(key.clone(), lease_until);
-        let record = ClaimRecord::claimed(&claim, *payload_hash, now, retention);
-        let mut put = item::claim_item(key.as_str(), &record);
-        put.extend(extra);
+        let (claim, put) = claim_with(key, payload_hash, lease_until, now, retention, extra);
         let sent = self
             .client
             .put_item()
@@ -96,15 +93,68 @@ impl DynamoStore {
         let Some(old) = conditional_failure(&err) else {
             return Err(backend("PutItem")(err));
         };
-        let malformed = |reason: &str| StoreError::Malformed {
-            pk: key.to_string(),
-            reason: reason.to_owned(),
-        };
-        let old =
-            item::claim_record(old.ok_or_else(|| malformed("condition failed without an item"))?)?;
-        old.blocks(payload_hash, now)
-            .ok_or_else(|| malformed("condition failed on a claimable record"))
+        standing(key, old, payload_hash, now)
     }
+
+    /// The claim's Put for a transaction: the same item and condition as [`Self::put_claim`].
+    pub(super) fn claim_put(
+        &self,
+        key: &IdempotencyKey,
+        payload_hash: &PayloadHash,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+        retention: chrono::TimeDelta,
+        extra: Item,
+    ) -> Result<(Claim, aws_sdk_dynamodb::types::Put), StoreError> {
+        let (claim, put) = claim_with(key, payload_hash, lease_until, now, retention, extra);
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(put))
+            .condition_expression(CLAIMABLE)
+            .expression_attribute_names("#pk", item::PK)
+            .expression_attribute_names("#exp", item::EXPIRES_AT)
+            .expression_attribute_names("#state", item::STATE)
+            .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":released", s(item::RELEASED))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(backend("TransactWriteItems"))?;
+        Ok((claim, put))
+    }
+}
+
+/// A new claim on `key` and its item.
+fn claim_with(
+    key: &IdempotencyKey,
+    payload_hash: &PayloadHash,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    retention: chrono::TimeDelta,
+    extra: Item,
+) -> (Claim, Item) {
+    let claim = Claim::new(key.clone(), lease_until);
+    let record = ClaimRecord::claimed(&claim, *payload_hash, now, retention);
+    let mut put = item::claim_item(key.as_str(), &record);
+    put.extend(extra);
+    (claim, put)
+}
+
+/// What a claim that could not be taken met: the stored record (`old`, returned by the
+/// failed condition) against this claim's payload hash.
+pub(super) fn standing(
+    key: &IdempotencyKey,
+    old: Option<&Item>,
+    payload_hash: &PayloadHash,
+    now: DateTime<Utc>,
+) -> Result<ClaimOutcome, StoreError> {
+    let malformed = |reason: &str| StoreError::Malformed {
+        pk: key.to_string(),
+        reason: reason.to_owned(),
+    };
+    let old =
+        item::claim_record(old.ok_or_else(|| malformed("condition failed without an item"))?)?;
+    old.blocks(payload_hash, now)
+        .ok_or_else(|| malformed("condition failed on a claimable record"))
 }
 
 type UpdateBuilder = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;

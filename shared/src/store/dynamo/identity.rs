@@ -15,13 +15,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 
 use super::item::{self, Item, s};
 use super::{DynamoStore, backend};
 use crate::model::PersonId;
 use crate::store::StoreError;
-use crate::store::identity::{IdentifierHash, IdentityStore, PersonRecord, Written, person_pk};
+use crate::store::idempotency::expiry;
+use crate::store::identity::{
+    ClaimedAsNew, IdentifierHash, IdentityStore, NewPersonClaim, PersonRecord, Written, person_pk,
+};
 
 /// `idn#…`: the person the identifier points at.
 const PERSON: &str = "person";
@@ -50,6 +56,129 @@ struct StillUnprocessed {
 
 #[async_trait]
 impl IdentityStore for DynamoStore {
+    /// One TransactWriteItems: the claim's Put (its usual condition), a Put per identifier
+    /// (`attribute_not_exists`) and the new person's item, every condition returning the
+    /// item it failed on. Cancelled, its reasons say what the write met — the claim's
+    /// standing and where the known identifiers point — so ingest reads nothing again.
+    async fn claim_as_new_person(
+        &self,
+        claim: &NewPersonClaim<'_>,
+    ) -> Result<Option<ClaimedAsNew>, StoreError> {
+        if claim.ids.len() + 2 > TRANSACTION_LIMIT {
+            return Ok(Some(ClaimedAsNew::Conflict));
+        }
+        let now = self.clock.now();
+        let (retention, extra) = match claim.entry {
+            Some(entry) => {
+                let retention = self.retention.max(self.journal_ttl);
+                let expires_at = expiry(now.max(claim.lease_until), retention);
+                (
+                    retention,
+                    super::journal::entry_attributes(entry, expires_at),
+                )
+            }
+            None => (self.retention, Item::new()),
+        };
+        let (taken, claim_put) = self.claim_put(
+            claim.key,
+            claim.payload_hash,
+            claim.lease_until,
+            now,
+            retention,
+            extra,
+        )?;
+        let mut writes = Vec::with_capacity(claim.ids.len() + 2);
+        writes.push(TransactWriteItem::builder().put(claim_put).build());
+        let person_value = s(claim.person.as_str());
+        for id in claim.ids {
+            let mut new = item::key(&id.pk());
+            new.insert(PERSON.into(), person_value.clone());
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(new))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", item::PK)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(backend("TransactWriteItems"))?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        let create = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(item::key(&person_pk(claim.person))))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", item::PK)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", item::n(1));
+        let create = add_ids(create, claim.ids.iter())
+            .build()
+            .map_err(backend("TransactWriteItems"))?;
+        writes.push(TransactWriteItem::builder().update(create).build());
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        let err = match sent {
+            Ok(_) => return Ok(Some(ClaimedAsNew::Created(taken))),
+            Err(err) => err,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        else {
+            return Err(backend("TransactWriteItems")(err));
+        };
+        let reasons = cancelled.cancellation_reasons();
+        let failed = |i: usize| -> Result<Option<Option<&Item>>, ()> {
+            match reasons.get(i).and_then(|r| r.code()) {
+                None | Some("None") => Ok(None),
+                Some("ConditionalCheckFailed") => Ok(Some(reasons[i].item())),
+                // A conflicting transaction, throttling, …: nothing learnt.
+                Some(_) => Err(()),
+            }
+        };
+        let mut known = BTreeMap::new();
+        let mut standing = None;
+        for i in 0..reasons.len() {
+            match failed(i) {
+                Err(()) => return Ok(Some(ClaimedAsNew::Conflict)),
+                Ok(None) => {}
+                // The claim's condition failed without its item: nothing learnt.
+                Ok(Some(None)) if i == 0 => return Ok(Some(ClaimedAsNew::Conflict)),
+                Ok(Some(old)) if i == 0 => {
+                    standing = Some(super::idempotency::standing(
+                        claim.key,
+                        old,
+                        claim.payload_hash,
+                        now,
+                    )?);
+                }
+                // The person item cannot exist (a fresh UUIDv7): treat as a race.
+                Ok(Some(_)) if i == claim.ids.len() + 1 => {
+                    return Ok(Some(ClaimedAsNew::Conflict));
+                }
+                Ok(Some(Some(old))) => {
+                    let (id, person) = identifier(old)?;
+                    known.insert(id, person);
+                }
+                // A failed identifier condition without its item: nothing learnt.
+                Ok(Some(None)) => return Ok(Some(ClaimedAsNew::Conflict)),
+            }
+        }
+        if standing.is_none() && known.is_empty() {
+            // Cancelled, yet no condition failed: nothing learnt.
+            return Ok(Some(ClaimedAsNew::Conflict));
+        }
+        Ok(Some(ClaimedAsNew::Refused {
+            claim: standing,
+            known,
+        }))
+    }
+
     async fn find(
         &self,
         ids: &[IdentifierHash],
