@@ -545,3 +545,114 @@ async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     );
     assert_eq!(h.drain().await.len(), 3);
 }
+
+/// The same person submitting again: the instance that resolved them guesses their person
+/// and the claim's one write checks it (1 call); a fresh instance learns it from its
+/// refused write (2 calls); a guess that no longer holds — the identifiers point elsewhere
+/// now, as after a merge — is refused by the write and never used.
+#[tokio::test]
+async fn a_known_person_costs_one_write_where_the_instance_has_seen_them_and_a_stale_guess_is_refused()
+ {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let h = harness().await;
+    let resubmitted = |n: u32| {
+        body("typeform").replace(
+            "01JD8Z9K3M4N5P6Q7R8S9T0V1W",
+            &format!("01JD8Z9K3M4N5P6Q7R8S9T0V{n:02}"),
+        )
+    };
+    let (status, _) = h
+        .send(signed("typeform", body("typeform"), Utc::now()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let ann = h.drain().await[0].change.contact.person.clone().unwrap();
+    h.table.calls.take();
+
+    // Warm: this instance resolved Ann; its guess is checked in the claim's write.
+    let (status, answer) = h
+        .send(signed("typeform", &resubmitted(1), Utc::now()))
+        .await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (StatusCode::ACCEPTED, Some(1))
+    );
+    assert_eq!(h.table.calls.take(), ["TransactWriteItems"]);
+    let messages = h.drain().await;
+    assert_eq!(messages.len(), 3);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.change.contact.person.as_ref() == Some(&ann))
+    );
+
+    // Cold: another instance, same table. Its new-person write is refused, the refusal
+    // names Ann's person, and the claim follows.
+    let queue = Arc::new(relay_shared::queue::memory::MemoryQueue::new(
+        Duration::from_secs(30),
+    ));
+    let clock = Arc::new(SystemClock);
+    let store = Arc::new(DynamoStore::new(
+        h.table.client.clone(),
+        h.table.name.clone(),
+        clock.clone(),
+    ));
+    let cold = app(store, queue.clone(), clock);
+    let response = webhook_service(cold)
+        .oneshot(signed("typeform", &resubmitted(2), Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(h.table.calls.take(), ["TransactWriteItems", "PutItem"]);
+    let messages = relay_tests::webhooks::drain(queue.as_ref()).await;
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.change.contact.person.as_ref() == Some(&ann))
+    );
+
+    // Stale: Ann's identifiers now point to another person (what a merge into an older
+    // person does). The warm instance's guess is refused in the write; the person used is
+    // the one the table says.
+    let other = "p0190a1b2c3d4e5f60718293a4b5c6d7e";
+    let scan = h
+        .table
+        .client
+        .scan()
+        .table_name(&h.table.name)
+        .send()
+        .await
+        .unwrap();
+    let mut repointed = 0;
+    for item in scan.items() {
+        let pk = item["pk"].as_s().unwrap();
+        if pk.starts_with("idn#") && item["person"].as_s().unwrap() == ann.as_str() {
+            h.table
+                .client
+                .update_item()
+                .table_name(&h.table.name)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .update_expression("SET #p = :o")
+                .expression_attribute_names("#p", "person")
+                .expression_attribute_values(":o", AttributeValue::S(other.into()))
+                .send()
+                .await
+                .unwrap();
+            repointed += 1;
+        }
+    }
+    assert_eq!(repointed, 2, "Ann's e-mail and phone");
+    h.table.calls.take();
+    let (status, _) = h
+        .send(signed("typeform", &resubmitted(3), Utc::now()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(h.table.calls.take(), ["TransactWriteItems", "PutItem"]);
+    let messages = h.drain().await;
+    assert_eq!(messages.len(), 3);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.change.contact.person.as_ref().map(|p| p.as_str()) == Some(other)),
+        "the table's person, not the cached guess"
+    );
+}

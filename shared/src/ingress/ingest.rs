@@ -48,9 +48,9 @@ use crate::mapping::{
 use crate::queue::{OutboundMessage, Queue};
 use crate::store::identity::{hash_identifiers, identifiers_of, new_person_id, resolve_hashed};
 use crate::store::{
-    Claim, ClaimOutcome, ClaimedAsNew, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey,
-    IdempotencyStore, Journal, NewPersonClaim, PayloadHash, RawId, RawKey, RawRecord, Resolved,
-    StoreError, mask_contact,
+    Claim, ClaimOutcome, ClaimedWithPerson, Clock, DEFAULT_JOURNAL_TTL, EventEntry, IdempotencyKey,
+    IdempotencyStore, Journal, PayloadHash, PersonCache, PersonClaim, PersonGuess, RawId, RawKey,
+    RawRecord, Resolved, StoreError, mask_contact,
 };
 
 /// The delivery log ingest records into, and the key raw requests are sealed with (none:
@@ -108,6 +108,8 @@ pub struct Ingest {
     metrics: Arc<IngestMetrics>,
     recording: Option<Recording>,
     identity: Identity,
+    /// Where identifiers resolved to lately: the guess of each claim's single write.
+    persons: PersonCache,
 }
 
 pub use crate::store::identity::Identity;
@@ -136,6 +138,7 @@ impl Ingest {
                 metrics: Arc::new(IngestMetrics::in_memory()),
                 recording: None,
                 identity,
+                persons: PersonCache::default(),
             },
             disabled,
         ))
@@ -443,7 +446,15 @@ impl Ingest {
         let resolved = join_all(to_send.iter_mut().map(|(mapped, person)| async move {
             match person.take() {
                 Some(person) => Ok(person),
-                None => self.identity.resolve_contact(&mapped.change.contact).await,
+                None => {
+                    let contact = &mapped.change.contact;
+                    let resolved = self.identity.resolve_contact(contact).await;
+                    if let Ok(resolved) = &resolved {
+                        let ids = hash_identifiers(&self.identity.key, &identifiers_of(contact));
+                        self.persons.remember(&ids, &resolved.person);
+                    }
+                    resolved
+                }
             }
         }))
         .await;
@@ -515,14 +526,14 @@ impl Ingest {
     }
 
     /// Claims a change and, when that settles it, resolves its person too. First the
-    /// optimistic single write ([`IdentityStore::claim_as_new_person`]: the claim with its
+    /// optimistic single write ([`IdentityStore::claim_with_person`]: the claim with its
     /// log entry, a new person and all its identifiers) — everything a signup costs. When
     /// it is refused, what it met decides the rest without reading again: a duplicate
     /// needs no claim, and a known person whose identifiers are all known needs no
     /// identity call (one claim write in all, two calls). A backend without the single
     /// write, or a conflict, claims here and leaves the person to the caller (`None`).
     ///
-    /// [`IdentityStore::claim_as_new_person`]: crate::store::IdentityStore::claim_as_new_person
+    /// [`IdentityStore::claim_with_person`]: crate::store::IdentityStore::claim_with_person
     async fn claim_and_resolve(
         &self,
         mapped: &MappedChange,
@@ -534,31 +545,38 @@ impl Ingest {
         let key =
             IdempotencyKey::inbound(&event.source, &event.event_id).map_err(StepError::Claim)?;
         let ids = hash_identifiers(&self.identity.key, &identifiers_of(&mapped.change.contact));
-        let person = new_person_id();
+        // A person this process saw these identifiers resolve to, checked in the write;
+        // else the guess that the person is new.
+        let (person, guess) = match self.persons.guess(&ids) {
+            Some(person) => (person, PersonGuess::Known),
+            None => (new_person_id(), PersonGuess::New),
+        };
         let entry = match (&self.recording, entry) {
             (Some(_), Some(entry)) => Some(entry),
             _ => None,
         };
-        let single = NewPersonClaim {
+        let single = PersonClaim {
             key: &key,
             payload_hash: meaning,
             lease_until,
             entry,
             person: &person,
             ids: &ids,
+            guess,
         };
-        let (standing, known) = match self.identity.store.claim_as_new_person(&single).await {
-            Ok(Some(ClaimedAsNew::Created(claim))) => {
+        let (standing, known) = match self.identity.store.claim_with_person(&single).await {
+            Ok(Some(ClaimedWithPerson::Claimed(claim))) => {
+                self.persons.remember(&ids, &person);
                 let resolved = Resolved {
                     person,
-                    created: true,
+                    created: guess == PersonGuess::New,
                     merged: Vec::new(),
                     calls: 1,
                 };
                 return Ok((ClaimOutcome::Claimed(claim), Some(resolved)));
             }
-            Ok(Some(ClaimedAsNew::Refused { claim, known })) => (claim, Some(known)),
-            Ok(Some(ClaimedAsNew::Conflict) | None) => (None, None),
+            Ok(Some(ClaimedWithPerson::Refused { claim, known })) => (claim, Some(known)),
+            Ok(Some(ClaimedWithPerson::Conflict) | None) => (None, None),
             Err(error) => return Err(StepError::Claim(error)),
         };
         let outcome = match standing {
@@ -576,7 +594,10 @@ impl Ingest {
             return Ok((outcome, None));
         };
         match resolve_hashed(self.identity.store.as_ref(), &ids, Some(known)).await {
-            Ok(resolved) => Ok((outcome, Some(resolved))),
+            Ok(resolved) => {
+                self.persons.remember(&ids, &resolved.person);
+                Ok((outcome, Some(resolved)))
+            }
             Err(error) => {
                 if let ClaimOutcome::Claimed(claim) = &outcome {
                     // Not handed to the caller: give it back here.

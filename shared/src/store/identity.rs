@@ -173,27 +173,41 @@ pub enum Written {
 }
 
 /// Ingest's optimistic first step for one event: its claim (with its delivery-log entry,
-/// when there is one) and a new person holding every identifier the event carries, in ONE
-/// all-or-nothing write ([`IdentityStore::claim_as_new_person`]). For an event about a new
-/// person — a signup — that one write is all ingest costs; otherwise it fails, writes
-/// nothing, and its answer says what it met, so nothing has to be read again.
+/// when there is one) and its person, in ONE all-or-nothing write
+/// ([`IdentityStore::claim_with_person`]). The guess is either a new person holding every
+/// identifier the event carries (a signup) or a person this process saw the identifiers
+/// resolve to before ([`PersonCache`]), checked against the stored identifiers in the same
+/// write — never trusted. When the guess holds, that one write is all ingest costs;
+/// otherwise it fails, writes nothing, and its answer says what it met, so nothing has to
+/// be read again.
 #[derive(Clone, Copy, Debug)]
-pub struct NewPersonClaim<'a> {
+pub struct PersonClaim<'a> {
     pub key: &'a IdempotencyKey,
     pub payload_hash: &'a PayloadHash,
     pub lease_until: DateTime<Utc>,
     /// The delivery-log entry the claim carries (the journal's `claim_recorded`).
     pub entry: Option<&'a EventEntry>,
     pub person: &'a PersonId,
-    /// The event's identifier hashes, without repeats.
+    /// The event's identifier hashes, sorted, without repeats.
     pub ids: &'a [IdentifierHash],
+    pub guess: PersonGuess,
 }
 
-/// What [`IdentityStore::claim_as_new_person`] came to.
+/// What a [`PersonClaim`] assumes about its person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersonGuess {
+    /// `person` is new: none of `ids` is known; the write creates it with all of them.
+    New,
+    /// Every one of `ids` already points to `person`; the write checks that they still do.
+    Known,
+}
+
+/// What [`IdentityStore::claim_with_person`] came to.
 #[derive(Clone, Debug)]
-pub enum ClaimedAsNew {
-    /// The claim is ours and the person exists with every identifier.
-    Created(Claim),
+pub enum ClaimedWithPerson {
+    /// The claim is ours and the guess held: the person was created with every
+    /// identifier, or every identifier points to it.
+    Claimed(Claim),
     /// Nothing was written: a condition failed, and this is what the write met.
     Refused {
         /// The claim's standing when it could not be taken (a duplicate, a reused event
@@ -208,19 +222,84 @@ pub enum ClaimedAsNew {
     Conflict,
 }
 
+/// Where identifiers resolved to in this process, the most recently used kept, at most
+/// `capacity` identifiers: ingest's guess for a [`PersonGuess::Known`] claim. Only a guess:
+/// the claim's own write checks it against the stored identifiers, so a stale entry (a
+/// merge since) costs a second write, never a wrong person. Holds hashes and person ids
+/// only, no personal data.
+pub struct PersonCache {
+    entries: std::sync::Mutex<lru::LruCache<IdentifierHash, PersonId>>,
+}
+
+/// Identifiers a [`PersonCache`] keeps by default (about 1.5 MB).
+pub const PERSON_CACHE_CAPACITY: usize = 10_000;
+
+impl PersonCache {
+    pub fn new(capacity: std::num::NonZeroUsize) -> Self {
+        PersonCache {
+            entries: std::sync::Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    /// The person every one of `ids` resolved to, when this process knows them all and
+    /// they agree.
+    pub fn guess(&self, ids: &[IdentifierHash]) -> Option<PersonId> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut person: Option<PersonId> = None;
+        for id in ids {
+            let found = entries.get(id)?;
+            match &person {
+                Some(p) if p != found => return None,
+                Some(_) => {}
+                None => person = Some(found.clone()),
+            }
+        }
+        person
+    }
+
+    /// Remembers that `ids` resolved to `person`.
+    pub fn remember(&self, ids: &[IdentifierHash], person: &PersonId) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in ids {
+            entries.put(id.clone(), person.clone());
+        }
+    }
+}
+
+impl Default for PersonCache {
+    fn default() -> Self {
+        Self::new(
+            std::num::NonZeroUsize::new(PERSON_CACHE_CAPACITY)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        )
+    }
+}
+
+impl fmt::Debug for PersonCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PersonCache")
+    }
+}
+
 /// Where identifiers point, and the conditional writes that change it. Every method is one
 /// backend call and all-or-nothing.
 #[async_trait]
 pub trait IdentityStore: Send + Sync {
-    /// Takes an event's claim and creates `claim.person` with `claim.ids`, in one
-    /// all-or-nothing write to the backend that also keeps the claims (see
-    /// [`NewPersonClaim`]). A backend whose claims live elsewhere, or that has no
+    /// Takes an event's claim and, per `claim.guess`, creates `claim.person` with
+    /// `claim.ids` or checks that they all point to it, in one all-or-nothing write to the
+    /// backend that also keeps the claims (see [`PersonClaim`]). A backend whose claims live elsewhere, or that has no
     /// multi-item conditional writes, answers `None` (the default): ingest then claims and
-    /// resolves step by step, as it does after [`ClaimedAsNew::Refused`].
-    async fn claim_as_new_person(
+    /// resolves step by step, as it does after [`ClaimedWithPerson::Refused`].
+    async fn claim_with_person(
         &self,
-        claim: &NewPersonClaim<'_>,
-    ) -> Result<Option<ClaimedAsNew>, StoreError> {
+        claim: &PersonClaim<'_>,
+    ) -> Result<Option<ClaimedWithPerson>, StoreError> {
         let _ = claim;
         Ok(None)
     }
@@ -344,7 +423,7 @@ pub fn hash_identifiers(key: &IdentityKey, identifiers: &[String]) -> Vec<Identi
 }
 
 /// [`resolve`] for hashes already made; `known`, when given, is where the identifiers
-/// pointed a moment ago (what a refused [`IdentityStore::claim_as_new_person`] met), used
+/// pointed a moment ago (what a refused [`IdentityStore::claim_with_person`] met), used
 /// for the first round instead of reading them again — so a known person whose
 /// identifiers are all known costs no call here.
 pub async fn resolve_hashed(

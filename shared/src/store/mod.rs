@@ -66,8 +66,8 @@ pub use idempotency::{
     Claim, ClaimOutcome, ClaimRecord, ClaimState, IdempotencyStore, MAX_RESULT_BYTES,
 };
 pub use identity::{
-    BadIdentityKey, ClaimedAsNew, IdentifierHash, IdentityError, IdentityKey, IdentityStore,
-    NewPersonClaim, PersonRecord, Resolved, Written,
+    BadIdentityKey, ClaimedWithPerson, IdentifierHash, IdentityError, IdentityKey, IdentityStore,
+    PERSON_CACHE_CAPACITY, PersonCache, PersonClaim, PersonGuess, PersonRecord, Resolved, Written,
 };
 pub use journal::{
     DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry, EventFilter, EventJourney,

@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use super::item::{self, Item, s};
@@ -26,7 +26,8 @@ use crate::model::PersonId;
 use crate::store::StoreError;
 use crate::store::idempotency::expiry;
 use crate::store::identity::{
-    ClaimedAsNew, IdentifierHash, IdentityStore, NewPersonClaim, PersonRecord, Written, person_pk,
+    ClaimedWithPerson, IdentifierHash, IdentityStore, PersonClaim, PersonGuess, PersonRecord,
+    Written, person_pk,
 };
 
 /// `idn#…`: the person the identifier points at.
@@ -56,16 +57,17 @@ struct StillUnprocessed {
 
 #[async_trait]
 impl IdentityStore for DynamoStore {
-    /// One TransactWriteItems: the claim's Put (its usual condition), a Put per identifier
-    /// (`attribute_not_exists`) and the new person's item, every condition returning the
-    /// item it failed on. Cancelled, its reasons say what the write met — the claim's
+    /// One TransactWriteItems: the claim's Put (its usual condition) and, for a new
+    /// person, a Put per identifier (`attribute_not_exists`) and the person's item, or for
+    /// a known one a ConditionCheck per identifier (`person = :p`); every condition returns
+    /// the item it failed on. Cancelled, its reasons say what the write met — the claim's
     /// standing and where the known identifiers point — so ingest reads nothing again.
-    async fn claim_as_new_person(
+    async fn claim_with_person(
         &self,
-        claim: &NewPersonClaim<'_>,
-    ) -> Result<Option<ClaimedAsNew>, StoreError> {
-        if claim.ids.len() + 2 > TRANSACTION_LIMIT {
-            return Ok(Some(ClaimedAsNew::Conflict));
+        claim: &PersonClaim<'_>,
+    ) -> Result<Option<ClaimedWithPerson>, StoreError> {
+        if claim.ids.is_empty() || claim.ids.len() + 2 > TRANSACTION_LIMIT {
+            return Ok(Some(ClaimedWithPerson::Conflict));
         }
         let now = self.clock.now();
         let (retention, extra) = match claim.entry {
@@ -91,31 +93,52 @@ impl IdentityStore for DynamoStore {
         writes.push(TransactWriteItem::builder().put(claim_put).build());
         let person_value = s(claim.person.as_str());
         for id in claim.ids {
-            let mut new = item::key(&id.pk());
-            new.insert(PERSON.into(), person_value.clone());
-            let put = Put::builder()
+            let write = match claim.guess {
+                PersonGuess::New => {
+                    let mut new = item::key(&id.pk());
+                    new.insert(PERSON.into(), person_value.clone());
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(new))
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", item::PK)
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(backend("TransactWriteItems"))?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                PersonGuess::Known => {
+                    let check = ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(item::key(&id.pk())))
+                        .condition_expression("#person = :person")
+                        .expression_attribute_names("#person", PERSON)
+                        .expression_attribute_values(":person", person_value.clone())
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(backend("TransactWriteItems"))?;
+                    TransactWriteItem::builder().condition_check(check).build()
+                }
+            };
+            writes.push(write);
+        }
+        if claim.guess == PersonGuess::New {
+            let create = Update::builder()
                 .table_name(&self.table)
-                .set_item(Some(new))
+                .set_key(Some(item::key(&person_pk(claim.person))))
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", item::PK)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":one", item::n(1));
+            let create = add_ids(create, claim.ids.iter())
                 .build()
                 .map_err(backend("TransactWriteItems"))?;
-            writes.push(TransactWriteItem::builder().put(put).build());
+            writes.push(TransactWriteItem::builder().update(create).build());
         }
-        let create = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(item::key(&person_pk(claim.person))))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", item::PK)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":one", item::n(1));
-        let create = add_ids(create, claim.ids.iter())
-            .build()
-            .map_err(backend("TransactWriteItems"))?;
-        writes.push(TransactWriteItem::builder().update(create).build());
         let sent = self
             .client
             .transact_write_items()
@@ -124,7 +147,7 @@ impl IdentityStore for DynamoStore {
             .send()
             .await;
         let err = match sent {
-            Ok(_) => return Ok(Some(ClaimedAsNew::Created(taken))),
+            Ok(_) => return Ok(Some(ClaimedWithPerson::Claimed(taken))),
             Err(err) => err,
         };
         let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -133,47 +156,54 @@ impl IdentityStore for DynamoStore {
             return Err(backend("TransactWriteItems")(err));
         };
         let reasons = cancelled.cancellation_reasons();
-        let failed = |i: usize| -> Result<Option<Option<&Item>>, ()> {
-            match reasons.get(i).and_then(|r| r.code()) {
-                None | Some("None") => Ok(None),
-                Some("ConditionalCheckFailed") => Ok(Some(reasons[i].item())),
-                // A conflicting transaction, throttling, …: nothing learnt.
-                Some(_) => Err(()),
-            }
-        };
+        if reasons.len() != claim.ids.len() + 1 + usize::from(claim.guess == PersonGuess::New) {
+            return Ok(Some(ClaimedWithPerson::Conflict));
+        }
         let mut known = BTreeMap::new();
         let mut standing = None;
-        for i in 0..reasons.len() {
-            match failed(i) {
-                Err(()) => return Ok(Some(ClaimedAsNew::Conflict)),
-                Ok(None) => {}
-                // The claim's condition failed without its item: nothing learnt.
-                Ok(Some(None)) if i == 0 => return Ok(Some(ClaimedAsNew::Conflict)),
-                Ok(Some(old)) if i == 0 => {
+        let mut failed_any = false;
+        for (i, reason) in reasons.iter().enumerate() {
+            let failed = match reason.code() {
+                None | Some("None") => false,
+                Some("ConditionalCheckFailed") => true,
+                // A conflicting transaction, throttling, …: nothing learnt.
+                Some(_) => return Ok(Some(ClaimedWithPerson::Conflict)),
+            };
+            failed_any |= failed;
+            let id = claim.ids.get(i.wrapping_sub(1)).filter(|_| i > 0);
+            match (i, id, failed, reason.item()) {
+                (0, _, false, _) => {}
+                (0, _, true, Some(old)) => {
                     standing = Some(super::idempotency::standing(
                         claim.key,
-                        old,
+                        Some(old),
                         claim.payload_hash,
                         now,
                     )?);
                 }
-                // The person item cannot exist (a fresh UUIDv7): treat as a race.
-                Ok(Some(_)) if i == claim.ids.len() + 1 => {
-                    return Ok(Some(ClaimedAsNew::Conflict));
+                // A failed condition without its item: nothing learnt.
+                (0, _, true, None) => return Ok(Some(ClaimedWithPerson::Conflict)),
+                // A checked identifier that held points to the guessed person.
+                (_, Some(id), false, _) if claim.guess == PersonGuess::Known => {
+                    known.insert(id.clone(), claim.person.clone());
                 }
-                Ok(Some(Some(old))) => {
+                (_, Some(_), false, _) => {}
+                (_, Some(_), true, Some(old)) => {
                     let (id, person) = identifier(old)?;
                     known.insert(id, person);
                 }
-                // A failed identifier condition without its item: nothing learnt.
-                Ok(Some(None)) => return Ok(Some(ClaimedAsNew::Conflict)),
+                // A checked identifier that does not exist: unknown.
+                (_, Some(_), true, None) if claim.guess == PersonGuess::Known => {}
+                // The new person's own item, or a failure without its item: a race.
+                (_, _, true, _) => return Ok(Some(ClaimedWithPerson::Conflict)),
+                (_, None, false, _) => {}
             }
         }
-        if standing.is_none() && known.is_empty() {
+        if !failed_any {
             // Cancelled, yet no condition failed: nothing learnt.
-            return Ok(Some(ClaimedAsNew::Conflict));
+            return Ok(Some(ClaimedWithPerson::Conflict));
         }
-        Ok(Some(ClaimedAsNew::Refused {
+        Ok(Some(ClaimedWithPerson::Refused {
             claim: standing,
             known,
         }))
