@@ -17,9 +17,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::store::memory::MemoryStore;
 use relay_shared::store::{
-    ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryStatus, EventEntry,
-    EventFilter, IdempotencyKey, IdempotencyStore, Journal, ManualClock, PayloadHash, RawId,
-    RawRecord, mask_contact,
+    ClaimOutcome, Clock, DEFAULT_JOURNAL_TTL, DeliveryEntry, DeliveryId, DeliveryStatus,
+    EventEntry, EventFilter, IdempotencyKey, IdempotencyStore, Journal, LeaseOutcome, Link,
+    LinkKey, LinkStore, LogRecord, ManualClock, PayloadHash, RawId, RawRecord, StoreError,
+    mask_contact,
 };
 use relay_shared::vendors::Vendor;
 
@@ -29,6 +30,8 @@ use crate::dynamodb_local::{CallLog, fresh_table};
 pub struct Fixture {
     pub journal: Arc<dyn Journal>,
     pub claims: Arc<dyn IdempotencyStore>,
+    /// Its links (the same store): a commit may carry the attempt's record.
+    pub links: Arc<dyn LinkStore>,
     pub clock: Arc<ManualClock>,
     /// Backend calls, when the adapter has a backend.
     pub calls: Option<CallLog>,
@@ -43,7 +46,8 @@ impl Fixture {
         let store = MemoryStore::new(clock.clone());
         Fixture {
             journal: Arc::new(store.clone()),
-            claims: Arc::new(store),
+            claims: Arc::new(store.clone()),
+            links: Arc::new(store),
             clock,
             calls: None,
             keep: None,
@@ -58,7 +62,8 @@ impl Fixture {
         let store = relay_local::disk::DiskStore::new(db, clock.clone());
         Fixture {
             journal: Arc::new(store.clone()),
-            claims: Arc::new(store),
+            claims: Arc::new(store.clone()),
+            links: Arc::new(store),
             clock,
             calls: None,
             keep: Some(dir),
@@ -72,7 +77,8 @@ impl Fixture {
         let store = DynamoStore::new(table.client, table.name, clock.clone());
         Fixture {
             journal: Arc::new(store.clone()),
-            claims: Arc::new(store),
+            claims: Arc::new(store.clone()),
+            links: Arc::new(store),
             clock,
             calls: Some(table.calls),
             keep: None,
@@ -111,6 +117,7 @@ macro_rules! journal_conformance_tests {
             the_log_outlives_the_claim_retention_and_then_expires,
             recent_lists_newest_first_and_filters,
             delivery_for_an_unlogged_event_writes_nothing,
+            a_commit_carries_the_attempts_record,
             raw_requests_round_trip_and_expire,
         );
     };
@@ -443,6 +450,115 @@ pub async fn delivery_for_an_unlogged_event_writes_nothing(f: &Fixture) {
             .await
             .unwrap(),
         ClaimOutcome::Completed { .. }
+    ));
+}
+
+/// The worker's commit of an applied link carries the attempt's log record: on DynamoDB
+/// one TransactWriteItems instead of an UpdateItem each; elsewhere the commit alone, and
+/// the worker records the attempt (`false`). A lost lease writes neither; an event that
+/// is not in the log still gets its link committed.
+pub async fn a_commit_carries_the_attempts_record(f: &Fixture) {
+    let e = entry(f, "tally", "evt-commit", &[Vendor::Hood]);
+    let _ = claim(f, &e).await;
+    let k = key(&e);
+    let link_key = LinkKey::for_person(
+        Vendor::Hood,
+        &relay_shared::model::PersonId::parse("p0190a1b2c3d4e5f60718293a4b5c6d7e").unwrap(),
+    );
+    let lease = |id: &'static str| {
+        let (links, link_key, until) = (&f.links, &link_key, f.now() + TimeDelta::seconds(30));
+        async move {
+            match links
+                .lease(link_key, &DeliveryId::of(id), until)
+                .await
+                .unwrap()
+            {
+                LeaseOutcome::Leased { lease, link } => (lease, link),
+                other => panic!("not leased: {other:?}"),
+            }
+        }
+    };
+    let (held, mut link) = lease("tally#evt-commit").await;
+    link.vendor_id = Some("p-1".into());
+    link.remember(DeliveryId::of("tally#evt-commit"));
+    let synced = delivery(f, DeliveryStatus::Synced, 1);
+    let _ = f.calls.as_ref().map(CallLog::take);
+    let record = LogRecord {
+        event: &k,
+        vendor: Vendor::Hood,
+        entry: &synced,
+    };
+    let settled = f.links.commit_logged(&held, &link, &record).await.unwrap();
+    if f.calls.is_some() {
+        assert!(settled, "DynamoDB writes both at once");
+        f.expect_calls(&["TransactWriteItems"]);
+    } else if !settled {
+        f.journal
+            .record_delivery(&k, Vendor::Hood, &synced)
+            .await
+            .unwrap();
+    }
+    let journey = f.journal.event(&k).await.unwrap().unwrap();
+    assert_eq!(journey.deliveries[&Vendor::Hood], synced);
+    // Committed: the delivery is remembered, the lease is free, the record id kept.
+    assert!(matches!(
+        f.links
+            .lease(&link_key, &DeliveryId::of("tally#evt-commit"), f.now())
+            .await
+            .unwrap(),
+        LeaseOutcome::AlreadyApplied
+    ));
+    let (next, stored) = lease("tally#evt-later").await;
+    assert_eq!(stored.vendor_id.as_deref(), Some("p-1"));
+
+    // A lease lost to another delivery: neither the link nor the record is written.
+    f.clock.advance(TimeDelta::seconds(31));
+    let (_, _) = lease("tally#evt-third").await;
+    f.clock.advance(TimeDelta::seconds(1));
+    let later = DeliveryEntry {
+        at: f.now(),
+        ..delivery(f, DeliveryStatus::Synced, 2)
+    };
+    let stale = Link {
+        vendor_id: Some("p-2".into()),
+        ..stored.clone()
+    };
+    let record = LogRecord {
+        event: &k,
+        vendor: Vendor::Hood,
+        entry: &later,
+    };
+    let lost = f.links.commit_logged(&next, &stale, &record).await;
+    assert!(
+        matches!(lost, Err(StoreError::ClaimLost { .. })),
+        "{lost:?}"
+    );
+    let journey = f.journal.event(&k).await.unwrap().unwrap();
+    assert_eq!(journey.deliveries[&Vendor::Hood], synced, "not recorded");
+
+    // An event not in the log: the link is still committed.
+    f.clock.advance(TimeDelta::seconds(31));
+    let (held, mut link) = lease("tally#evt-unlogged").await;
+    link.remember(DeliveryId::of("tally#evt-unlogged"));
+    let never = IdempotencyKey::inbound("tally", "never-logged").unwrap();
+    let record = LogRecord {
+        event: &never,
+        vendor: Vendor::Hood,
+        entry: &later,
+    };
+    let _ = f.calls.as_ref().map(CallLog::take);
+    let settled = f.links.commit_logged(&held, &link, &record).await.unwrap();
+    if f.calls.is_some() {
+        assert!(settled, "nothing to record: settled");
+        f.expect_calls(&["TransactWriteItems", "UpdateItem"]);
+    }
+    assert!(f.journal.event(&never).await.unwrap().is_none());
+    assert!(matches!(
+        f.links
+            .lease(&link_key, &DeliveryId::of("tally#evt-unlogged"), f.now())
+            .await
+            .unwrap(),
+        LeaseOutcome::AlreadyApplied
     ));
 }
 

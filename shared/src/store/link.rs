@@ -135,6 +135,32 @@ pub trait LinkStore: Send + Sync {
     /// Releases the lease without changing the link (the delivery failed or was deferred).
     /// Fails with [`StoreError::ClaimLost`] if the lease is no longer ours. One backend call.
     async fn abandon(&self, lease: &LinkLease) -> Result<(), StoreError>;
+
+    /// [`Self::commit`] with, in the same write, the delivery-log record of the attempt
+    /// (`log`), for a backend that keeps the log beside the links (DynamoDB: one
+    /// TransactWriteItems instead of two UpdateItems). Answers `true` when this call settled
+    /// the record — written, or nothing to write (the event left the log, or a newer
+    /// attempt is recorded) — and `false` when only the link was committed and the caller
+    /// records the attempt itself, as it does by default. [`StoreError::ClaimLost`] as for
+    /// `commit` (the record is then not written either).
+    async fn commit_logged(
+        &self,
+        lease: &LinkLease,
+        link: &Link,
+        log: &LogRecord<'_>,
+    ) -> Result<bool, StoreError> {
+        let _ = log;
+        self.commit(lease, link).await.map(|()| false)
+    }
+}
+
+/// A delivery-log record written with a link's commit ([`LinkStore::commit_logged`]): the
+/// attempt of the event claimed under `event`, at `vendor`.
+#[derive(Clone, Copy, Debug)]
+pub struct LogRecord<'a> {
+    pub event: &'a super::IdempotencyKey,
+    pub vendor: crate::model::Vendor,
+    pub entry: &'a super::DeliveryEntry,
 }
 
 #[cfg(test)]

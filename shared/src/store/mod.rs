@@ -78,5 +78,7 @@ pub use limiter::{
     Booking, GcraParams, LimitsError, Pacing, Permit, RateLimiter, Reservation, Window,
     wait_for_permit,
 };
-pub use link::{AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, RECENT_LIMIT};
+pub use link::{
+    AppliedField, DeliveryId, LeaseOutcome, Link, LinkLease, LinkStore, LogRecord, RECENT_LIMIT,
+};
 pub use sealed::{RawKey, SealError};

@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::{Deliveries, NOT_BEFORE_TOLERANCE, Next, Outcome, Settled, Share, Worker, link_key};
+use super::{
+    Deliveries, Learned, NOT_BEFORE_TOLERANCE, Next, Outcome, Settled, Share, Worker, link_key,
+};
 use crate::delivery::{DeliveryMessage, MESSAGE_VERSION, RetryState};
 use crate::model::ChangeKind;
 use crate::queue::ReceivedMessage;
@@ -116,10 +118,14 @@ impl Worker {
                     None => return settled,
                 },
             };
-            let mut vendor_id = None;
+            let mut learned = Learned::default();
             let next = self
-                .attempt(&mut together, &ids, deadline, &mut vendor_id)
+                .attempt(&mut together, &ids, deadline, &mut learned)
                 .await;
+            let Learned {
+                vendor_id,
+                mut commit,
+            } = learned;
             let (now, later): (Vec<_>, Vec<_>) = match &next {
                 Next::PartlyApplied(applied) => members
                     .into_iter()
@@ -145,6 +151,8 @@ impl Worker {
                         &parsed,
                         outcome.clone(),
                         vendor_id.clone(),
+                        // The group's link, committed with its first member's log record.
+                        commit.take(),
                         started,
                         share,
                     )
@@ -153,6 +161,9 @@ impl Worker {
                     .settle(message, disposition, Some(parsed), delete_done)
                     .await;
                 settled.push((message, outcome));
+            }
+            if let Some((lease, link)) = commit.take() {
+                self.commit_applied(together.vendor, &lease, &link).await;
             }
             members = later;
         }

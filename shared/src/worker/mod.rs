@@ -54,7 +54,7 @@ use crate::plan::VendorState;
 use crate::queue::{MAX_DELAY, MAX_VISIBILITY, OutboundMessage, Queue, ReceivedMessage};
 use crate::store::{
     Clock, ContactKeyHash, DeliveryEntry, DeliveryId, DeliveryStatus, IdempotencyKey, Journal,
-    LeaseOutcome, Link, LinkKey, LinkLease, LinkStore, RateLimiter, Reservation,
+    LeaseOutcome, Link, LinkKey, LinkLease, LinkStore, LogRecord, RateLimiter, Reservation,
 };
 use crate::vendors::{ErrorClass, Vendor, VendorError};
 
@@ -216,6 +216,15 @@ impl Deliveries {
             also: Vec::new(),
         }
     }
+}
+
+/// What an attempt learned and leaves to its conclusion: the vendor's record id, and the
+/// link it applied, committed by [`Worker::conclude`] together with the attempt's log
+/// record (one write on DynamoDB instead of two).
+#[derive(Default)]
+struct Learned {
+    vendor_id: Option<String>,
+    commit: Option<(LinkLease, Link)>,
 }
 
 /// Whose an attempt was, for the log line and the counts.
@@ -482,17 +491,25 @@ impl Worker {
             }
         };
         let now = self.clock.now();
-        let mut vendor_id = None;
+        let mut learned = Learned::default();
         let next = match parsed.retry.retry_not_before {
             Some(at) if at - NOT_BEFORE_TOLERANCE > now => Next::NotYet(at),
             _ => {
                 let ids = Deliveries::one(&parsed);
-                self.attempt(&mut parsed, &ids, deadline, &mut vendor_id)
+                self.attempt(&mut parsed, &ids, deadline, &mut learned)
                     .await
             }
         };
         let disposition = self
-            .conclude(message, &parsed, next, vendor_id, started, Share::ALONE)
+            .conclude(
+                message,
+                &parsed,
+                next,
+                learned.vendor_id,
+                learned.commit,
+                started,
+                Share::ALONE,
+            )
             .await;
         (disposition, Some(parsed))
     }
@@ -503,30 +520,33 @@ impl Worker {
         parsed: &mut DeliveryMessage,
         ids: &Deliveries,
         deadline: DateTime<Utc>,
-        vendor_id: &mut Option<String>,
+        learned: &mut Learned,
     ) -> Next {
-        let next = self.deliver(parsed, ids, deadline, vendor_id).await;
+        let next = self.deliver(parsed, ids, deadline, learned).await;
         if !matches!(next, Next::Enrich) {
             return next;
         }
         // Completed, then delivered as any change; a message handed on from here on
         // carries the completed change, so the source is read once per delivery.
         match self.enrich(parsed, deadline).await {
-            None => self.deliver(parsed, ids, deadline, vendor_id).await,
+            None => self.deliver(parsed, ids, deadline, learned).await,
             Some(next) => next,
         }
     }
 
     /// Turns what the attempt of `message` came to into its disposition; logs one line,
-    /// counts one outcome and records the attempt in the delivery log. `share` says whether
-    /// the attempt was this message's alone or a coalesced one's (its calls are counted
-    /// once, on the group's first message).
+    /// counts one outcome, commits the link the attempt applied (`commit`) and records the
+    /// attempt in the delivery log — both in one write where the store can. `share` says
+    /// whether the attempt was this message's alone or a coalesced one's (its calls are
+    /// counted once, on the group's first message).
+    #[allow(clippy::too_many_arguments)]
     async fn conclude(
         &self,
         message: &ReceivedMessage,
         parsed: &DeliveryMessage,
         next: Next,
         vendor_id: Option<String>,
+        mut commit: Option<(LinkLease, Link)>,
         started: Instant,
         share: Share,
     ) -> Disposition {
@@ -621,12 +641,35 @@ impl Worker {
             let event = &parsed.change.event;
             match IdempotencyKey::inbound(&event.source, &event.event_id) {
                 Ok(key) => {
-                    if let Err(error) = journal.record_delivery(&key, parsed.vendor, &entry).await {
+                    let logged = match commit.take() {
+                        Some((lease, link)) => {
+                            let log = LogRecord {
+                                event: &key,
+                                vendor: parsed.vendor,
+                                entry: &entry,
+                            };
+                            match self.links.commit_logged(&lease, &link, &log).await {
+                                Ok(settled) => settled,
+                                Err(error) => {
+                                    tracing::warn!(vendor = %parsed.vendor, %error, "applied but could not record it");
+                                    false
+                                }
+                            }
+                        }
+                        None => false,
+                    };
+                    if !logged
+                        && let Err(error) =
+                            journal.record_delivery(&key, parsed.vendor, &entry).await
+                    {
                         tracing::warn!(vendor = %parsed.vendor, %error, "could not record the delivery in the log");
                     }
                 }
                 Err(error) => tracing::warn!(%error, "no log key for the delivery"),
             }
+        }
+        if let Some((lease, link)) = commit {
+            self.commit_applied(parsed.vendor, &lease, &link).await;
         }
         disposition
     }
@@ -715,7 +758,7 @@ impl Worker {
         message: &DeliveryMessage,
         ids: &Deliveries,
         deadline: DateTime<Utc>,
-        vendor_id: &mut Option<String>,
+        learned: &mut Learned,
     ) -> Next {
         let vendor = message.vendor;
         let now = self.clock.now();
@@ -858,12 +901,9 @@ impl Worker {
                 for applied in &ids.also {
                     next.remember(applied.clone());
                 }
-                vendor_id.clone_from(&next.vendor_id);
-                if let Err(error) = self.links.commit(&lease, &next).await {
-                    // The vendor has the change; only our record of it was lost (the lease
-                    // expired during a slow call). A later change re-plans from the old record.
-                    tracing::warn!(%vendor, %error, "applied but could not record it");
-                }
+                learned.vendor_id.clone_from(&next.vendor_id);
+                // Committed when the attempt is concluded, with its log record.
+                learned.commit = Some((lease, next));
                 Next::Done(match delivered.skipped {
                     Some(reason) => Outcome::Skipped {
                         reason: reason.code(),
@@ -901,7 +941,7 @@ impl Worker {
                     // Keep an id learned before the failure (a created profile) so the retry
                     // patches it instead of looking it up again; the delivery stays unapplied.
                     Some(id) => {
-                        *vendor_id = Some(id.clone());
+                        learned.vendor_id = Some(id.clone());
                         let next = Link {
                             vendor_id: Some(id.clone()),
                             ..link
@@ -975,6 +1015,15 @@ impl Worker {
             None => {
                 tracing::warn!(%vendor, "no shared schedule to hold back; only this delivery waits");
             }
+        }
+    }
+
+    /// Commits an applied link on its own (no log record rides on it).
+    async fn commit_applied(&self, vendor: Vendor, lease: &LinkLease, link: &Link) {
+        if let Err(error) = self.links.commit(lease, link).await {
+            // The vendor has the change; only our record of it was lost (the lease
+            // expired during a slow call). A later change re-plans from the old record.
+            tracing::warn!(%vendor, %error, "applied but could not record it");
         }
     }
 

@@ -72,20 +72,24 @@ impl DynamoStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let now = self.clock.now();
         let (claim, put) = claim_with(key, payload_hash, lease_until, now, retention, extra);
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(put))
-            .condition_expression(CLAIMABLE)
-            .expression_attribute_names("#pk", item::PK)
-            .expression_attribute_names("#exp", item::EXPIRES_AT)
-            .expression_attribute_names("#state", item::STATE)
-            .expression_attribute_values(":now_s", n(now.timestamp()))
-            .expression_attribute_values(":released", s(item::RELEASED))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        // A duplicate's claim may meet the first claim's transaction (with its person).
+        let sent = super::conflict_retry(|| {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(put.clone()))
+                .condition_expression(CLAIMABLE)
+                .expression_attribute_names("#pk", item::PK)
+                .expression_attribute_names("#exp", item::EXPIRES_AT)
+                .expression_attribute_names("#state", item::STATE)
+                .expression_attribute_values(":now_s", n(now.timestamp()))
+                .expression_attribute_values(":released", s(item::RELEASED))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+        })
+        .await;
         let err = match sent {
             Ok(_) => return Ok(ClaimOutcome::Claimed(claim)),
             Err(err) => err,

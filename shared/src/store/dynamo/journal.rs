@@ -96,6 +96,54 @@ fn delivery_attribute(entry: &DeliveryEntry) -> AttributeValue {
     AttributeValue::M(m)
 }
 
+/// A delivery attempt's record: one entry of the event item's `d` map, per vendor.
+const DELIVERY_UPDATE: &str = "SET #d.#v = :e";
+/// Only while the event is in the log, and never over a newer attempt's record.
+const DELIVERY_CONDITION: &str = "attribute_exists(#d) AND #exp > :now_s \
+     AND (attribute_not_exists(#d.#v) OR #d.#v.#at <= :at)";
+
+fn delivery_parts(
+    vendor: Vendor,
+    entry: &DeliveryEntry,
+    now: DateTime<Utc>,
+) -> (HashMap<String, String>, Item) {
+    let names = [
+        ("#d", DELIVERIES),
+        ("#v", vendor.as_str()),
+        ("#exp", item::EXPIRES_AT),
+        ("#at", "at"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let values = [
+        (":e".to_owned(), delivery_attribute(entry)),
+        (":now_s".to_owned(), n(now.timestamp())),
+        (":at".to_owned(), n(entry.at.timestamp_millis())),
+    ]
+    .into_iter()
+    .collect();
+    (names, values)
+}
+
+/// The record of `log` as an update for a transaction (with a link's commit).
+pub(super) fn delivery_update(
+    table: &str,
+    log: &crate::store::LogRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
+    let (names, values) = delivery_parts(log.vendor, log.entry, now);
+    aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(item::key(log.event.as_str())))
+        .update_expression(DELIVERY_UPDATE)
+        .condition_expression(DELIVERY_CONDITION)
+        .set_expression_attribute_names(Some(names))
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(backend("TransactWriteItems"))
+}
+
 fn malformed(pk: &str, reason: &str) -> StoreError {
     StoreError::Malformed {
         pk: pk.to_owned(),
@@ -266,26 +314,22 @@ impl Journal for DynamoStore {
         entry: &DeliveryEntry,
     ) -> Result<bool, StoreError> {
         let now = self.clock.now();
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(key.as_str())))
-            .update_expression("SET #d.#v = :e")
-            .condition_expression(
-                "attribute_exists(#d) AND #exp > :now_s \
-                 AND (attribute_not_exists(#d.#v) OR #d.#v.#at <= :at)",
-            )
-            .expression_attribute_names("#d", DELIVERIES)
-            .expression_attribute_names("#v", vendor.as_str())
-            .expression_attribute_names("#exp", item::EXPIRES_AT)
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":e", delivery_attribute(entry))
-            .expression_attribute_values(":now_s", n(now.timestamp()))
-            .expression_attribute_values(":at", n(entry.at.timestamp_millis()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        let (names, values) = delivery_parts(vendor, entry, now);
+        let sent = super::conflict_retry(|| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item::key(key.as_str())))
+                .update_expression(DELIVERY_UPDATE)
+                .condition_expression(DELIVERY_CONDITION)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+        })
+        .await;
         match sent {
             Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {

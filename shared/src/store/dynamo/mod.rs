@@ -248,3 +248,42 @@ fn backend<E: StdError + Send + Sync + 'static>(
         source: Box::new(err),
     }
 }
+
+/// Whether DynamoDB refused a plain request because a transaction held its item at that
+/// moment (`TransactionConflictException`; the SDK does not retry it).
+fn is_transaction_conflict<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "TransactionConflictException")
+}
+
+/// Pauses between tries of a plain write that met a transaction on its item (a
+/// transaction holds an item for a few milliseconds).
+const CONFLICT_PAUSES: [Duration; 3] = [
+    Duration::from_millis(10),
+    Duration::from_millis(30),
+    Duration::from_millis(90),
+];
+
+/// Sends `op` again, after a short pause, while DynamoDB answers that a transaction holds
+/// the item (a log record or a commit meeting another vendor's transaction on the same
+/// event item); any other answer is returned as it is.
+async fn conflict_retry<T, E, R, F, Fut>(
+    mut op: F,
+) -> Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>>,
+{
+    for pause in CONFLICT_PAUSES {
+        match op().await {
+            Err(err) if is_transaction_conflict(&err) => tokio::time::sleep(pause).await,
+            other => return other,
+        }
+    }
+    op().await
+}
