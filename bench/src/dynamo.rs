@@ -229,8 +229,20 @@ impl Intercept for Counter {
             .bytes()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| {
+                // A transaction counts as its first item's kind: ingest's starts with the
+                // claim, the worker's with the link (the log record rides on it).
+                let first = v
+                    .get("TransactItems")
+                    .and_then(|items| items.get(0))
+                    .and_then(|item| {
+                        ["Put", "Update", "ConditionCheck"]
+                            .iter()
+                            .find_map(|op| item.get(op))
+                    });
+                let request = first.unwrap_or(&v);
                 ["Key", "Item"].iter().find_map(|field| {
-                    v.get(field)?
+                    request
+                        .get(field)?
                         .get("pk")?
                         .get("S")?
                         .as_str()

@@ -109,6 +109,12 @@ pub fn goals(report: &Report) -> Vec<Goal> {
             });
         }
         goals.push(Goal::judged(
+            "ingest (update, an instance that has not seen the person): DynamoDB calls per event",
+            "≤ 1",
+            format!("{}", s.update_ingest_cold_instance),
+            s.update_ingest_cold_instance <= 1.0,
+        ));
+        goals.push(Goal::judged(
             "sandbox vendors: rule violations",
             "0",
             s.vendor_rule_violations.to_string(),
@@ -322,6 +328,11 @@ pub fn render(r: &Report) -> String {
         headers.extend(s.vendors.iter().copied());
         headers.push("in all");
         table(&mut out, &headers, &rows, &[]);
+        let _ = writeln!(
+            out,
+            "  update ingested by another instance (none of the persons seen there): {:.2} DynamoDB calls per event",
+            s.update_ingest_cold_instance
+        );
         let b = &s.new_contact_batched;
         let _ = writeln!(
             out,

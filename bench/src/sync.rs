@@ -114,8 +114,13 @@ pub struct Report {
     /// lists the account's custom properties once per process; Channel.io upserts;
     /// Chatwoot searches and creates.
     pub new_contact: Round,
-    /// The same contacts again with a changed name.
+    /// The same contacts again with a changed name (ingested by the instance that
+    /// resolved them: its guess of each person is checked in the claim's one write).
     pub update: Round,
+    /// Ingest's DynamoDB requests per event for another update of each, through a second
+    /// ingest instance that has resolved none of them (a fresh Lambda instance): its
+    /// new-person write is refused, saying whose the identifiers are, then the claim.
+    pub update_ingest_cold_instance: f64,
     /// A message already applied, received again (SQS at-least-once): per vendor.
     pub redelivery: BTreeMap<&'static str, VendorCost>,
     /// Other new contacts, in batches of 10 as SQS hands them to the worker.
@@ -139,6 +144,8 @@ pub fn established_account() -> SandboxOptions {
 
 struct Rig {
     app: axum::Router,
+    /// A second ingest instance (its own person cache) over the same table.
+    app_cold: axum::Router,
     queue: Arc<MemoryQueue>,
     dead_letters: Arc<MemoryQueue>,
     worker: Worker,
@@ -176,6 +183,26 @@ impl Rig {
         let ingest = ingest.with_recording(Recording::new(Arc::new(store.clone()), None));
         let app = router(
             Arc::new(ingest),
+            RouterConfig {
+                default_scheme: "https",
+            },
+        );
+        // Another ingest instance over the same table, with a cache of its own.
+        let (cold, _) = Ingest::new(
+            webhooks::mappings(),
+            &webhooks::source_secrets(),
+            Arc::new(store.clone()),
+            relay_shared::ingress::Identity {
+                store: Arc::new(store.clone()),
+                key: webhooks::identity_key(),
+            },
+            queue.clone(),
+            clock.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cold = cold.with_recording(Recording::new(Arc::new(store.clone()), None));
+        let app_cold = router(
+            Arc::new(cold),
             RouterConfig {
                 default_scheme: "https",
             },
@@ -220,6 +247,7 @@ impl Rig {
         let worker = worker(targets);
         Ok(Rig {
             app,
+            app_cold,
             queue,
             dead_letters,
             worker,
@@ -233,8 +261,17 @@ impl Rig {
 
     /// Posts the deliveries one by one; answers DynamoDB requests per event.
     async fn ingest(&self, deliveries: &[(String, String)]) -> anyhow::Result<f64> {
+        self.ingest_into(&self.app, deliveries).await
+    }
+
+    /// [`Self::ingest`] through `app`.
+    async fn ingest_into(
+        &self,
+        app: &axum::Router,
+        deliveries: &[(String, String)],
+    ) -> anyhow::Result<f64> {
         let before = self.counter.snapshot();
-        let service = relay_shared::lambda::webhook_service(self.app.clone());
+        let service = relay_shared::lambda::webhook_service(app.clone());
         for (id, body) in deliveries {
             let request = self.signer.request(SOURCE, id, body)?;
             let Ok(response) = service.clone().oneshot(request).await;
@@ -415,6 +452,18 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
     let ingest_update = rig.ingest(&updated).await?;
     let mut ignored = HashMap::new();
     let update = round_report(contacts, ingest_update, rig.drain(&mut ignored).await?);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let at = Utc::now();
+    let again: Vec<(String, String)> = (0..contacts)
+        .map(|i| {
+            (
+                format!("msg_{run_id}v_{i}"),
+                crate::ingest::contact_event(i, &format!("Renamed Again {i}"), at),
+            )
+        })
+        .collect();
+    let update_ingest_cold_instance = round(rig.ingest_into(&rig.app_cold, &again).await?, 3);
+    rig.drain(&mut ignored).await?;
 
     let mut redelivery = BTreeMap::new();
     let mut kept: Vec<_> = kept.into_iter().collect();
@@ -458,6 +507,7 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         vendors,
         new_contact,
         update,
+        update_ingest_cold_instance,
         redelivery,
         new_contact_batched,
         mixed_storm,

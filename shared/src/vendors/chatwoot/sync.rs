@@ -44,6 +44,11 @@ impl ChatwootClient {
         match plan {
             ChatwootPlan::Update { contact_id, body } => self.update(run, *contact_id, body).await,
             ChatwootPlan::Resolve { queries, body } => {
+                // The search and then the create or the update of what it found: two calls
+                // either way, booked in one reservation.
+                if !queries.is_empty() && !body.is_empty() {
+                    run.expect(2);
+                }
                 // The first query (usually the e-mail) finds an existing contact in one call.
                 if let Some(first) = queries.first()
                     && let Some(id) = self.find(run, first).await?
