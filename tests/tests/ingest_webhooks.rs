@@ -656,3 +656,110 @@ async fn a_known_person_costs_one_write_where_the_instance_has_seen_them_and_a_s
         "the table's person, not the cached guess"
     );
 }
+
+/// Many first events of one person at once, through four ingest instances on one table,
+/// each carrying some of the person's identifiers (three of their app's ids, the e-mail,
+/// the phone): every event is accepted (a sender retries a 503, as Standard Webhooks
+/// senders do), and in the end every identifier points to one person and exactly one
+/// person is not merged — the single writes, their refusals and the merges never make a
+/// third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_events_of_one_person_through_four_instances_end_as_one_person() {
+    const EVENTS: usize = 32;
+    let h = harness().await;
+    let clock = Arc::new(SystemClock);
+    let queue = Arc::new(relay_shared::queue::memory::MemoryQueue::new(
+        Duration::from_secs(60),
+    ));
+    let instances: Vec<axum::Router> = (0..4)
+        .map(|_| {
+            let store = Arc::new(DynamoStore::new(
+                h.table.client.clone(),
+                h.table.name.clone(),
+                clock.clone(),
+            ));
+            app(store, queue.clone(), clock.clone())
+        })
+        .collect();
+    let variants: [(&str, bool, bool); 5] = [
+        ("usr_8812", true, false),
+        ("usr_8813", false, true),
+        ("usr_8814", true, true),
+        ("usr_8812", false, true),
+        ("usr_8813", true, false),
+    ];
+    let barrier = Arc::new(tokio::sync::Barrier::new(EVENTS));
+    let tasks: Vec<_> = (0..EVENTS)
+        .map(|i| {
+            let (id, email, phone) = variants[i % variants.len()];
+            let mut event: Value = serde_json::from_str(body("standard")).unwrap();
+            event["data"]["id"] = id.into();
+            if !email {
+                event["data"].as_object_mut().unwrap().remove("email");
+            }
+            if !phone {
+                event["data"].as_object_mut().unwrap().remove("phone");
+            }
+            let body = event.to_string();
+            let app = instances[i % instances.len()].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                for _ in 0..5 {
+                    let request = signed_with(
+                        "standard",
+                        &secret("standard"),
+                        &body,
+                        Utc::now(),
+                        Some(&format!("msg_concurrent_{i}")),
+                    );
+                    let response = webhook_service(app.clone()).oneshot(request).await.unwrap();
+                    match response.status() {
+                        StatusCode::ACCEPTED => return,
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        other => panic!("event {i}: {other}"),
+                    }
+                }
+                panic!("event {i}: still 503 after 5 tries");
+            })
+        })
+        .collect();
+    futures::future::try_join_all(tasks).await.unwrap();
+
+    let scan = h
+        .table
+        .client
+        .scan()
+        .table_name(&h.table.name)
+        .send()
+        .await
+        .unwrap();
+    let mut pointed = std::collections::BTreeSet::new();
+    let mut identifiers = 0;
+    let mut unmerged = Vec::new();
+    for item in scan.items() {
+        let pk = item["pk"].as_s().unwrap();
+        if pk.starts_with("idn#") {
+            identifiers += 1;
+            pointed.insert(item["person"].as_s().unwrap().clone());
+        } else if pk.starts_with("per#") && !item.contains_key("merged_into") {
+            unmerged.push(pk.clone());
+        }
+    }
+    assert_eq!(identifiers, 5, "three app ids, the e-mail and the phone");
+    assert_eq!(
+        pointed.len(),
+        1,
+        "every identifier points to one person: {pointed:?}"
+    );
+    assert_eq!(unmerged.len(), 1, "one person is not merged: {unmerged:?}");
+    assert_eq!(unmerged[0], format!("per#{}", pointed.first().unwrap()));
+    let messages = relay_tests::webhooks::drain(queue.as_ref()).await;
+    assert_eq!(
+        messages.len(),
+        EVENTS * 3,
+        "every event enqueued once per vendor"
+    );
+}
