@@ -360,7 +360,21 @@ fn each_function_may_write_only_its_own_items() {
         assert!(!allowed(&ingest_keys, key), "ingest must not write {key}");
         assert!(allowed(&worker_keys, key), "the worker must write {key}");
     }
-    // The worker records each delivery's outcome on the event's item.
+    // A claim's transaction checks that a known person's identifiers still point to
+    // them: a condition check on identifier items only.
+    let checks = statement(
+        &resource(&t, "StoreAndEnqueuePolicy")["Properties"]["PolicyDocument"]["Statement"],
+        "IdentityChecks",
+    );
+    let (check_actions, check_keys) = table_access(checks);
+    assert_eq!(check_actions, ["dynamodb:ConditionCheckItem"]);
+    let identifier = relay_tests::webhooks::identity_key()
+        .hash("email:ann@example.com")
+        .pk();
+    assert!(allowed(&check_keys, &identifier));
+    assert!(!allowed(&check_keys, claim.as_str()));
+    // The worker records each delivery's outcome on the event's item (with the link's
+    // commit, in one transaction: an UpdateItem of each).
     assert!(allowed(&worker_keys, claim.as_str()));
     assert!(
         !allowed(&worker_keys, raw.as_str()),
