@@ -1,8 +1,12 @@
 //! The ingest use case, independent of HTTP or Lambda: verify → map → claim → enqueue.
 //!
-//! Each event of a delivery costs **one DynamoDB write**: its claim under the sender's event
-//! id (a conditional write that also carries the delivery-log entry). Then one message per
-//! (event, vendor) goes to the queue in SQS batches, and the sender gets `202`. Nothing
+//! Each event of a delivery costs **one DynamoDB write** where it can: its claim under the
+//! sender's event id (a conditional write that also carries the delivery-log entry) and, in
+//! the same transaction, its person — a new one with all its identifiers, or the one this
+//! instance resolved them to before, checked there (`claim_and_resolve`; a refused write
+//! says what it met, so a known person new to this instance costs one more, the claim).
+//! Then one message per (event, vendor) goes to the queue in SQS batches, and the sender
+//! gets `202`. Nothing
 //! confirms the claim afterwards; a failed enqueue releases it (a second write, on failure
 //! only) so the sender's retry claims it afresh.
 //!

@@ -32,6 +32,10 @@
 //! Any conditional failure means another resolution got there first: read again and
 //! repeat (at most [`MAX_ROUNDS`] times). Calls: known person, nothing new — 1; new
 //! person — 2; a new identifier for a known person — 2; a merge — 2 more per loser.
+//!
+//! Ingest first tries the claim and the person in one write
+//! ([`IdentityStore::claim_with_person`], guessing a new person or, from [`PersonCache`],
+//! a known one); a refusal's answer replaces step 1 ([`resolve_hashed`] with `known`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -5,7 +5,8 @@
 //! It costs (almost) no extra writes: the event's entry rides on the claim write that
 //! already happens at ingest ([`Journal::claim_recorded`] is the claim, with the entry in
 //! the same item), and the worker records each delivery attempt's outcome with one update
-//! of that item ([`Journal::record_delivery`]). A released claim (nothing enqueued) drops
+//! of that item ([`Journal::record_delivery`]) — for an applied delivery, in the same write
+//! as the link's commit where the store can ([`super::LinkStore::commit_logged`]). A released claim (nothing enqueued) drops
 //! out of the log. The raw request, sealed with the deployment key ([`super::sealed`]), is
 //! kept as one item per accepted request ([`Journal::put_raw`]) so a replay can map it
 //! again with corrected mappings.
