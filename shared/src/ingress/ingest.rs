@@ -6,9 +6,8 @@
 //! instance resolved them to before, checked there (`claim_and_resolve`; a refused write
 //! says what it met, so a known person new to this instance costs one more, the claim).
 //! Then one message per (event, vendor) goes to the queue in SQS batches, and the sender
-//! gets `202`. Nothing
-//! confirms the claim afterwards; a failed enqueue releases it (a second write, on failure
-//! only) so the sender's retry claims it afresh.
+//! gets `202`. Nothing confirms the claim afterwards; a failed enqueue releases it (a second
+//! write, on failure only) so the sender's retry claims it afresh.
 //!
 //! Why one write is safe. A record written before the enqueue cannot tell "enqueued" from
 //! "the invocation died before enqueueing", so a duplicate that meets a claim with the same
