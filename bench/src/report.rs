@@ -289,7 +289,7 @@ pub fn render(r: &Report) -> String {
     if let Some(s) = &r.sync {
         let _ = writeln!(
             out,
-            "Synced event — DynamoDB calls per event: ingest (the claim with its log entry), then per (event, vendor) delivery `all = store (link lease + commit, log record) + limiter [vendor HTTP calls]`; {} contacts, production assembly (delivery log on), production schedules, one message at a time",
+            "Synced event — DynamoDB calls per event: ingest (the claim with its log entry and its person), then per (event, vendor) delivery `all = store (link: lease + commit carrying the log record; log record alone) + limiter [vendor HTTP calls]`; {} contacts, production assembly (delivery log on), production schedules, one message at a time",
             s.contacts
         );
         let cell = |c: Option<&sync::VendorCost>| {

@@ -1,7 +1,8 @@
 //! What one synced event costs in DynamoDB requests, end to end: ingest (the claim, with
-//! its delivery-log entry) plus, per vendor message, the worker's store calls — the link
-//! lease and commit, and the delivery-log record of the attempt on the event's item — and
-//! its limiter reservations, counted apart. Ingest and worker are assembled as in
+//! its delivery-log entry and its person) plus, per vendor message, the worker's store
+//! calls — the link lease and the commit carrying the attempt's log record (a record
+//! written alone, on the event's item, counts as `log`) — and its limiter reservations,
+//! counted apart. Ingest and worker are assembled as in
 //! production (delivery log on, production rate-limit schedules, `MAX_SLOT_WAIT`), the
 //! vendors are the strict sandbox (`relay_sandbox`), which records every request and checks
 //! it against the vendor docs.
