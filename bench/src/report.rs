@@ -336,14 +336,15 @@ pub fn render(r: &Report) -> String {
         let b = &s.new_contact_batched;
         let _ = writeln!(
             out,
-            "  new contacts in batches of {} (as Lambda gets them): {:.2} Hood calls per contact ({:.2} of them lookups); {} contacts synced into Hood in {:.1} s = {:.1} per minute (Hood's limit: {:.0} one-call contacts per minute)",
+            "  new contacts in batches of {} (as Lambda gets them): {:.2} Hood calls per contact ({:.2} of them lookups); {} contacts synced into Hood in {:.1} s = {:.1} per minute (Hood's limit: {:.0} one-call contacts per minute); {:.2} DynamoDB calls per (event, vendor) delivery, all vendors",
             b.batch_size,
             b.hood_calls_per_contact,
             b.hood_lookups_per_contact,
             b.contacts,
             b.seconds,
             b.hood_contacts_per_minute,
-            b.physical_limit_per_minute
+            b.physical_limit_per_minute,
+            b.ddb_calls_per_delivery
         );
         for storm in &s.mixed_storm {
             let per: Vec<String> = storm

@@ -85,6 +85,9 @@ pub struct BatchedRound {
     pub hood_contacts_per_minute: f64,
     /// Hood's limit in one-call contacts per minute (150/min).
     pub physical_limit_per_minute: f64,
+    /// Every DynamoDB request of the worker over the round (all three vendors' messages,
+    /// deliveries handed on to wait included) per (event, vendor) message ingested.
+    pub ddb_calls_per_delivery: f64,
 }
 
 /// One run of the mixed storm.
@@ -478,8 +481,10 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
     let fresh = crate::ingest::deliveries(&format!("{run_id}b"), contacts, contacts);
     rig.ingest(&fresh).await?;
     let hood_before = rig.sandbox.requests_of(Vendor::Hood);
+    let calls_before = rig.counter.snapshot();
     let started = std::time::Instant::now();
     rig.drain_batched(10).await?;
+    let worker_calls = rig.counter.snapshot().since(&calls_before).total() as f64;
     let hood: Vec<_> = rig.sandbox.requests_of(Vendor::Hood)[hood_before.len()..].to_vec();
     let seconds = started.elapsed().as_secs_f64();
     let n = contacts.max(1) as f64;
@@ -492,6 +497,7 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         seconds: round(seconds, 1),
         hood_contacts_per_minute: round(n / seconds * 60.0, 1),
         physical_limit_per_minute: 150.0,
+        ddb_calls_per_delivery: round(worker_calls / (3.0 * n), 3),
     };
 
     let vendors = ["hood", "channelio", "chatwoot"].to_vec();

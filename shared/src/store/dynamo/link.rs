@@ -28,27 +28,31 @@ impl LinkStore for DynamoStore {
         until: DateTime<Utc>,
     ) -> Result<LeaseOutcome, StoreError> {
         let lease = LinkLease::new(key.clone(), until);
-        let sent = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item::key(key.as_str())))
-            .update_expression("SET #token = :token, #until = :until")
-            .condition_expression(
-                "(attribute_not_exists(#until) OR #until <= :now) \
-                 AND (attribute_not_exists(#recent) OR NOT contains(#recent, :delivery))",
-            )
-            .expression_attribute_names("#token", item::LEASE_TOKEN)
-            .expression_attribute_names("#until", item::LEASE_UNTIL)
-            .expression_attribute_names("#recent", item::RECENT)
-            .expression_attribute_values(":token", s(lease.token().to_string()))
-            .expression_attribute_values(":until", n(until.timestamp_millis()))
-            .expression_attribute_values(":now", n(self.clock.now().timestamp_millis()))
-            .expression_attribute_values(":delivery", s(delivery.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+        // The holder's commit may be a transaction this moment: it is over in milliseconds.
+        let sent = conflict_retry(|| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(item::key(key.as_str())))
+                .update_expression("SET #token = :token, #until = :until")
+                .condition_expression(
+                    "(attribute_not_exists(#until) OR #until <= :now) \
+                     AND (attribute_not_exists(#recent) OR NOT contains(#recent, :delivery))",
+                )
+                .expression_attribute_names("#token", item::LEASE_TOKEN)
+                .expression_attribute_names("#until", item::LEASE_UNTIL)
+                .expression_attribute_names("#recent", item::RECENT)
+                .expression_attribute_values(":token", s(lease.token().to_string()))
+                .expression_attribute_values(":until", n(until.timestamp_millis()))
+                .expression_attribute_values(":now", n(self.clock.now().timestamp_millis()))
+                .expression_attribute_values(":delivery", s(delivery.as_str()))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+        })
+        .await;
         match sent {
             Ok(out) => {
                 let link = out
@@ -58,8 +62,7 @@ impl LinkStore for DynamoStore {
                     .unwrap_or_default();
                 Ok(LeaseOutcome::Leased { lease, link })
             }
-            // A transaction holds the link this moment (its lease holder is committing):
-            // busy, for about as long as a transaction takes.
+            // Still held by a transaction after the short retries: busy, briefly.
             Err(err) if is_transaction_conflict(&err) => Ok(LeaseOutcome::Busy {
                 until: self.clock.now() + chrono::TimeDelta::milliseconds(50),
             }),
