@@ -88,6 +88,8 @@ pub struct BatchedRound {
     /// Every DynamoDB request of the worker over the round (all three vendors' messages,
     /// deliveries handed on to wait included) per (event, vendor) message ingested.
     pub ddb_calls_per_delivery: f64,
+    /// Those requests by operation and item kind, in all.
+    pub ddb_calls_by_operation: BTreeMap<String, u64>,
 }
 
 /// One run of the mixed storm.
@@ -484,7 +486,8 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
     let calls_before = rig.counter.snapshot();
     let started = std::time::Instant::now();
     rig.drain_batched(10).await?;
-    let worker_calls = rig.counter.snapshot().since(&calls_before).total() as f64;
+    let worker_counts = rig.counter.snapshot().since(&calls_before);
+    let worker_calls = worker_counts.total() as f64;
     let hood: Vec<_> = rig.sandbox.requests_of(Vendor::Hood)[hood_before.len()..].to_vec();
     let seconds = started.elapsed().as_secs_f64();
     let n = contacts.max(1) as f64;
@@ -498,6 +501,7 @@ pub async fn run(endpoint: &str, contacts: usize) -> anyhow::Result<Report> {
         hood_contacts_per_minute: round(n / seconds * 60.0, 1),
         physical_limit_per_minute: 150.0,
         ddb_calls_per_delivery: round(worker_calls / (3.0 * n), 3),
+        ddb_calls_by_operation: worker_counts.labelled(),
     };
 
     let vendors = ["hood", "channelio", "chatwoot"].to_vec();

@@ -230,3 +230,53 @@ async fn limiter_holds_hood_limits_across_32_instances() {
         );
     }
 }
+
+/// A limiter handle that booked the schedule past the wait knows, without asking DynamoDB,
+/// that no slot is near (the worker then hands a delivery on before leasing its link); a
+/// handle that has not seen the schedule does not claim to know, and neither does one
+/// whose slot fits the wait.
+#[tokio::test]
+async fn a_limiter_knows_a_far_slot_from_the_schedule_it_saw_without_a_call() {
+    use relay_shared::store::{Booking, RateLimiter};
+    use std::time::Duration;
+    let table = fresh_table().await.unwrap();
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let store = DynamoStore::new(table.client.clone(), &table.name, clock.clone());
+    let key = LimiterKey::new(Vendor::Hood, "main").unwrap();
+    // One permit per second, no burst.
+    let params = GcraParams::new(Duration::from_secs(1), 1);
+    let here = store.limiter(&key, params);
+    let elsewhere = store.limiter(&key, params);
+    assert_eq!(
+        here.known_too_far(Duration::from_secs(3)),
+        None,
+        "not seen yet"
+    );
+    let Booking::Slots(slots) = here.reserve_n(5, Duration::from_secs(10)).await.unwrap() else {
+        panic!("five slots fit in 10 s");
+    };
+    assert_eq!(slots.len(), 5);
+    table.calls.take();
+    let far = here
+        .known_too_far(Duration::from_secs(3))
+        .expect("booked 5 s ahead");
+    assert!(
+        far > clock.now() + TimeDelta::seconds(3),
+        "{far} is the first free slot"
+    );
+    assert_eq!(
+        here.known_too_far(Duration::from_secs(6)),
+        None,
+        "within 6 s"
+    );
+    assert_eq!(elsewhere.known_too_far(Duration::from_secs(3)), None);
+    assert!(
+        table.calls.take().is_empty(),
+        "answered from what the handle saw"
+    );
+    // The table agrees: a reservation within 3 s is refused.
+    assert!(matches!(
+        elsewhere.reserve(Duration::from_secs(3)).await.unwrap(),
+        relay_shared::store::Reservation::TooFar(_)
+    ));
+}

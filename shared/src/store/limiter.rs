@@ -457,6 +457,15 @@ pub trait RateLimiter: Send + Sync {
     /// After a 429: no permit anywhere before `now + retry_after`, then the steady rate.
     async fn penalise(&self, retry_after: Duration) -> Result<(), StoreError>;
 
+    /// When this instance already knows, from the schedule it last saw and without asking
+    /// the backend, that no slot falls within `max_wait`: the instant one may (`tat` never
+    /// moves back, so the stored schedule is no earlier). `None` when a slot may be free
+    /// sooner, or this instance has not seen the schedule (the default).
+    fn known_too_far(&self, max_wait: Duration) -> Option<DateTime<Utc>> {
+        let _ = max_wait;
+        None
+    }
+
     /// When the next permit is free, without taking it: `None` when one is free now (or
     /// the backend does not say). For dashboards; writes nothing.
     async fn next_free(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -785,6 +785,19 @@ impl Worker {
                 },
             );
         }
+        // The vendor's next rate-limit slot already known to be too far for this
+        // invocation (this instance saw the shared schedule that far ahead): handed on as
+        // the gate would, but before the link is leased — a wait that writes nothing.
+        if let Some(at) = self.limiters.get(&vendor).and_then(|limiter| {
+            limiter.known_too_far(to_std(finish_by - now).min(setup::MAX_SLOT_WAIT))
+        }) {
+            return Next::Wait(
+                to_std(at - now),
+                Outcome::Deferred {
+                    wait: Wait::RateLimitSlot,
+                },
+            );
+        }
         let key = link_key(vendor, &message.change.contact);
         let delivery = ids.lease.clone();
         let lease_until = deadline.min(now + TimeDelta::from_std(MAX_LEASE).unwrap_or_default());

@@ -44,6 +44,11 @@ pub struct DynamoRateLimiter {
     clock: Arc<dyn Clock>,
     /// The newest `tat` this instance saw (only to choose the request shape).
     seen_tat: AtomicI64,
+    /// Held while a reservation of this handle is in flight: concurrent callers of one
+    /// instance (the deliveries of one batch) book one after another, each from the
+    /// schedule the one before saw, instead of guessing from the same stale view and
+    /// spending a refused write each (a refusal the view foresees costs none).
+    booking: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +81,7 @@ impl DynamoRateLimiter {
             params,
             clock,
             seen_tat: AtomicI64::new(UNSEEN),
+            booking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -148,7 +154,17 @@ const MAX_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl RateLimiter for DynamoRateLimiter {
+    fn known_too_far(&self, max_wait: Duration) -> Option<chrono::DateTime<chrono::Utc>> {
+        let seen = Some(self.seen_tat.load(Ordering::Relaxed)).filter(|&t| t != UNSEEN)?;
+        let now = self.clock.now().timestamp_millis();
+        match self.params.book(Some(seen), now, 1, wait_ms(max_wait)) {
+            Booked::Deny { retry_at } => Some(from_epoch_ms(retry_at)),
+            Booked::Slots { .. } => None,
+        }
+    }
+
     async fn reserve_n(&self, n: u32, max_wait: Duration) -> Result<Booking, StoreError> {
+        let _one_at_a_time = self.booking.lock().await;
         let now = self.clock.now().timestamp_millis();
         let max_wait_ms = wait_ms(max_wait);
         let n = n.max(1);
