@@ -533,6 +533,37 @@ mod tests {
     }
 
     #[test]
+    fn the_person_cache_guesses_only_when_it_knows_every_identifier_and_they_agree() {
+        let key = IdentityKey::from_bytes(&[7; 32]).unwrap();
+        let (email, phone, hubspot) = (
+            key.hash("email:ann@example.com"),
+            key.hash("phone:+4915123456789"),
+            key.hash("hubspot:901"),
+        );
+        let ann = new_person_id();
+        let bob = new_person_id();
+        let cache = PersonCache::new(std::num::NonZeroUsize::new(3).unwrap());
+        assert_eq!(cache.guess(std::slice::from_ref(&email)), None);
+        cache.remember(&[email.clone(), phone.clone()], &ann);
+        assert_eq!(
+            cache.guess(&[email.clone(), phone.clone()]),
+            Some(ann.clone())
+        );
+        assert_eq!(cache.guess(std::slice::from_ref(&phone)), Some(ann.clone()));
+        // An identifier it has not seen: no guess (the event may bring someone new).
+        assert_eq!(cache.guess(&[email.clone(), hubspot.clone()]), None);
+        // Two persons: no guess (a merge is due; the table decides).
+        cache.remember(std::slice::from_ref(&hubspot), &bob);
+        assert_eq!(cache.guess(&[email.clone(), hubspot]), None);
+        // Bounded: a fourth identifier pushes out the least recently used (the e-mail was
+        // used last by the guess above, the phone before it).
+        cache.remember(&[key.hash("pipedrive:42")], &bob);
+        assert_eq!(cache.guess(std::slice::from_ref(&phone)), None);
+        assert_eq!(cache.guess(std::slice::from_ref(&email)), Some(ann));
+        assert_eq!(format!("{cache:?}"), "PersonCache");
+    }
+
+    #[test]
     fn hmac_matches_rfc_4231_case_1() {
         // Key = 0x0b * 20 is shorter than our minimum; check the primitive directly.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[0x0b; 20]).unwrap();
