@@ -8,7 +8,8 @@
 //! failed condition (`ConditionalCheckFailed`, or `TransactionConflict` with another
 //! transaction on the same items) is [`Written::Conflict`]: a cancelled transaction wrote
 //! nothing. Each transaction carries a fresh `ClientRequestToken`, so an SDK retry of one
-//! that did succeed answers success instead of a failed condition.
+//! that did succeed answers success instead of a failed condition. `claim_with_person` is
+//! one TransactWriteItems too, with the event's claim in it (ingest's single write).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
