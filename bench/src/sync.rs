@@ -173,46 +173,31 @@ impl Rig {
         let queue = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
         let dead_letters = Arc::new(MemoryQueue::new(Duration::from_secs(60)));
         // As `runtime::ingest_from_env` builds it: the delivery log on (no raw requests kept,
-        // the default).
-        let (ingest, _) = Ingest::new(
-            webhooks::mappings(),
-            &webhooks::source_secrets(),
-            Arc::new(store.clone()),
-            relay_shared::ingress::Identity {
-                store: Arc::new(store.clone()),
-                key: webhooks::identity_key(),
-            },
-            queue.clone(),
-            clock.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let ingest = ingest.with_recording(Recording::new(Arc::new(store.clone()), None));
-        let app = router(
-            Arc::new(ingest),
-            RouterConfig {
-                default_scheme: "https",
-            },
-        );
-        // Another ingest instance over the same table, with a cache of its own.
-        let (cold, _) = Ingest::new(
-            webhooks::mappings(),
-            &webhooks::source_secrets(),
-            Arc::new(store.clone()),
-            relay_shared::ingress::Identity {
-                store: Arc::new(store.clone()),
-                key: webhooks::identity_key(),
-            },
-            queue.clone(),
-            clock.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cold = cold.with_recording(Recording::new(Arc::new(store.clone()), None));
-        let app_cold = router(
-            Arc::new(cold),
-            RouterConfig {
-                default_scheme: "https",
-            },
-        );
+        // the default). Each call is another ingest instance over the same table (a person
+        // cache of its own).
+        let ingest_instance = || -> anyhow::Result<axum::Router> {
+            let (ingest, _) = Ingest::new(
+                webhooks::mappings(),
+                &webhooks::source_secrets(),
+                Arc::new(store.clone()),
+                relay_shared::ingress::Identity {
+                    store: Arc::new(store.clone()),
+                    key: webhooks::identity_key(),
+                },
+                queue.clone(),
+                clock.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ingest = ingest.with_recording(Recording::new(Arc::new(store.clone()), None));
+            Ok(router(
+                Arc::new(ingest),
+                RouterConfig {
+                    default_scheme: "https",
+                },
+            ))
+        };
+        let app = ingest_instance()?;
+        let app_cold = ingest_instance()?;
 
         let sandbox = Sandbox::start_with(established_account())
             .await

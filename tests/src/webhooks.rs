@@ -234,6 +234,18 @@ impl IngestHarness {
         answer(&self.app, request).await
     }
 
+    /// Another ingest instance over the same table (its own person cache), enqueueing to
+    /// `queue`: what a second Lambda instance is.
+    pub fn another_instance(&self, queue: Arc<dyn Queue>) -> axum::Router {
+        let clock = Arc::new(relay_shared::store::SystemClock);
+        let store = Arc::new(relay_shared::store::dynamo::DynamoStore::new(
+            self.table.client.clone(),
+            self.table.name.clone(),
+            clock.clone(),
+        ));
+        app(store, queue, clock)
+    }
+
     /// Everything enqueued so far (removes it from the queue).
     pub async fn drain(&self) -> Vec<relay_shared::delivery::DeliveryMessage> {
         drain(self.queue.as_ref()).await

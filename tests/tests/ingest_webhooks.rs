@@ -13,12 +13,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use relay_sandbox::samples::sample;
 use relay_shared::lambda::webhook_service;
 use relay_shared::queue::{OutboundMessage, Queue, QueueError, ReceiptHandle, ReceivedMessage};
-use relay_shared::store::SystemClock;
-use relay_shared::store::dynamo::DynamoStore;
 use relay_shared::vendors::Vendor;
-use relay_tests::webhooks::{
-    IngestHarness, apigw_event, app, secret, signed, signed_with, to_request,
-};
+use relay_tests::webhooks::{IngestHarness, apigw_event, secret, signed, signed_with, to_request};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -514,13 +510,7 @@ impl Queue for DownQueue {
 #[tokio::test]
 async fn when_enqueueing_fails_the_claim_is_released_so_the_retry_succeeds() {
     let h = harness().await;
-    let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        h.table.client.clone(),
-        h.table.name.clone(),
-        clock.clone(),
-    ));
-    let down = app(store, Arc::new(DownQueue), clock);
+    let down = h.another_instance(Arc::new(DownQueue));
     let response = webhook_service(down)
         .oneshot(signed("webflow", body("webflow"), Utc::now()))
         .await
@@ -590,13 +580,7 @@ async fn a_known_person_costs_one_write_where_the_instance_has_seen_them_and_a_s
     let queue = Arc::new(relay_shared::queue::memory::MemoryQueue::new(
         Duration::from_secs(30),
     ));
-    let clock = Arc::new(SystemClock);
-    let store = Arc::new(DynamoStore::new(
-        h.table.client.clone(),
-        h.table.name.clone(),
-        clock.clone(),
-    ));
-    let cold = app(store, queue.clone(), clock);
+    let cold = h.another_instance(queue.clone());
     let response = webhook_service(cold)
         .oneshot(signed("typeform", &resubmitted(2), Utc::now()))
         .await
@@ -667,20 +651,10 @@ async fn a_known_person_costs_one_write_where_the_instance_has_seen_them_and_a_s
 async fn concurrent_first_events_of_one_person_through_four_instances_end_as_one_person() {
     const EVENTS: usize = 32;
     let h = harness().await;
-    let clock = Arc::new(SystemClock);
     let queue = Arc::new(relay_shared::queue::memory::MemoryQueue::new(
         Duration::from_secs(60),
     ));
-    let instances: Vec<axum::Router> = (0..4)
-        .map(|_| {
-            let store = Arc::new(DynamoStore::new(
-                h.table.client.clone(),
-                h.table.name.clone(),
-                clock.clone(),
-            ));
-            app(store, queue.clone(), clock.clone())
-        })
-        .collect();
+    let instances: Vec<axum::Router> = (0..4).map(|_| h.another_instance(queue.clone())).collect();
     let variants: [(&str, bool, bool); 5] = [
         ("usr_8812", true, false),
         ("usr_8813", false, true),

@@ -554,10 +554,6 @@ impl Ingest {
             Some(person) => (person, PersonGuess::Known),
             None => (new_person_id(), PersonGuess::New),
         };
-        let entry = match (&self.recording, entry) {
-            (Some(_), Some(entry)) => Some(entry),
-            _ => None,
-        };
         let single = PersonClaim {
             key: &key,
             payload_hash: meaning,

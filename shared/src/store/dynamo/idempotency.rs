@@ -73,17 +73,15 @@ impl DynamoStore {
         let now = self.clock.now();
         let (claim, put) = claim_with(key, payload_hash, lease_until, now, retention, extra);
         // A duplicate's claim may meet the first claim's transaction (with its person).
+        let (names, values) = claimable(now);
         let sent = super::conflict_retry(|| {
             self.client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(put.clone()))
                 .condition_expression(CLAIMABLE)
-                .expression_attribute_names("#pk", item::PK)
-                .expression_attribute_names("#exp", item::EXPIRES_AT)
-                .expression_attribute_names("#state", item::STATE)
-                .expression_attribute_values(":now_s", n(now.timestamp()))
-                .expression_attribute_values(":released", s(item::RELEASED))
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -111,20 +109,37 @@ impl DynamoStore {
         extra: Item,
     ) -> Result<(Claim, aws_sdk_dynamodb::types::Put), StoreError> {
         let (claim, put) = claim_with(key, payload_hash, lease_until, now, retention, extra);
+        let (names, values) = claimable(now);
         let put = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.table)
             .set_item(Some(put))
             .condition_expression(CLAIMABLE)
-            .expression_attribute_names("#pk", item::PK)
-            .expression_attribute_names("#exp", item::EXPIRES_AT)
-            .expression_attribute_names("#state", item::STATE)
-            .expression_attribute_values(":now_s", n(now.timestamp()))
-            .expression_attribute_values(":released", s(item::RELEASED))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(backend("TransactWriteItems"))?;
         Ok((claim, put))
     }
+}
+
+/// The names and values [`CLAIMABLE`] uses, at `now`.
+fn claimable(now: DateTime<Utc>) -> (std::collections::HashMap<String, String>, Item) {
+    let names = [
+        ("#pk", item::PK),
+        ("#exp", item::EXPIRES_AT),
+        ("#state", item::STATE),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let values = [
+        (":now_s".to_owned(), n(now.timestamp())),
+        (":released".to_owned(), s(item::RELEASED)),
+    ]
+    .into_iter()
+    .collect();
+    (names, values)
 }
 
 /// A new claim on `key` and its item.

@@ -25,7 +25,6 @@ use super::item::{self, Item, s};
 use super::{DynamoStore, backend};
 use crate::model::PersonId;
 use crate::store::StoreError;
-use crate::store::idempotency::expiry;
 use crate::store::identity::{
     ClaimedWithPerson, IdentifierHash, IdentityStore, PersonClaim, PersonGuess, PersonRecord,
     Written, person_pk,
@@ -71,17 +70,7 @@ impl IdentityStore for DynamoStore {
             return Ok(Some(ClaimedWithPerson::Conflict));
         }
         let now = self.clock.now();
-        let (retention, extra) = match claim.entry {
-            Some(entry) => {
-                let retention = self.retention.max(self.journal_ttl);
-                let expires_at = expiry(now.max(claim.lease_until), retention);
-                (
-                    retention,
-                    super::journal::entry_attributes(entry, expires_at),
-                )
-            }
-            None => (self.retention, Item::new()),
-        };
+        let (retention, extra) = self.claim_extra(claim.entry, now, claim.lease_until);
         let (taken, claim_put) = self.claim_put(
             claim.key,
             claim.payload_hash,
@@ -95,21 +84,7 @@ impl IdentityStore for DynamoStore {
         let person_value = s(claim.person.as_str());
         for id in claim.ids {
             let write = match claim.guess {
-                PersonGuess::New => {
-                    let mut new = item::key(&id.pk());
-                    new.insert(PERSON.into(), person_value.clone());
-                    let put = Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(new))
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", item::PK)
-                        .return_values_on_condition_check_failure(
-                            ReturnValuesOnConditionCheckFailure::AllOld,
-                        )
-                        .build()
-                        .map_err(backend("TransactWriteItems"))?;
-                    TransactWriteItem::builder().put(put).build()
-                }
+                PersonGuess::New => self.new_identifier(id, claim.person)?,
                 PersonGuess::Known => {
                     let check = ConditionCheck::builder()
                         .table_name(&self.table)
@@ -128,17 +103,7 @@ impl IdentityStore for DynamoStore {
             writes.push(write);
         }
         if claim.guess == PersonGuess::New {
-            let create = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(item::key(&person_pk(claim.person))))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", item::PK)
-                .expression_attribute_names("#version", VERSION)
-                .expression_attribute_values(":one", item::n(1));
-            let create = add_ids(create, claim.ids.iter())
-                .build()
-                .map_err(backend("TransactWriteItems"))?;
-            writes.push(TransactWriteItem::builder().update(create).build());
+            writes.push(self.person_update(claim.person, claim.ids.iter(), true)?);
         }
         let sent = self
             .client
@@ -287,41 +252,11 @@ impl IdentityStore for DynamoStore {
                 "at most 99 identifiers can be attached in one write",
             ));
         }
-        let person_value = s(person.as_str());
         let mut writes = Vec::with_capacity(ids.len() + 1);
         for id in &ids {
-            let mut new = item::key(&id.pk());
-            new.insert(PERSON.into(), person_value.clone());
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(new))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", item::PK)
-                .build()
-                .map_err(backend("TransactWriteItems"))?;
-            writes.push(TransactWriteItem::builder().put(put).build());
+            writes.push(self.new_identifier(id, person)?);
         }
-        let condition = if create {
-            "attribute_not_exists(#pk)"
-        } else {
-            "attribute_exists(#pk) AND attribute_not_exists(#merged)"
-        };
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(item::key(&person_pk(person))))
-            .condition_expression(condition)
-            .expression_attribute_names("#pk", item::PK)
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":one", item::n(1));
-        if !create {
-            update = update.expression_attribute_names("#merged", MERGED_INTO);
-        }
-        update = add_ids(update, ids.iter().copied());
-        writes.push(
-            TransactWriteItem::builder()
-                .update(update.build().map_err(backend("TransactWriteItems"))?)
-                .build(),
-        );
+        writes.push(self.person_update(person, ids.iter().copied(), create)?);
         self.transact(writes).await
     }
 
@@ -386,6 +321,55 @@ impl IdentityStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// A new identifier item pointing at `person`, only if the identifier is unknown
+    /// (`attribute_not_exists`); a failure returns the item that exists.
+    fn new_identifier(
+        &self,
+        id: &IdentifierHash,
+        person: &PersonId,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut new = item::key(&id.pk());
+        new.insert(PERSON.into(), s(person.as_str()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(new))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", item::PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(backend("TransactWriteItems"))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The person's item gaining `ids` (`version` bumped): created when `create` (it must
+    /// not exist yet), else it must exist and not be merged.
+    fn person_update<'a>(
+        &self,
+        person: &PersonId,
+        ids: impl Iterator<Item = &'a IdentifierHash>,
+        create: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let condition = if create {
+            "attribute_not_exists(#pk)"
+        } else {
+            "attribute_exists(#pk) AND attribute_not_exists(#merged)"
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(item::key(&person_pk(person))))
+            .condition_expression(condition)
+            .expression_attribute_names("#pk", item::PK)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":one", item::n(1));
+        if !create {
+            update = update.expression_attribute_names("#merged", MERGED_INTO);
+        }
+        let update = add_ids(update, ids)
+            .build()
+            .map_err(backend("TransactWriteItems"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// One TransactWriteItems; a cancelled one whose reasons name a failed condition or a
     /// conflicting transaction is [`Written::Conflict`].
     async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<Written, StoreError> {

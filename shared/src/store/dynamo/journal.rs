@@ -285,6 +285,27 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// How long a claim is kept, and the attributes it carries besides the claim: with a
+    /// log entry, the entry and the log's retention (from the lease's end); without, none
+    /// and the claims' own retention.
+    pub(super) fn claim_extra(
+        &self,
+        entry: Option<&EventEntry>,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> (TimeDelta, Item) {
+        match entry {
+            Some(entry) => {
+                let retention = self.retention.max(self.journal_ttl);
+                let expires_at = expiry(now.max(lease_until), retention);
+                (retention, entry_attributes(entry, expires_at))
+            }
+            None => (self.retention, Item::new()),
+        }
+    }
+}
+
 #[async_trait]
 impl Journal for DynamoStore {
     async fn claim_recorded(
@@ -294,17 +315,9 @@ impl Journal for DynamoStore {
         lease_until: DateTime<Utc>,
         entry: &EventEntry,
     ) -> Result<ClaimOutcome, StoreError> {
-        let retention = self.retention.max(self.journal_ttl);
-        let now = self.clock.now();
-        let expires_at = expiry(now.max(lease_until), retention);
-        self.put_claim(
-            key,
-            payload_hash,
-            lease_until,
-            retention,
-            entry_attributes(entry, expires_at),
-        )
-        .await
+        let (retention, extra) = self.claim_extra(Some(entry), self.clock.now(), lease_until);
+        self.put_claim(key, payload_hash, lease_until, retention, extra)
+            .await
     }
 
     async fn record_delivery(
